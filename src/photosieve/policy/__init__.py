@@ -1,0 +1,1 @@
+"""Policy stage: certified decision thresholds and the decision bands they define."""
