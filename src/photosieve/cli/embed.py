@@ -2,8 +2,72 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import numpy as np
 import typer
+from rich.console import Console
+from rich.table import Table
+
+from photosieve.paths import default_workdir
+
+
+def embed(
+    source: Path = typer.Argument(..., help="A folder of photos (recursive) or a manifest CSV."),
+    workdir: Path | None = typer.Option(None, help="Working folder (default ./work)."),
+    batch_size: int = typer.Option(32, min=1, help="Photos per model call."),
+    name: str | None = typer.Option(
+        None, help="Name of the aligned output <workdir>/embeddings/<name>.npy."
+    ),
+    skip_bad: bool = typer.Option(
+        False, help="Give unreadable photos NaN rows instead of stopping."
+    ),
+) -> None:
+    """Embed photos with the backbone; cached, so unchanged photos cost nothing the second time."""
+    from photosieve.vision.backbone import backbone_config
+    from photosieve.vision.embed import embed_files, image_paths
+    from photosieve.vision.preprocess import ImageDecodeError
+
+    root = workdir.resolve() if workdir is not None else default_workdir()
+    try:
+        paths = image_paths(source)
+    except ValueError as exc:
+        raise typer.BadParameter(str(exc), param_hint="SOURCE") from exc
+    if not paths:
+        raise typer.BadParameter(f"no photos found in {source}", param_hint="SOURCE")
+    stats: dict[str, float] = {}
+    try:
+        vectors = embed_files(
+            paths,
+            workdir=root,
+            batch_size=batch_size,
+            on_error="nan" if skip_bad else "raise",
+            stats=stats,
+        )
+    except ImageDecodeError as exc:
+        typer.echo(f"error: {exc} (use --skip-bad to carry on past unreadable photos)", err=True)
+        raise typer.Exit(1) from exc
+    label = name or (source.parent.name if source.stem == "manifest" else source.stem)
+    out_dir = root / "embeddings"
+    out_dir.mkdir(parents=True, exist_ok=True)
+    np.save(out_dir / f"{label}.npy", vectors)
+    (out_dir / f"{label}.paths.txt").write_text("".join(f"{p}\n" for p in paths))
+
+    seconds = max(stats["seconds"], 1e-9)
+    table = Table(title=f"embed · {backbone_config().id}")
+    table.add_column("", style="bold")
+    table.add_column("value", justify="right")
+    table.add_row("images", f"{int(stats['images']):,}")
+    table.add_row("cached", f"{int(stats['cached']):,}")
+    table.add_row("computed", f"{int(stats['computed']):,}")
+    table.add_row("failed", f"{int(stats['failed']):,}")
+    table.add_row("seconds", f"{seconds:,.1f}")
+    table.add_row("images/s (computed)", f"{stats['computed'] / seconds:,.1f}")
+    table.add_row("embeddings", str(out_dir / f"{label}.npy"))
+    table.add_row("cache", str(out_dir / backbone_config().id))
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("embed")(embed)

@@ -1,1 +1,1 @@
-"""Vision stage: decoding photos, the pretrained backbone, ONNX inference and the embedding cache."""
+"""Vision stage: decoding photos, the pretrained backbone, ONNX inference, embedding cache."""

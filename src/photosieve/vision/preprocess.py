@@ -97,13 +97,18 @@ def _open(source: str | Path | bytes) -> Image.Image:
     return image
 
 
-def load_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> Image.Image:
+def load_image(
+    source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None
+) -> Image.Image:
     """Decode a photo to an RGB `PIL.Image`, upright (EXIF orientation applied).
 
     Accepts JPEG, PNG, WebP, BMP and the first frame of a GIF. Palette, alpha, CMYK, 16-bit and
     grayscale images are converted to RGB deterministically (alpha is composited on white).
     Raises `ImageDecodeError` for anything else: empty, truncated, not an image, unsupported
     format, or more than `max_pixels` pixels (checked from the header, before decoding).
+
+    `draft_size` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) as long as both sides stay
+    at least `draft_size` pixels: much faster for big photos headed for a small model input.
     """
     image = _open(source)
     if image.format not in SUPPORTED_FORMATS:
@@ -123,6 +128,8 @@ def load_image(source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS) -> I
         )
     try:
         image.seek(0)  # first frame of an animation
+        if draft_size is not None and image.format in ("JPEG", "MPO"):
+            image.draft(None, (draft_size, draft_size))
         image.load()
         image = ImageOps.exif_transpose(image)
         rgb = _to_rgb(image)
@@ -175,11 +182,23 @@ def resize_for_model(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:
 def to_input_array(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     """RGB photo → normalised float32 array (3, H, W) ready for the backbone."""
     resized = resize_for_model(image, cfg)
-    array = np.asarray(resized, dtype=np.float32) / 255.0  # (H, W, 3)
-    array = (array - np.asarray(cfg.mean, dtype=np.float32)) / np.asarray(cfg.std, np.float32)
-    return np.ascontiguousarray(array.transpose(2, 0, 1))  # (3, H, W)
+    pixels = np.asarray(resized, dtype=np.float32) / np.float32(255.0)  # (H, W, 3)
+    mean = np.asarray(cfg.mean, dtype=np.float32)
+    std = np.asarray(cfg.std, dtype=np.float32)
+    normalised: np.ndarray = (pixels - mean) / std
+    return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)  # (3, H, W)
+
+
+def load_for_model(source: str | Path | bytes, cfg: PreprocessConfig) -> np.ndarray:
+    """Decode and resize one photo: uint8 RGB array (H, W, 3), the ONNX graph's input.
+
+    The same path as `preprocess` (JPEG draft decoding at the model's size, then the resize),
+    minus the normalisation, which the exported graph does itself.
+    """
+    image = load_image(source, draft_size=cfg.input_size)
+    return np.asarray(resize_for_model(image, cfg), dtype=np.uint8)
 
 
 def preprocess(source: str | Path | bytes, cfg: PreprocessConfig) -> np.ndarray:
-    """Decode and prepare one photo for the backbone: `load_image` then `to_input_array`."""
-    return to_input_array(load_image(source), cfg)
+    """Decode and prepare one photo for the backbone: float32 (3, H, W), normalised."""
+    return to_input_array(load_image(source, draft_size=cfg.input_size), cfg)

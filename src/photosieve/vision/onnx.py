@@ -1,0 +1,109 @@
+"""ONNX export of a backbone's feature extractor and the onnxruntime session that runs it.
+
+The exported graph takes the resized photos as they come out of the decoder — `uint8` arrays of
+shape (N, H, W, 3), RGB — and does the normalisation (÷255, mean/std from the backbone's
+`PreprocessConfig`) and layout change inside the graph, so the decode workers only resize. Its
+output is the (N, embed_dim) embedding of `forward_features`. The batch axis is dynamic.
+
+Exports are cached in `<workdir>/onnx/<backbone id>.onnx` (written atomically), so a change of
+weights (a new id) exports afresh.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+
+import onnxruntime as ort
+import torch
+from torch import nn
+
+from photosieve.paths import default_workdir
+from photosieve.vision.backbone import EfficientNetLite, backbone_config, create_backbone
+
+INPUT_NAME = "image"
+OUTPUT_NAME = "embedding"
+OPSET = 17
+
+
+class UInt8Features(nn.Module):
+    """Wraps a backbone: uint8 NHWC RGB → normalised NCHW float → `forward_features`."""
+
+    shift: torch.Tensor
+    scale: torch.Tensor
+
+    def __init__(self, backbone: EfficientNetLite) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.config = backbone.config
+        cfg = backbone.config.preprocess
+        mean = torch.tensor(cfg.mean, dtype=torch.float32) * 255.0
+        std = torch.tensor(cfg.std, dtype=torch.float32) * 255.0
+        self.register_buffer("shift", mean.view(1, 3, 1, 1))
+        self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1))
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        x = image.permute(0, 3, 1, 2).to(torch.float32)
+        x = (x - self.shift) * self.scale
+        return self.backbone.forward_features(x)
+
+
+def onnx_path(backbone: str = "efficientnet_lite0", workdir: Path | None = None) -> Path:
+    """Where the export of `backbone` lives (whether or not it exists yet)."""
+    root = Path(workdir) if workdir is not None else default_workdir()
+    return root / "onnx" / f"{backbone_config(backbone).id}.onnx"
+
+
+def export_onnx(backbone: str = "efficientnet_lite0", workdir: Path | None = None) -> Path:
+    """Export the backbone's feature extractor to ONNX unless the cached export exists."""
+    target = onnx_path(backbone, workdir)
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    model = UInt8Features(create_backbone(backbone)).eval()
+    size = model.config.preprocess.input_size
+    example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
+    fd, tmp_name = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp_name,
+                input_names=[INPUT_NAME],
+                output_names=[OUTPUT_NAME],
+                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
+
+
+def available_cores() -> int:
+    """CPU cores this process may run on (respects affinity / container limits)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # pragma: no cover - not Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def create_session(model_path: Path, *, threads: int | None = None) -> ort.InferenceSession:
+    """An onnxruntime CPU session with all graph optimisations and one intra-op thread per core."""
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, got {threads}")
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.intra_op_num_threads = threads or available_cores()
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(
+        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+    )
