@@ -1,0 +1,105 @@
+"""Ranking metrics the learn stage selects models by: review rate at a target recall and AP.
+
+Pure functions over plain arrays (scores in [0, 1], higher = more likely offensive; labels 0/1).
+The product's headline number is the *review rate at 99% recall*: the share of photos a person
+must look at when the threshold is set so that 99% of offensive photos reach a person.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+from sklearn.metrics import average_precision_score
+
+
+def as_binary_labels(y: object) -> np.ndarray:
+    """Labels as a 0/1 int array; accepts 0/1, bools or "offensive"/"ok" strings."""
+    arr = np.asarray(y)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind in "OUS":
+        values = set(arr.astype(str).tolist())
+        unknown = values - {"offensive", "ok"}
+        if unknown:
+            raise ValueError(f"labels must be 'offensive' or 'ok', got {sorted(unknown)[:5]}")
+        return (arr.astype(str) == "offensive").astype(np.int64)
+    if arr.dtype == bool:
+        return arr.astype(np.int64)
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError("numeric labels must be 0 (ok) or 1 (offensive)")
+    return arr.astype(np.int64)
+
+
+def threshold_at_recall(scores: np.ndarray, labels: np.ndarray, *, recall: float = 0.99) -> float:
+    """The highest threshold t such that scores ≥ t keeps at least `recall` of the positives."""
+    if not 0.0 < recall <= 1.0:
+        raise ValueError(f"recall must be in (0, 1], got {recall}")
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = as_binary_labels(labels)
+    positives = np.sort(scores[labels == 1])[::-1]  # descending
+    if positives.size == 0:
+        raise ValueError("need at least one positive (offensive) example to set a threshold")
+    k = math.ceil(recall * positives.size - 1e-9)  # positives that must be kept
+    return float(positives[max(k, 1) - 1])
+
+
+def review_rate_at_recall(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    *,
+    recall: float = 0.99,
+    prevalence: float | None = None,
+) -> float:
+    """Share of photos scored at or above the threshold reaching `recall` (lower is better).
+
+    With `prevalence`, the rate re-weighted to that share of offensive photos:
+    ``prevalence · P(review | offensive) + (1 − prevalence) · P(review | ok)``.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = as_binary_labels(labels)
+    t = threshold_at_recall(scores, labels, recall=recall)
+    reviewed = scores >= t
+    if prevalence is None:
+        return float(reviewed.mean())
+    if not 0.0 <= prevalence <= 1.0:
+        raise ValueError(f"prevalence must be in [0, 1], got {prevalence}")
+    negatives = labels == 0
+    p_neg = float(reviewed[negatives].mean()) if negatives.any() else 0.0
+    p_pos = float(reviewed[labels == 1].mean())
+    return prevalence * p_pos + (1.0 - prevalence) * p_neg
+
+
+def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
+    """Average precision of the ranking (higher is better); NaN without positives."""
+    labels = as_binary_labels(labels)
+    if labels.sum() == 0:
+        return float("nan")
+    return float(average_precision_score(labels, np.asarray(scores, dtype=np.float64)))
+
+
+def error_rate(scores: np.ndarray, labels: np.ndarray, *, threshold: float) -> float:
+    """Share of photos misclassified when scores ≥ threshold are called offensive."""
+    labels = as_binary_labels(labels)
+    if labels.size == 0:
+        return float("nan")
+    predicted = (np.asarray(scores, dtype=np.float64) >= threshold).astype(np.int64)
+    return float((predicted != labels).mean())
+
+
+def ranking_summary(
+    scores: np.ndarray, labels: np.ndarray, *, recall: float = 0.99
+) -> dict[str, float]:
+    """AP and review rates (raw and at 1% prevalence) for one split, as plain floats."""
+    labels = as_binary_labels(labels)
+    out: dict[str, float] = {
+        "n": float(labels.size),
+        "positives": float(labels.sum()),
+        "average_precision": average_precision(scores, labels),
+    }
+    if labels.sum() > 0:
+        out["review_rate_at_recall"] = review_rate_at_recall(scores, labels, recall=recall)
+        out["review_rate_at_recall_prev1pct"] = review_rate_at_recall(
+            scores, labels, recall=recall, prevalence=0.01
+        )
+    return out
