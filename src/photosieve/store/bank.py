@@ -1,0 +1,101 @@
+"""Repository of the known-bad bank: perceptual hashes of removed photos (as in Meta's HMA).
+
+Matching is a Hamming-distance scan over the active 64-bit hashes, vectorised with numpy; at
+avatar-forum scale (≤ a few hundred thousand removals) it is a few milliseconds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from sqlalchemy import delete, func, select, update
+from sqlalchemy.orm import Session
+
+from photosieve.store.models import KnownBadHash
+
+_POPCOUNT = np.array([bin(i).count("1") for i in range(256)], dtype=np.uint8)
+
+
+@dataclass(frozen=True)
+class BankMatch:
+    """The nearest active bank entry within the distance limit."""
+
+    entry_id: int
+    source_upload_id: str
+    distance: int
+    confirmed: bool
+
+
+def hamming(a: str, b: str) -> int:
+    """Bits that differ between two 64-bit hex hashes."""
+    return (int(a, 16) ^ int(b, 16)).bit_count()
+
+
+def nearest(session: Session, phash: str, max_distance: int) -> BankMatch | None:
+    """The closest active entry at most `max_distance` bits from `phash`, or None."""
+    rows = session.execute(
+        select(
+            KnownBadHash.id,
+            KnownBadHash.phash,
+            KnownBadHash.source_upload_id,
+            KnownBadHash.confirmed,
+        ).where(KnownBadHash.active.is_(True))
+    ).all()
+    if not rows:
+        return None
+    bank = np.array([int(row.phash, 16) for row in rows], dtype=np.uint64)
+    xor = np.bitwise_xor(bank, np.uint64(int(phash, 16)))
+    distances = _POPCOUNT[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1)
+    best = int(np.argmin(distances))
+    if int(distances[best]) > max_distance:
+        return None
+    row = rows[best]
+    return BankMatch(row.id, row.source_upload_id, int(distances[best]), bool(row.confirmed))
+
+
+def add(
+    session: Session,
+    phash: str,
+    source_upload_id: str,
+    *,
+    confirmed: bool,
+    decision_id: int | None = None,
+) -> KnownBadHash:
+    """Add a removed photo's hash to the bank."""
+    entry = KnownBadHash(
+        phash=phash,
+        source_upload_id=source_upload_id,
+        confirmed=confirmed,
+        active=True,
+        decision_id=decision_id,
+    )
+    session.add(entry)
+    session.flush()
+    return entry
+
+
+def deactivate_for_upload(session: Session, upload_id: str, decision_id: int) -> int:
+    """Switch off the bank entries of a photo a person found ok; returns how many."""
+    result = session.execute(
+        update(KnownBadHash)
+        .where(KnownBadHash.source_upload_id == upload_id, KnownBadHash.active.is_(True))
+        .values(active=False, deactivated_by=decision_id)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def revert_decision(session: Session, decision_id: int) -> None:
+    """Undo a decision's effect on the bank: drop what it added, restore what it switched off."""
+    session.execute(delete(KnownBadHash).where(KnownBadHash.decision_id == decision_id))
+    session.execute(
+        update(KnownBadHash)
+        .where(KnownBadHash.deactivated_by == decision_id)
+        .values(active=True, deactivated_by=None)
+    )
+
+
+def count_active(session: Session) -> int:
+    """How many hashes are in force."""
+    query = select(func.count()).select_from(KnownBadHash).where(KnownBadHash.active.is_(True))
+    return int(session.scalar(query) or 0)

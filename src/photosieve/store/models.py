@@ -1,0 +1,197 @@
+"""SQLAlchemy 2 models of the moderation store: uploads, review items, decisions, bank, users, keys.
+
+Every timestamp is stored as naive UTC (`UTCDateTime`) so SQLite and PostgreSQL compare them the
+same way in SQL (claim expiry); Python always sees aware UTC datetimes.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+
+from sqlalchemy import (
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    Dialect,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    TypeDecorator,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+
+def utcnow() -> dt.datetime:
+    """Now, as an aware UTC datetime."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """Aware UTC datetimes in Python, naive UTC in the database (same on SQLite and PostgreSQL)."""
+
+    impl = DateTime(timezone=False)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store; use an aware UTC datetime")
+        return value.astimezone(dt.UTC).replace(tzinfo=None)
+
+    def process_result_value(
+        self, value: dt.datetime | None, dialect: Dialect
+    ) -> dt.datetime | None:
+        return None if value is None else value.replace(tzinfo=dt.UTC)
+
+
+class UploadStatus(enum.StrEnum):
+    APPROVED = "approved"
+    PENDING_REVIEW = "pending_review"
+    REMOVED = "removed"
+
+
+class UploadReason(enum.StrEnum):
+    """Why an upload has its current status."""
+
+    MODEL_BAND = "model_band"  # the certified policy's band for the score
+    HASH_MATCH = "hash_match"  # near-match of a known-bad photo
+    REVIEWER = "reviewer"  # a person decided (final)
+
+
+class ItemKind(enum.StrEnum):
+    MODEL_BAND = "model_band"  # score fell in the review band
+    APPEAL = "appeal"  # the user appealed a removal
+    AUDIT = "audit"  # random sample of auto-approved uploads (production recall)
+    HASH_MATCH = "hash_match"  # removed by a bank entry no person has confirmed yet
+
+
+class ItemStatus(enum.StrEnum):
+    PENDING = "pending"
+    CLAIMED = "claimed"
+    DECIDED = "decided"
+
+
+class Role(enum.StrEnum):
+    REVIEWER = "reviewer"
+    ADMIN = "admin"
+
+
+def _values(kind: type[enum.StrEnum]) -> str:
+    return ", ".join(f"'{member.value}'" for member in kind)
+
+
+class Base(DeclarativeBase):
+    pass
+
+
+class User(Base):
+    __tablename__ = "users"
+    __table_args__ = (CheckConstraint(f"role IN ({_values(Role)})", name="ck_users_role"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    username: Mapped[str] = mapped_column(String(64), unique=True)
+    password_hash: Mapped[str] = mapped_column(String(256))
+    role: Mapped[str] = mapped_column(String(16))
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the key
+    prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a key
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class Upload(Base):
+    __tablename__ = "uploads"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(UploadStatus)})", name="ck_uploads_status"),
+        CheckConstraint(f"reason IN ({_values(UploadReason)})", name="ck_uploads_reason"),
+        Index("ix_uploads_created_at", "created_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, unguessable
+    user_id: Mapped[str] = mapped_column(String(128), index=True)
+    api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    sha256: Mapped[str] = mapped_column(String(64), index=True)
+    phash: Mapped[str] = mapped_column(String(16))
+    image_format: Mapped[str] = mapped_column(String(8))
+    width: Mapped[int] = mapped_column(Integer)
+    height: Mapped[int] = mapped_column(Integer)
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    score: Mapped[float] = mapped_column(Float)
+    model_version: Mapped[str] = mapped_column(String(64))
+    model_decision: Mapped[str] = mapped_column(String(16))  # approve | review | remove
+    status: Mapped[str] = mapped_column(String(16))
+    reason: Mapped[str] = mapped_column(String(16))
+    final: Mapped[bool] = mapped_column(Boolean, default=False)  # a person decided
+    matched_upload_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
+    match_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    appealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ReviewItem(Base):
+    __tablename__ = "review_items"
+    __table_args__ = (
+        CheckConstraint(f"kind IN ({_values(ItemKind)})", name="ck_review_items_kind"),
+        CheckConstraint(f"status IN ({_values(ItemStatus)})", name="ck_review_items_status"),
+        Index("ix_review_items_queue", "status", "created_at", "id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), default=ItemStatus.PENDING.value)
+    claimed_by: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    claim_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+
+
+class ReviewDecision(Base):
+    """A person's label for an item: the training labels of the feedback loop."""
+
+    __tablename__ = "decisions"
+    __table_args__ = (
+        CheckConstraint("label IN ('offensive', 'ok')", name="ck_decisions_label"),
+        Index("ix_decisions_decided_at", "decided_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    item_id: Mapped[int] = mapped_column(ForeignKey("review_items.id"), index=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    label: Mapped[str] = mapped_column(String(16))
+    reviewer_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    decided_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    undone: Mapped[bool] = mapped_column(Boolean, default=False)
+    undone_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # The upload's state before this decision, so an undo restores it exactly.
+    previous_status: Mapped[str] = mapped_column(String(16))
+    previous_reason: Mapped[str] = mapped_column(String(16))
+
+
+class KnownBadHash(Base):
+    """A perceptual hash of a removed photo; uploads near it are removed at once."""
+
+    __tablename__ = "known_bad_hashes"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    phash: Mapped[str] = mapped_column(String(16), index=True)
+    source_upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    confirmed: Mapped[bool] = mapped_column(Boolean, default=False)  # a person removed it
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    # The reviewer decision that added it (offensive) or switched it off (ok): undo reverts it.
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), nullable=True)
+    deactivated_by: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), nullable=True)
+    added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)

@@ -1,0 +1,214 @@
+"""Repository of the review queue: enqueue, claim a batch, mark decided, reopen, history, depth.
+
+Claims are atomic and never hand one item to two reviewers: on PostgreSQL the candidate rows are
+locked with `SELECT … FOR UPDATE SKIP LOCKED`; on SQLite the transaction holds the database's
+write lock from `BEGIN IMMEDIATE` (see `db.make_engine`). Either way the final `UPDATE` re-checks
+that each row is still claimable, and a decision is recorded only by the `UPDATE` that moves its
+item from claimed-by-me to decided, so each item is decided exactly once.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from dataclasses import dataclass
+
+from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy.orm import Session
+
+from photosieve.store.models import (
+    ItemKind,
+    ItemStatus,
+    ReviewDecision,
+    ReviewItem,
+    Upload,
+    User,
+    utcnow,
+)
+
+
+class QueueError(ValueError):
+    """A queue operation that cannot be done; `reason` is a short machine-readable code."""
+
+    def __init__(self, reason: str, message: str) -> None:
+        super().__init__(message)
+        self.reason = reason
+        self.message = message
+
+
+class NotFoundError(QueueError):
+    pass
+
+
+class ConflictError(QueueError):
+    pass
+
+
+@dataclass(frozen=True)
+class QueuedItem:
+    item: ReviewItem
+    upload: Upload
+
+
+def enqueue(session: Session, upload_id: str, kind: ItemKind) -> ReviewItem:
+    """Queue an upload for a person (flushed, not committed)."""
+    item = ReviewItem(
+        upload_id=upload_id, kind=kind.value, status=ItemStatus.PENDING.value, created_at=utcnow()
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def open_item_for(session: Session, upload_id: str) -> ReviewItem | None:
+    """The upload's pending or claimed item, if any."""
+    return session.scalar(
+        select(ReviewItem)
+        .where(ReviewItem.upload_id == upload_id, ReviewItem.status != ItemStatus.DECIDED.value)
+        .order_by(ReviewItem.id)
+        .limit(1)
+    )
+
+
+def _claimable(now: dt.datetime) -> object:
+    return or_(
+        ReviewItem.status == ItemStatus.PENDING.value,
+        and_(ReviewItem.status == ItemStatus.CLAIMED.value, ReviewItem.claim_expires_at < now),
+    )
+
+
+def claim(session: Session, reviewer_id: int, limit: int, ttl: dt.timedelta) -> list[QueuedItem]:
+    """Claim up to `limit` items for a reviewer, oldest first, and commit.
+
+    The reviewer's own unexpired claims come first (their expiry is renewed), so reloading the
+    queue page shows the same photos instead of grabbing more.
+    """
+    if limit < 1:
+        raise ValueError("limit must be at least 1")
+    now = utcnow()
+    expires = now + ttl
+    mine = update(ReviewItem).where(
+        ReviewItem.status == ItemStatus.CLAIMED.value,
+        ReviewItem.claimed_by == reviewer_id,
+        ReviewItem.claim_expires_at >= now,
+    )
+    session.execute(mine.values(claim_expires_at=expires))
+    held = (
+        select(func.count())
+        .select_from(ReviewItem)
+        .where(
+            ReviewItem.status == ItemStatus.CLAIMED.value,
+            ReviewItem.claimed_by == reviewer_id,
+            ReviewItem.claim_expires_at >= now,
+        )
+    )
+    wanted = limit - int(session.scalar(held) or 0)
+    if wanted > 0:
+        candidates = list(
+            session.scalars(
+                select(ReviewItem.id)
+                .where(_claimable(now))  # type: ignore[arg-type]
+                .order_by(ReviewItem.created_at, ReviewItem.id)
+                .limit(wanted)
+                .with_for_update(skip_locked=True)
+            )
+        )
+        if candidates:
+            session.execute(
+                update(ReviewItem)
+                .where(ReviewItem.id.in_(candidates), _claimable(now))  # type: ignore[arg-type]
+                .values(
+                    status=ItemStatus.CLAIMED.value,
+                    claimed_by=reviewer_id,
+                    claim_expires_at=expires,
+                )
+                .execution_options(synchronize_session=False)
+            )
+    rows = session.execute(
+        select(ReviewItem, Upload)
+        .join(Upload, Upload.id == ReviewItem.upload_id)
+        .where(
+            ReviewItem.status == ItemStatus.CLAIMED.value,
+            ReviewItem.claimed_by == reviewer_id,
+            ReviewItem.claim_expires_at >= now,
+        )
+        .order_by(ReviewItem.created_at, ReviewItem.id)
+        .execution_options(populate_existing=True)
+    ).all()
+    session.commit()
+    return [QueuedItem(item, upload) for item, upload in rows]
+
+
+def mark_decided(session: Session, item_id: int, reviewer_id: int) -> ReviewItem:
+    """Move an item the reviewer holds to decided (the exactly-once guard); no commit."""
+    now = utcnow()
+    result = session.execute(
+        update(ReviewItem)
+        .where(
+            ReviewItem.id == item_id,
+            ReviewItem.status == ItemStatus.CLAIMED.value,
+            ReviewItem.claimed_by == reviewer_id,
+        )
+        .values(status=ItemStatus.DECIDED.value, decided_at=now, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    if result.rowcount != 1:  # type: ignore[attr-defined]
+        item = session.get(ReviewItem, item_id)
+        if item is None:
+            raise NotFoundError("not_found", f"no review item {item_id}")
+        raise ConflictError(
+            "not_claimed",
+            f"review item {item_id} is {item.status}"
+            + ("" if item.status == ItemStatus.DECIDED.value else " and not held by you")
+            + "; claim it first",
+        )
+    item = session.get(ReviewItem, item_id, populate_existing=True)
+    assert item is not None
+    return item
+
+
+def reopen(session: Session, item: ReviewItem, reviewer_id: int, ttl: dt.timedelta) -> None:
+    """Give a decided item back to the reviewer who undid its decision (claimed again)."""
+    item.status = ItemStatus.CLAIMED.value
+    item.claimed_by = reviewer_id
+    item.claim_expires_at = utcnow() + ttl
+    item.decided_at = None
+    session.flush()
+
+
+@dataclass(frozen=True)
+class HistoryRow:
+    decision: ReviewDecision
+    item: ReviewItem
+    upload: Upload
+    reviewer: str
+
+
+def history(
+    session: Session, *, reviewer_id: int | None, limit: int = 50, before_id: int | None = None
+) -> list[HistoryRow]:
+    """Recent decisions, newest first (one reviewer's, or everyone's when `reviewer_id` is None)."""
+    query = (
+        select(ReviewDecision, ReviewItem, Upload, User.username)
+        .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
+        .join(Upload, Upload.id == ReviewDecision.upload_id)
+        .join(User, User.id == ReviewDecision.reviewer_id)
+        .order_by(ReviewDecision.id.desc())
+        .limit(limit)
+    )
+    if reviewer_id is not None:
+        query = query.where(ReviewDecision.reviewer_id == reviewer_id)
+    if before_id is not None:
+        query = query.where(ReviewDecision.id < before_id)
+    return [HistoryRow(d, i, u, name) for d, i, u, name in session.execute(query).all()]
+
+
+def depth(session: Session) -> dict[str, int]:
+    """Open (pending or claimed) items by kind; every kind is present."""
+    rows = session.execute(
+        select(ReviewItem.kind, func.count())
+        .where(ReviewItem.status != ItemStatus.DECIDED.value)
+        .group_by(ReviewItem.kind)
+    ).all()
+    counts = {kind.value: 0 for kind in ItemKind}
+    counts.update({kind: int(n) for kind, n in rows})
+    return counts
