@@ -1,0 +1,108 @@
+"""The `create_app(settings)` factory: engine, migrations, scorer, stores, middleware, routers.
+
+Nothing happens at import. `create_app` migrates the database to the newest schema, finishes
+any image write a crash interrupted, loads the model bundle (unless a scorer is passed in) and
+wires the routes split by role (`routes.api`, `routes.review`, `routes.health`, `routes.ui`).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+
+from fastapi import FastAPI
+from sqlalchemy import select
+from starlette.middleware.sessions import SessionMiddleware
+
+from photosieve import __version__
+from photosieve.service.config import PLACEHOLDER_SECRET, Settings
+from photosieve.service.limits import BodySizeLimit
+from photosieve.service.metrics import Metrics
+from photosieve.service.moderation import ImageScorer, Moderator
+from photosieve.service.storage import ImageStore
+from photosieve.store.db import make_engine, make_sessionmaker, migrate
+from photosieve.store.models import Upload
+
+log = logging.getLogger(__name__)
+# Room for the multipart envelope and the user_id field around the image itself.
+FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+def load_scorer(settings: Settings) -> ImageScorer:
+    """The production scorer: the trained bundle at `settings.resolved_bundle_path`."""
+    from photosieve.bundle import ModelBundle
+    from photosieve.scoring import Scorer
+
+    path = settings.resolved_bundle_path
+    if not (path / "bundle.json").is_file():
+        raise ValueError(
+            f"no model bundle at {path}; train one (`photosieve train` then `photosieve "
+            "calibrate`) or point PHOTOSIEVE_BUNDLE_PATH / --bundle at one"
+        )
+    scorer: ImageScorer = Scorer(ModelBundle.load(path))
+    return scorer
+
+
+def _model_version(scorer: ImageScorer) -> str:
+    bundle = getattr(scorer, "bundle", None)
+    return str(getattr(bundle, "version", "") or "unknown")
+
+
+def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None = None) -> FastAPI:
+    """Build the moderation service. `scorer` defaults to the bundle named in `settings`."""
+    settings = settings if settings is not None else Settings()
+    if settings.secret_key == PLACEHOLDER_SECRET:
+        log.warning("using the placeholder secret key: development only")
+    scorer = scorer if scorer is not None else load_scorer(settings)
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    sessions = make_sessionmaker(engine)
+    images = ImageStore(settings.resolved_data_dir)
+
+    def is_recorded(sha256: str) -> bool:
+        with sessions() as session:
+            return session.scalar(select(Upload.id).where(Upload.sha256 == sha256)) is not None
+
+    published, deleted = images.recover(is_recorded)
+    if published or deleted:
+        log.warning("image store recovery: %d published, %d deleted", published, deleted)
+    metrics = Metrics()
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        engine.dispose()
+
+    app = FastAPI(
+        title="photosieve",
+        version=__version__,
+        summary="Avatar photo moderation: scoring, review queue, appeals, known-bad hash bank.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = sessions
+    app.state.images = images
+    app.state.metrics = metrics
+    app.state.scorer = scorer
+    app.state.model_version = _model_version(scorer)
+    app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
+
+    app.add_middleware(
+        SessionMiddleware,
+        secret_key=settings.secret_key,
+        session_cookie="photosieve_session",
+        max_age=settings.session_max_age_seconds,
+        same_site="lax",
+        https_only=settings.session_https_only,
+    )
+    app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+
+    from photosieve.service.routes import api, health, review, ui
+
+    app.include_router(health.router)
+    app.include_router(api.router)
+    app.include_router(review.router)
+    app.include_router(ui.router)
+    return app

@@ -1,0 +1,75 @@
+"""FastAPI dependencies of the service as `Annotated` aliases (`DbSession`, `Reviewer`, …).
+
+Everything comes from `request.app.state` (filled by `create_app`), never from module globals.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from sqlalchemy.orm import Session
+
+from photosieve.service import security
+from photosieve.service.config import Settings
+from photosieve.service.moderation import Moderator
+from photosieve.service.storage import ImageStore
+from photosieve.store.models import ApiKey, User
+
+
+def get_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+def get_db(request: Request) -> Iterator[Session]:
+    """One database session per request, closed afterwards (rolled back if not committed)."""
+    with request.app.state.sessions() as session:
+        yield session
+
+
+def get_moderator(request: Request) -> Moderator:
+    moderator: Moderator = request.app.state.moderator
+    return moderator
+
+
+def get_images(request: Request) -> ImageStore:
+    images: ImageStore = request.app.state.images
+    return images
+
+
+DbSession = Annotated[Session, Depends(get_db)]
+SettingsDep = Annotated[Settings, Depends(get_settings)]
+ModeratorDep = Annotated[Moderator, Depends(get_moderator)]
+ImagesDep = Annotated[ImageStore, Depends(get_images)]
+
+
+def current_user(request: Request, session: DbSession) -> User:
+    """The signed-in reviewer or admin (401 otherwise); state-changing calls need CSRF."""
+    user = security.require_user(request, session)
+    security.check_csrf(request)
+    return user
+
+
+def current_admin(request: Request, session: DbSession) -> User:
+    """The signed-in admin (401 signed out, 403 for a reviewer)."""
+    user = security.require_user(request, session, admin=True)
+    security.check_csrf(request)
+    return user
+
+
+def optional_user(request: Request, session: DbSession) -> User | None:
+    """The signed-in user or None (for pages that redirect to sign-in)."""
+    return security.session_user(request, session)
+
+
+def api_client(request: Request, session: DbSession) -> ApiKey:
+    """The calling client's API key (401 without a valid one)."""
+    return security.require_api_key(request, session)
+
+
+Reviewer = Annotated[User, Depends(current_user)]
+Admin = Annotated[User, Depends(current_admin)]
+MaybeUser = Annotated[User | None, Depends(optional_user)]
+Client = Annotated[ApiKey, Depends(api_client)]

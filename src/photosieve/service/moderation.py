@@ -1,0 +1,301 @@
+"""The moderation workflow: score an upload, check the bank, store it, queue it; apply decisions.
+
+`Moderator` is the one place the rules live (routes only translate HTTP):
+
+- upload: decode → pHash → score → known-bad near-match? removed : the policy's band
+  (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
+  `audit`. File and rows are written together (see `storage`).
+- appeal: a removed, not yet person-decided upload is queued as `appeal`.
+- decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
+- undo: within the window, the reviewer's decision is reverted and the item is theirs again.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import io
+import random
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from PIL import Image
+from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.orm import Session, sessionmaker
+
+from photosieve.records import Decision, Label, sha256_bytes
+from photosieve.service import hashbank
+from photosieve.service.config import Settings
+from photosieve.service.metrics import Metrics
+from photosieve.service.storage import ImageStore
+from photosieve.store import bank, queue, uploads
+from photosieve.store.models import (
+    ItemKind,
+    KnownBadHash,
+    ReviewDecision,
+    ReviewItem,
+    Upload,
+    UploadReason,
+    UploadStatus,
+    User,
+    utcnow,
+)
+from photosieve.store.queue import ConflictError, NotFoundError
+from photosieve.vision.preprocess import load_image
+
+
+class ScoredLike(Protocol):
+    score: float
+    decision: Decision
+    model_version: str
+
+
+class ImageScorer(Protocol):
+    """What the service needs of `photosieve.scoring.Scorer`."""
+
+    def score_images(self, images: Sequence[Image.Image]) -> Sequence[ScoredLike]: ...
+
+
+_STATUS_FOR = {
+    Decision.APPROVE: UploadStatus.APPROVED,
+    Decision.REVIEW: UploadStatus.PENDING_REVIEW,
+    Decision.REMOVE: UploadStatus.REMOVED,
+}
+
+
+@dataclass(frozen=True)
+class UploadOutcome:
+    upload: Upload
+    queued_as: str | None
+
+
+class Moderator:
+    """Upload, appeal and review operations over one store, scorer and image folder."""
+
+    def __init__(
+        self,
+        settings: Settings,
+        sessions: sessionmaker[Session],
+        scorer: ImageScorer,
+        images: ImageStore,
+        metrics: Metrics,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.settings = settings
+        self.sessions = sessions
+        self.scorer = scorer
+        self.images = images
+        self.metrics = metrics
+        self.rng = rng or random.Random()
+
+    # ---- uploads -------------------------------------------------------------------------
+    def moderate_upload(
+        self, data: bytes, user_id: str, *, api_key_id: int | None = None
+    ) -> UploadOutcome:
+        """Decide, store and record one upload. Raises ImageDecodeError for bad images."""
+        started = time.perf_counter()
+        try:
+            image = load_image(data, max_pixels=self.settings.max_image_pixels)
+        except ValueError as exc:
+            self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
+            raise
+        with Image.open(io.BytesIO(data)) as probe:
+            image_format = (probe.format or "unknown").lower()[:8]
+        image_hash = hashbank.phash(image)
+        scored = self.scorer.score_images([image])[0]  # the slow part: outside any transaction
+        sha = sha256_bytes(data)
+        staged = self.images.stage(data, sha)
+        try:
+            with self.sessions() as session:
+                outcome = self._record(
+                    session,
+                    scored,
+                    sha,
+                    image_hash,
+                    image,
+                    image_format,
+                    len(data),
+                    user_id,
+                    api_key_id,
+                )
+                session.commit()
+        except BaseException:
+            staged.discard()
+            raise
+        try:
+            staged.publish()
+        except BaseException:
+            self._forget(outcome.upload.id)
+            staged.discard()
+            raise
+        self.metrics.upload_done(outcome.upload.status, time.perf_counter() - started)
+        return outcome
+
+    def _record(
+        self,
+        session: Session,
+        scored: ScoredLike,
+        sha: str,
+        image_hash: str,
+        image: Image.Image,
+        image_format: str,
+        size: int,
+        user_id: str,
+        api_key_id: int | None,
+    ) -> UploadOutcome:
+        hit = hashbank.match(session, image_hash, self.settings.hash_match_distance)
+        decision = Decision(scored.decision)
+        if hit is not None:
+            status, reason = UploadStatus.REMOVED, UploadReason.HASH_MATCH
+        else:
+            status, reason = _STATUS_FOR[decision], UploadReason.MODEL_BAND
+        upload = uploads.insert(
+            session,
+            uploads.NewUpload(
+                user_id=user_id,
+                sha256=sha,
+                phash=image_hash,
+                image_format=image_format,
+                width=image.width,
+                height=image.height,
+                size_bytes=size,
+                score=float(scored.score),
+                model_version=scored.model_version,
+                model_decision=decision.value,
+                status=status.value,
+                reason=reason.value,
+                api_key_id=api_key_id,
+                matched_upload_id=hit.source_upload_id if hit else None,
+                match_distance=hit.distance if hit else None,
+            ),
+        )
+        kind: ItemKind | None = None
+        if hit is not None:
+            # A match against a removal no person confirmed is checked by a person too.
+            kind = None if hit.confirmed else ItemKind.HASH_MATCH
+        elif status is UploadStatus.PENDING_REVIEW:
+            kind = ItemKind.MODEL_BAND
+        elif status is UploadStatus.APPROVED and self.rng.random() < self.settings.audit_rate:
+            kind = ItemKind.AUDIT
+        if status is UploadStatus.REMOVED:
+            bank.add(session, image_hash, upload.id, confirmed=False)
+        if kind is not None:
+            queue.enqueue(session, upload.id, kind)
+        return UploadOutcome(upload, kind.value if kind else None)
+
+    def _forget(self, upload_id: str) -> None:
+        """Compensate a committed upload whose file could not be published."""
+        with self.sessions() as session:
+            session.execute(delete(ReviewItem).where(ReviewItem.upload_id == upload_id))
+            session.execute(delete(KnownBadHash).where(KnownBadHash.source_upload_id == upload_id))
+            session.execute(delete(Upload).where(Upload.id == upload_id))
+            session.commit()
+
+    # ---- appeals -------------------------------------------------------------------------
+    def appeal(self, session: Session, upload_id: str) -> Upload:
+        """Queue a removed upload as an appeal (idempotent); commits."""
+        upload = uploads.get(session, upload_id, for_update=True)
+        if upload is None:
+            raise NotFoundError("not_found", f"no upload {upload_id}")
+        if upload.status != UploadStatus.REMOVED.value:
+            raise ConflictError("not_removed", f"upload is {upload.status}; only removals")
+        if upload.final:
+            raise ConflictError("final", "a person already decided this upload; it is final")
+        if upload.appealed_at is None:
+            upload.appealed_at = utcnow()
+            existing = queue.open_item_for(session, upload.id)
+            if existing is None:
+                queue.enqueue(session, upload.id, ItemKind.APPEAL)
+            else:
+                existing.kind = ItemKind.APPEAL.value
+        session.commit()
+        return upload
+
+    # ---- review --------------------------------------------------------------------------
+    def decide(
+        self, session: Session, item_id: int, reviewer: User, label: Label
+    ) -> ReviewDecision:
+        """Record a reviewer's label for a claimed item and apply it; commits."""
+        item = queue.mark_decided(session, item_id, reviewer.id)
+        upload = uploads.get(session, item.upload_id, for_update=True)
+        assert upload is not None
+        decision = ReviewDecision(
+            item_id=item.id,
+            upload_id=upload.id,
+            label=label.value,
+            reviewer_id=reviewer.id,
+            decided_at=utcnow(),
+            undone=False,
+            previous_status=upload.status,
+            previous_reason=upload.reason,
+        )
+        session.add(decision)
+        session.flush()
+        if label is Label.OFFENSIVE:
+            uploads.set_status(
+                session, upload, UploadStatus.REMOVED.value, UploadReason.REVIEWER.value, final=True
+            )
+            bank.add(session, upload.phash, upload.id, confirmed=True, decision_id=decision.id)
+        else:
+            uploads.set_status(
+                session,
+                upload,
+                UploadStatus.APPROVED.value,
+                UploadReason.REVIEWER.value,
+                final=True,
+            )
+            bank.deactivate_for_upload(session, upload.id, decision.id)
+        session.commit()
+        self.metrics.decision_made(label.value)
+        return decision
+
+    def undo(self, session: Session, decision_id: int, reviewer: User) -> ReviewDecision:
+        """Revert the reviewer's own recent decision; the item is theirs again. Commits."""
+        decision = session.get(ReviewDecision, decision_id)
+        if decision is None or decision.reviewer_id != reviewer.id:
+            raise NotFoundError("not_found", f"no decision {decision_id} of yours")
+        window = dt.timedelta(seconds=self.settings.undo_window_seconds)
+        if utcnow() - decision.decided_at > window:
+            raise ConflictError(
+                "undo_expired",
+                f"decisions can be undone for {self.settings.undo_window_seconds} s only",
+            )
+        flipped = session.execute(
+            update(ReviewDecision)
+            .where(ReviewDecision.id == decision_id, ReviewDecision.undone.is_(False))
+            .values(undone=True, undone_at=utcnow())
+            .execution_options(synchronize_session=False)
+        )
+        if flipped.rowcount != 1:  # type: ignore[attr-defined]
+            raise ConflictError("already_undone", f"decision {decision_id} was already undone")
+        upload = uploads.get(session, decision.upload_id, for_update=True)
+        item = session.get(ReviewItem, decision.item_id)
+        assert upload is not None and item is not None
+        still_decided = session.scalar(_other_decisions(decision.upload_id, decision_id))
+        uploads.set_status(
+            session,
+            upload,
+            decision.previous_status,
+            decision.previous_reason,
+            final=bool(still_decided),
+        )
+        bank.revert_decision(session, decision_id)
+        queue.reopen(
+            session, item, reviewer.id, dt.timedelta(seconds=self.settings.claim_ttl_seconds)
+        )
+        session.commit()
+        session.refresh(decision)
+        return decision
+
+
+def _other_decisions(upload_id: str, decision_id: int) -> Select[int]:
+    return (
+        select(func.count())
+        .select_from(ReviewDecision)
+        .where(
+            ReviewDecision.upload_id == upload_id,
+            ReviewDecision.id != decision_id,
+            ReviewDecision.undone.is_(False),
+        )
+    )

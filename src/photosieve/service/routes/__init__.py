@@ -1,0 +1,1 @@
+"""HTTP routes split by role: `api` (clients), `review` (reviewers, admins), `health`, `ui`."""

@@ -1,0 +1,152 @@
+"""Reviewer and admin routes (`/v1/auth…`, `/v1/review…`, `/v1/admin…`): the UI's JSON API.
+
+Session-cookie auth; writes also need the session's CSRF token in `X-CSRF-Token`.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from fastapi import APIRouter, HTTPException, Request, status
+
+from photosieve.records import Label
+from photosieve.service import security, views
+from photosieve.service.deps import Admin, DbSession, ModeratorDep, Reviewer, SettingsDep
+from photosieve.service.schemas import (
+    ClaimRequest,
+    ClaimResponse,
+    DecisionPublic,
+    DecisionRequest,
+    ErrorResponse,
+    HistoryResponse,
+    LoginRequest,
+    StatsResponse,
+    UserPublic,
+)
+from photosieve.store import queue, stats, uploads
+from photosieve.store.models import Role, utcnow
+from photosieve.store.queue import QueueError
+
+router = APIRouter(prefix="/v1", tags=["review"])
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
+}
+
+
+def _queue_error(exc: QueueError) -> HTTPException:
+    code = status.HTTP_404_NOT_FOUND if exc.reason == "not_found" else status.HTTP_409_CONFLICT
+    return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
+
+
+@router.post("/auth/login", response_model=UserPublic, responses=_ERRORS, tags=["auth"])
+def login(body: LoginRequest, request: Request, session: DbSession) -> UserPublic:
+    """Sign in with a password; sets the session cookie and returns the CSRF token."""
+    user = security.authenticate(session, body.username, body.password)
+    if user is None:
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            detail={"reason": "bad_credentials", "message": "wrong username or password"},
+        )
+    token = security.sign_in(request, user)
+    return UserPublic(id=user.id, username=user.username, role=user.role, csrf_token=token)  # type: ignore[arg-type]
+
+
+@router.post("/auth/logout", status_code=204, responses=_ERRORS, tags=["auth"])
+def logout(request: Request, user: Reviewer) -> None:
+    """End the session."""
+    security.sign_out(request)
+
+
+@router.get("/auth/me", response_model=UserPublic, responses=_ERRORS, tags=["auth"])
+def me(request: Request, user: Reviewer) -> UserPublic:
+    """Who is signed in."""
+    token = security.csrf_token(request)
+    return UserPublic(id=user.id, username=user.username, role=user.role, csrf_token=token)  # type: ignore[arg-type]
+
+
+@router.post("/review/claim", response_model=ClaimResponse, responses=_ERRORS)
+def claim(
+    body: ClaimRequest, user: Reviewer, session: DbSession, settings: SettingsDep
+) -> ClaimResponse:
+    """Claim up to `limit` items, oldest first (your unexpired claims come back first)."""
+    limit = min(body.limit, settings.claim_batch_max)
+    ttl = dt.timedelta(seconds=settings.claim_ttl_seconds)
+    claimed = queue.claim(session, user.id, limit, ttl)
+    depth = sum(queue.depth(session).values())
+    return ClaimResponse(
+        items=[views.item_public(q.item, q.upload) for q in claimed], queue_depth=depth
+    )
+
+
+@router.post("/review/items/{item_id}/decision", response_model=DecisionPublic, responses=_ERRORS)
+def decide(
+    item_id: int,
+    body: DecisionRequest,
+    user: Reviewer,
+    session: DbSession,
+    moderator: ModeratorDep,
+    settings: SettingsDep,
+) -> DecisionPublic:
+    """Label a claimed item `offensive` (photo removed, hash banked) or `ok` (approved). Final."""
+    try:
+        decision = moderator.decide(session, item_id, user, Label(body.label))
+    except QueueError as exc:
+        raise _queue_error(exc) from exc
+    upload = uploads.get(session, decision.upload_id)
+    assert upload is not None
+    depth = sum(queue.depth(session).values())
+    return views.decision_public(
+        decision, user.username, upload.status, settings.undo_window_seconds, depth
+    )
+
+
+@router.post(
+    "/review/decisions/{decision_id}/undo", response_model=DecisionPublic, responses=_ERRORS
+)
+def undo(
+    decision_id: int,
+    user: Reviewer,
+    session: DbSession,
+    moderator: ModeratorDep,
+    settings: SettingsDep,
+) -> DecisionPublic:
+    """Undo your own decision within the undo window; the item is claimed by you again."""
+    try:
+        decision = moderator.undo(session, decision_id, user)
+    except QueueError as exc:
+        raise _queue_error(exc) from exc
+    upload = uploads.get(session, decision.upload_id)
+    assert upload is not None
+    return views.decision_public(
+        decision, user.username, upload.status, settings.undo_window_seconds
+    )
+
+
+@router.get("/review/history", response_model=HistoryResponse, responses=_ERRORS)
+def history(
+    user: Reviewer,
+    session: DbSession,
+    limit: int = 50,
+    before_id: int | None = None,
+    everyone: bool = False,
+) -> HistoryResponse:
+    """Your recent decisions, newest first (`everyone=true` for admins: all reviewers')."""
+    if everyone and user.role != Role.ADMIN.value:
+        raise HTTPException(
+            status.HTTP_403_FORBIDDEN,
+            detail={"reason": "forbidden", "message": "only admins see everyone's history"},
+        )
+    rows = queue.history(
+        session,
+        reviewer_id=None if everyone else user.id,
+        limit=max(1, min(limit, 500)),
+        before_id=before_id,
+    )
+    return HistoryResponse(items=[views.history_entry(row) for row in rows])
+
+
+@router.get("/admin/stats", response_model=StatsResponse, responses=_ERRORS, tags=["admin"])
+def admin_stats(user: Admin, session: DbSession) -> StatsResponse:
+    """Queue depth and today's (UTC) numbers."""
+    return StatsResponse(**stats.summary(session, utcnow()))

@@ -1,0 +1,136 @@
+"""Pydantic schemas of the HTTP API: a family per resource (`UploadPublic`, `ReviewItemPublic`)."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Literal
+
+from pydantic import BaseModel, Field
+
+UploadDecision = Literal["approved", "pending_review", "removed"]
+
+
+class ErrorDetail(BaseModel):
+    reason: str = Field(description="short machine-readable code, e.g. not_an_image")
+    message: str = Field(description="what went wrong and what to do about it")
+
+
+class ErrorResponse(BaseModel):
+    detail: ErrorDetail
+
+
+class HashMatchPublic(BaseModel):
+    upload_id: str = Field(description="the removed upload this photo near-matches")
+    distance: int = Field(description="differing bits of the 64-bit perceptual hash")
+
+
+class UploadPublic(BaseModel):
+    """An upload's moderation state as the forum sees it."""
+
+    id: str
+    user_id: str
+    decision: UploadDecision
+    reason: Literal["model_band", "hash_match", "reviewer"]
+    final: bool = Field(description="a person decided; no further change or appeal")
+    score: float
+    model_version: str
+    hash_match: HashMatchPublic | None = None
+    appealed: bool = False
+    created_at: dt.datetime
+    updated_at: dt.datetime
+
+
+class UploadCreated(UploadPublic):
+    queued_as: str | None = Field(default=None, description="review queue kind, if queued")
+
+
+class ClaimRequest(BaseModel):
+    limit: int = Field(default=12, ge=1, le=200)
+
+
+class ReviewItemPublic(BaseModel):
+    id: int
+    upload_id: str
+    kind: Literal["model_band", "appeal", "audit", "hash_match"]
+    status: str
+    score: float
+    model_decision: str
+    model_version: str
+    upload_status: UploadDecision
+    reason_detail: str
+    match_distance: int | None = None
+    image_url: str
+    created_at: dt.datetime
+    uploaded_at: dt.datetime
+    claim_expires_at: dt.datetime | None = None
+
+
+class ClaimResponse(BaseModel):
+    items: list[ReviewItemPublic]
+    queue_depth: int = Field(description="open items left in the queue, all kinds")
+
+
+class DecisionRequest(BaseModel):
+    label: Literal["offensive", "ok"]
+
+
+class DecisionPublic(BaseModel):
+    id: int
+    decision_id: int
+    item_id: int
+    upload_id: str
+    label: Literal["offensive", "ok"]
+    reviewer: str
+    decided_at: dt.datetime
+    undone: bool
+    undo_until: dt.datetime
+    upload_status: UploadDecision
+    queue_depth: int | None = None
+
+
+class HistoryEntry(BaseModel):
+    decision_id: int
+    item_id: int
+    upload_id: str
+    kind: str
+    label: Literal["offensive", "ok"]
+    reviewer: str
+    decided_at: dt.datetime
+    undone: bool
+    score: float
+    image_url: str
+
+
+class HistoryResponse(BaseModel):
+    items: list[HistoryEntry]
+
+
+class StatsResponse(BaseModel):
+    since: dt.datetime = Field(description="start of the UTC day the counts cover")
+    queue_depth: dict[str, int]
+    queue_total: int
+    uploads_today: dict[str, int]
+    decisions_today: dict[str, int]
+    appeals_today: int
+    audits_decided: int
+    audits_offensive: int
+    known_bad_hashes: int
+    reviewers_active_today: int
+
+
+class LoginRequest(BaseModel):
+    username: str = Field(min_length=1, max_length=64)
+    password: str = Field(min_length=1, max_length=1024)
+
+
+class UserPublic(BaseModel):
+    id: int
+    username: str
+    role: Literal["reviewer", "admin"]
+    csrf_token: str = Field(description="send as X-CSRF-Token on review API writes")
+
+
+class Health(BaseModel):
+    status: Literal["ok"]
+    database: Literal["ok"]
+    model_version: str

@@ -1,0 +1,112 @@
+"""Content-addressed image store on local disk: `<root>/ab/cd/<sha256>`, written atomically.
+
+An upload's file and its database rows land together or not at all:
+
+1. `stage()` writes the bytes to `<root>/tmp/<sha256>.<random>.tmp` and fsyncs them;
+2. the caller commits its database transaction;
+3. `StagedImage.publish()` renames the file into place (same filesystem: atomic).
+
+If the commit fails the caller calls `discard()` and nothing remains. If the process dies between
+2 and 3, `recover()` at the next start finishes the rename for files the database knows and
+deletes the rest. Identical bytes share one file (renaming over it is harmless).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+_HEX = frozenset("0123456789abcdef")
+
+
+def _check_sha(sha256: str) -> str:
+    if len(sha256) != 64 or not set(sha256) <= _HEX:
+        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
+    return sha256
+
+
+@dataclass
+class StagedImage:
+    """A written, not yet published, image file."""
+
+    temp_path: Path
+    final_path: Path
+
+    def publish(self) -> None:
+        """Move the file into place (after the database commit)."""
+        self.final_path.parent.mkdir(parents=True, exist_ok=True)
+        os.replace(self.temp_path, self.final_path)
+
+    def discard(self) -> None:
+        """Remove the staged file (after a failed commit)."""
+        with contextlib.suppress(FileNotFoundError):
+            self.temp_path.unlink()
+
+
+class ImageStore:
+    """Photos by SHA-256 under one folder."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+        self.tmp = self.root / "tmp"
+
+    def path_for(self, sha256: str) -> Path:
+        sha = _check_sha(sha256)
+        return self.root / sha[:2] / sha[2:4] / sha
+
+    def stage(self, data: bytes, sha256: str) -> StagedImage:
+        """Write `data` durably to a temp file next to its final place."""
+        final = self.path_for(sha256)
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        temp = self.tmp / f"{sha256}.{secrets.token_hex(8)}.tmp"
+        try:
+            with open(temp, "wb") as handle:
+                handle.write(data)
+                handle.flush()
+                os.fsync(handle.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                temp.unlink()
+            raise
+        return StagedImage(temp, final)
+
+    def read(self, sha256: str) -> bytes:
+        """The stored bytes; FileNotFoundError if absent."""
+        return self.path_for(sha256).read_bytes()
+
+    def exists(self, sha256: str) -> bool:
+        return self.path_for(sha256).is_file()
+
+    def files(self) -> list[Path]:
+        """Every published file (for checks and tests)."""
+        if not self.root.is_dir():
+            return []
+        return [p for p in self.root.glob("??/??/*") if p.is_file()]
+
+    def staged(self) -> list[Path]:
+        """Temp files not yet published or discarded."""
+        return sorted(self.tmp.glob("*.tmp")) if self.tmp.is_dir() else []
+
+    def recover(self, is_recorded: Callable[[str], bool]) -> tuple[int, int]:
+        """After a crash: publish temp files whose SHA-256 the database knows, delete the rest.
+
+        Returns (published, deleted). Call at start-up, before serving requests.
+        """
+        published = deleted = 0
+        for temp in self.staged():
+            sha = temp.name.split(".", 1)[0]
+            try:
+                known = is_recorded(_check_sha(sha))
+            except ValueError:
+                known = False
+            if known:
+                StagedImage(temp, self.path_for(sha)).publish()
+                published += 1
+            else:
+                temp.unlink(missing_ok=True)
+                deleted += 1
+        return published, deleted
