@@ -209,12 +209,12 @@ def real_pool(workdir: Path) -> tuple[np.ndarray, np.ndarray] | None:
     bundle_dir, split_csv = workdir / "bench" / "bundle", workdir / "bench" / "split.csv"
     if not (bundle_dir / "bundle.json").is_file() or not split_csv.is_file():
         return None
-    from photosieve.cli.policy import score_manifest_rows
+    from photosieve.evaluate.scored import score_rows
     from photosieve.data.manifest import read_manifest
 
     df = read_manifest(split_csv)
     held_out = df[(df["source"] == "primary") & df["split"].isin(["calibration", "test"])]
-    scores = score_manifest_rows(bundle_dir, held_out, workdir=workdir)
+    scores = score_rows(bundle_dir, held_out, workdir=workdir)
     return scores, (held_out["label"] == "offensive").to_numpy()
 
 

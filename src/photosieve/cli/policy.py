@@ -1,9 +1,139 @@
-"""CLI commands of the policy stage (thin: parse, call the library, print a table)."""
+"""CLI commands of the policy stage: `calibrate`, `evaluate`, `report` (thin: parse, call the
+library, print a table)."""
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import typer
+from rich.console import Console
+from rich.table import Table
+
+MANIFEST_HELP = "labelled manifest (CSV/Parquet); default <workdir>/bench/split.csv"
+
+
+def _manifest(path: Path | None, workdir: Path | None) -> Path:
+    from photosieve.paths import default_workdir
+
+    chosen = path or (workdir or default_workdir()) / "bench" / "split.csv"
+    if not chosen.is_file():
+        raise typer.BadParameter(f"{chosen} does not exist; pass a labelled manifest")
+    return chosen
+
+
+def _read(path: Path) -> Any:
+    from photosieve.data.manifest import read_manifest
+
+    return read_manifest(path, columns=("path", "label"))
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    if isinstance(value, list):
+        return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    return str(value)
+
+
+def _print_mapping(title: str, data: dict[str, Any]) -> None:
+    table = Table(title=title)
+    table.add_column("quantity")
+    table.add_column("value", justify="right")
+    for key, value in data.items():
+        if not isinstance(value, dict):
+            table.add_row(key, _fmt(value))
+    Console().print(table)
 
 
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+
+    @app.command()
+    def calibrate(
+        bundle: Path = typer.Argument(..., help="model bundle folder (updated in place)"),
+        split_csv: Path = typer.Argument(..., help="split manifest with a calibration split"),
+        target_recall: float = typer.Option(0.99, help="certified recall of the approve band"),
+        confidence: float = typer.Option(0.95, help="confidence of each guarantee"),
+        target_precision: float = typer.Option(0.99, help="certified remove-band precision"),
+        prevalence: float = typer.Option(0.01, help="production prevalence for the precision"),
+        no_remove_band: bool = typer.Option(False, help="send everything not approved to review"),
+        workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
+    ) -> None:
+        """Certify the decision thresholds on the calibration split and store them in the bundle."""
+        from photosieve.bundle import ModelBundle
+        from photosieve.evaluate.scored import CALIBRATION_SOURCE, calibration_rows, score_rows
+        from photosieve.policy.certify import InsufficientPositivesError, certify_policy
+
+        model = ModelBundle.load(bundle)
+        rows = calibration_rows(_read(split_csv))
+        scores = score_rows(model, rows, workdir=workdir)
+        try:
+            policy = certify_policy(
+                scores,
+                rows["label"].to_numpy(),
+                target_recall=target_recall,
+                confidence=confidence,
+                target_precision=None if no_remove_band else target_precision,
+                prevalence=prevalence,
+                source=f"{split_csv.resolve()}: {CALIBRATION_SOURCE} ({len(rows)} photos)",
+            )
+        except InsufficientPositivesError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        model.with_policy(policy).save(bundle)
+        _print_mapping("approve band (certified recall)", policy.evidence["recall"])
+        if "precision" in policy.evidence:
+            _print_mapping("remove band (certified precision)", policy.evidence["precision"])
+        band = "none" if policy.remove_at is None else f"score ≥ {policy.remove_at:g}"
+        typer.echo(f"approve if score < {policy.approve_below:.6g}; remove: {band}; saved {bundle}")
+
+    @app.command()
+    def evaluate(
+        bundle: Path = typer.Argument(..., help="calibrated model bundle folder"),
+        manifest: Path | None = typer.Argument(None, help=MANIFEST_HELP),
+        split: str = typer.Option("test", help="split to evaluate; 'all' for every row"),
+        prevalence: float = typer.Option(0.01, help="production prevalence of offensive photos"),
+        json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
+        workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
+    ) -> None:
+        """Bands, recall, remove precision and review rate of the bundle's policy, per group."""
+        from photosieve.evaluate.report import evaluate_bundle
+
+        ev = evaluate_bundle(
+            bundle, _manifest(manifest, workdir), split=split, prevalence=prevalence,
+            workdir=workdir,
+        )  # fmt: skip
+        _print_mapping(f"evaluation ({split}, π = {prevalence:g})", ev.overall)
+        Console().print(_frame_table("confusion by band", ev.confusion.reset_index()))
+        for name, frame in ev.by_group.items():
+            Console().print(_frame_table(f"by {name}", frame.reset_index()))
+        if json_out:
+            json_out.write_text(json.dumps(ev.to_dict(), indent=2, default=str))
+
+    @app.command()
+    def report(
+        bundle: Path = typer.Argument(..., help="calibrated model bundle folder"),
+        manifest: Path | None = typer.Argument(None, help=MANIFEST_HELP),
+        out: Path = typer.Option(Path("report.html"), help="HTML file to write"),
+        split: str = typer.Option("test", help="split to evaluate; 'all' for every row"),
+        prevalence: float = typer.Option(0.01, help="production prevalence of offensive photos"),
+        workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
+    ) -> None:
+        """Write a self-contained HTML report (plots, tables, diagnosis) to decide on deployment."""
+        from photosieve.evaluate.report import write_report
+
+        path = write_report(
+            bundle, _manifest(manifest, workdir), out, split=split, prevalence=prevalence,
+            workdir=workdir,
+        )  # fmt: skip
+        typer.echo(f"wrote {path}")
+
+
+def _frame_table(title: str, frame: Any) -> Table:
+    table = Table(title=title)
+    for col in frame.columns:
+        table.add_column(str(col), justify="left" if col == frame.columns[0] else "right")
+    for row in frame.itertuples(index=False):
+        table.add_row(*(_fmt(v) for v in row))
+    return table

@@ -1,0 +1,219 @@
+"""The deployment report: evaluate a bundle on a labelled manifest and write one HTML file.
+
+The page is self-contained (PNGs embedded as base64, inline CSS) so it can be mailed or
+archived next to the bundle. It answers "should we deploy this bundle?": the certified policy
+and its evidence, a checklist, test-set results per band and per group, the plots, and the
+training diagnosis (`photosieve.evaluate.diagnose`, when available).
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from photosieve.bundle import ModelBundle
+from photosieve.evaluate import plots
+from photosieve.evaluate._template import render
+from photosieve.evaluate.metrics import Evaluation, evaluate_policy
+from photosieve.evaluate.scored import score_rows, select_rows
+from photosieve.policy.bands import DecisionPolicy
+from photosieve.policy.certify import binary_labels
+
+GROUP_CANDIDATES = ("source", "origin")
+
+
+def _rows(manifest: str | Path, split: str) -> pd.DataFrame:
+    from photosieve.data.manifest import read_manifest
+
+    frame = read_manifest(manifest, columns=("path", "label"))
+    if split != "all" and "split" not in frame.columns:
+        split = "all"  # an unsplit manifest (e.g. photos from a new source): use every row
+    return select_rows(frame, None if split == "all" else split, primary_only=False)
+
+
+def _groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
+    return {c: rows[c].astype(str).to_numpy() for c in GROUP_CANDIDATES if c in rows.columns}
+
+
+def _require_policy(model: ModelBundle) -> DecisionPolicy:
+    if model.policy is None:
+        raise ValueError("the bundle has no decision policy; run `photosieve calibrate` first")
+    return model.policy
+
+
+def evaluate_bundle(
+    bundle: str | Path,
+    manifest: str | Path,
+    *,
+    split: str = "test",
+    prevalence: float = 0.01,
+    workdir: Path | None = None,
+) -> Evaluation:
+    """Score `split` of `manifest` (or every row with split='all') and evaluate the policy."""
+    model = ModelBundle.load(bundle)
+    policy = _require_policy(model)
+    rows = _rows(manifest, split)
+    scores = score_rows(model, rows, workdir=workdir)
+    return evaluate_policy(
+        scores, rows["label"].to_numpy(), policy, prevalence=prevalence,
+        confidence=policy.confidence, groups=_groups(rows),
+    )  # fmt: skip
+
+
+def diagnosis_table(model: ModelBundle) -> pd.DataFrame | None:
+    """The training diagnosis (learn helper's `evaluate.diagnose`), or None if unavailable."""
+    import importlib
+
+    try:
+        diagnose = importlib.import_module("photosieve.evaluate.diagnose")
+    except ImportError:
+        return None
+    table = getattr(diagnose, "diagnosis_table", None)
+    if table is None:
+        return None
+    result = table(model)
+    return result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+
+
+def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
+    """(passed, sentence) pairs a person reads before deploying."""
+    o, rec = ev.overall, policy.evidence.get("recall", {})
+    bound = rec.get("recall_lower_bound", float("nan"))
+    items = [
+        (bound >= policy.target_recall,
+         f"Approve threshold certified on {rec.get('n_positives', '?')} calibration positives "
+         f"({rec.get('n_misses', '?')} missed): recall ≥ {bound:.4f} with "
+         f"{policy.confidence:.0%} confidence (target {policy.target_recall:g})."),
+        (o["recall"] >= policy.target_recall,
+         f"Test recall {o['recall']:.4f} (95% CI {o['recall_ci'][0]:.4f}–{o['recall_ci'][1]:.4f}); "
+         f"{o['missed_offensive']} of {o['n_offensive']} offensive photos auto-approved."),
+    ]  # fmt: skip
+    for name, frame in ev.by_group.items():
+        bad = frame[(frame["n_offensive"] > 0) & (frame["missed_offensive"] > 0)]
+        items.append((bad.empty, f"{name}: " + (
+            "no group has missed offensive photos." if bad.empty else
+            "missed offensive photos in " + ", ".join(
+                f"{idx} ({int(r.missed_offensive)}/{int(r.n_offensive)})"
+                for idx, r in bad.head(8).iterrows()) + ".")))  # fmt: skip
+    items.append((True, f"Review workload at {ev.prevalence:.0%} prevalence: "
+                  f"{o['review_rate_at_prevalence']:.2%} of uploads (measured on this set: "
+                  f"{o['review_rate']:.2%}); {o['automatic_share_at_prevalence']:.2%} handled "
+                  "automatically."))  # fmt: skip
+    prec = policy.evidence.get("precision")
+    if policy.remove_at is not None and prec:
+        items.append(
+            (
+                True,
+                f"Auto-remove band from {policy.remove_at:g}: precision ≥ "
+                f"{prec['precision_lower_bound']:.4f} certified at prevalence "
+                f"{prec['prevalence']}; {o['wrongly_removed_ok']} ok test photos removed.",
+            )
+        )
+    else:
+        reason = (prec or {}).get("reason_not_certified") or "disabled at calibration"
+        items.append((True, f"No auto-remove band ({reason}): every non-approved photo goes "
+                      "to a person."))  # fmt: skip
+    return items
+
+
+def _img(png: bytes, alt: str) -> str:
+    data = base64.b64encode(png).decode("ascii")
+    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{data}">'
+
+
+def _table(frame: pd.DataFrame, *, index: bool = True) -> str:
+    def fmt(v: Any) -> str:
+        if isinstance(v, float):
+            return "–" if math.isnan(v) else f"{v:.4f}"
+        return html.escape(str(v))
+
+    return frame.to_html(index=index, formatters=None, float_format=lambda v: fmt(v),
+                         classes="data", border=0, escape=True)  # fmt: skip
+
+
+def render_report(
+    model: ModelBundle,
+    ev: Evaluation,
+    test_scores: np.ndarray,
+    test_labels: np.ndarray,
+    *,
+    curve: pd.DataFrame | None = None,
+    diagnosis: pd.DataFrame | None = None,
+    title: str = "photosieve deployment report",
+    data_note: str = "",
+) -> str:
+    """The HTML page for an evaluated bundle (pure: no file or model access)."""
+    policy = _require_policy(model)
+    y = binary_labels(test_labels)
+    checks = checklist(policy, ev)
+    figures = [
+        _img(plots.histogram_png(test_scores, y, policy), "score histograms per class"),
+        _img(plots.pr_curve_png(test_scores, y, policy), "precision-recall curve"),
+    ]
+    if curve is not None and len(curve):
+        figures.append(_img(plots.review_recall_png(curve, ev.prevalence, policy.target_recall),
+                            "review rate vs certified recall"))  # fmt: skip
+    overall = {k: v for k, v in ev.overall.items() if not isinstance(v, dict)}
+    summary = pd.DataFrame({"value": [str(v) if isinstance(v, list) else v
+                                      for v in overall.values()]}, index=list(overall))  # fmt: skip
+    groups = {name: _table(frame.sort_values(["missed_offensive", "n"], ascending=False))
+              for name, frame in ev.by_group.items()}  # fmt: skip
+    return render(
+        title=title,
+        verdict=all(ok for ok, _ in checks),
+        checks=checks,
+        bundle={"version": model.version, "backbone": model.backbone_id,
+                "created": model.created_at, "data fingerprint": model.data_fingerprint},
+        policy=policy,
+        evidence_source=policy.evidence.get("calibration_source", ""),
+        data_note=data_note,
+        figures=figures,
+        confusion=_table(ev.confusion),
+        summary=_table(summary),
+        groups=groups,
+        curve=_table(curve, index=False) if curve is not None and len(curve) else "",
+        diagnosis=_table(diagnosis) if diagnosis is not None else "",
+    )  # fmt: skip
+
+
+def write_report(
+    bundle: str | Path,
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    split: str = "test",
+    prevalence: float = 0.01,
+    workdir: Path | None = None,
+) -> Path:
+    """Evaluate `bundle` on `manifest` and write the HTML report to `out`."""
+    from photosieve.data.manifest import read_manifest
+    from photosieve.evaluate.scored import calibration_rows
+
+    model = ModelBundle.load(bundle)
+    policy = _require_policy(model)
+    rows = _rows(manifest, split)
+    scores = score_rows(model, rows, workdir=workdir)
+    labels = rows["label"].to_numpy()
+    ev = evaluate_policy(scores, labels, policy, prevalence=prevalence,
+                         confidence=policy.confidence, groups=_groups(rows))  # fmt: skip
+    curve = None
+    frame = read_manifest(manifest, columns=("path", "label"))
+    if "split" in frame.columns and (frame["split"] == "calibration").any():
+        cal = calibration_rows(frame)
+        curve = plots.review_recall_curve(
+            score_rows(model, cal, workdir=workdir), cal["label"].to_numpy(), scores, labels,
+            confidence=policy.confidence, prevalence=prevalence,
+        )  # fmt: skip
+    note = f"{Path(manifest).resolve()} — {'all rows' if split == 'all' else f'split {split}'}"
+    page = render_report(model, ev, scores, labels, curve=curve,
+                         diagnosis=diagnosis_table(model), data_note=note)  # fmt: skip
+    target = Path(out)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    target.write_text(page, encoding="utf-8")
+    return target
