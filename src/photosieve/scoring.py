@@ -1,0 +1,101 @@
+"""Scoring photos with a trained bundle: photo → embedding → score → approve / review / remove.
+
+The one place where serving (and batch scoring) turns a photo into a decision. The `Scorer`
+checks that its `Embedder` is the backbone the bundle was trained on (same id, same
+preprocessing) and decodes uploads with the same `load_image` path as `embed_files`, so a photo
+scores the same online as it did in training and calibration.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from photosieve.bundle import ModelBundle
+from photosieve.records import Decision
+from photosieve.vision.backbone import backbone_config, list_backbones
+from photosieve.vision.embed import Embedder, embed_files
+from photosieve.vision.preprocess import load_image
+
+
+@dataclass(frozen=True)
+class ScoredImage:
+    """One photo's score (higher = more likely offensive), its decision and the model used."""
+
+    score: float
+    decision: Decision
+    model_version: str
+
+
+def backbone_for(backbone_id: str) -> str:
+    """The registered backbone name whose id is `backbone_id` (weights hash included)."""
+    for name in list_backbones():
+        if backbone_config(name).id == backbone_id:
+            return name
+    known = ", ".join(backbone_config(n).id for n in list_backbones())
+    raise ValueError(
+        f"the bundle was trained on backbone {backbone_id!r}, which is not installed here "
+        f"(available: {known}); retrain the bundle or install the matching weights"
+    )
+
+
+class Scorer:
+    """Scores photos with `bundle`; builds an `Embedder` for the bundle's backbone if not given."""
+
+    def __init__(self, bundle: ModelBundle, embedder: Embedder | None = None) -> None:
+        if embedder is None:
+            embedder = Embedder(backbone_for(bundle.backbone_id))
+        if embedder.config.id != bundle.backbone_id:
+            raise ValueError(
+                f"embedder backbone {embedder.config.id!r} does not match the bundle's "
+                f"{bundle.backbone_id!r}: scores would be meaningless"
+            )
+        if embedder.config.preprocess != bundle.preprocess:
+            raise ValueError(
+                f"the bundle was trained with preprocessing {bundle.preprocess} but the "
+                f"embedder uses {embedder.config.preprocess}"
+            )
+        self.bundle = bundle
+        self.embedder = embedder
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.version
+
+    def _decide(self, scores: np.ndarray) -> list[ScoredImage]:
+        policy = self.bundle.policy
+        version = self.bundle.version
+        return [
+            ScoredImage(
+                score=float(s),
+                decision=policy.decide(float(s)) if policy is not None else Decision.REVIEW,
+                model_version=version,
+            )
+            for s in scores
+        ]
+
+    def score_embeddings(self, X: np.ndarray) -> list[ScoredImage]:
+        """Decisions for precomputed backbone embeddings (N, embed_dim)."""
+        return self._decide(self.bundle.score_embeddings(X))
+
+    def score_images(self, images: Sequence[Image.Image]) -> list[ScoredImage]:
+        """Decisions for decoded photos (use `load_image` to decode)."""
+        if len(images) == 0:
+            return []
+        return self.score_embeddings(self.embedder.embed_images(images))
+
+    def score_bytes(self, data: bytes) -> ScoredImage:
+        """Decision for one uploaded file; raises `ImageDecodeError` for a bad upload."""
+        image = load_image(data, draft_size=self.embedder.config.preprocess.input_size)
+        return self.score_images([image])[0]
+
+    def score_paths(self, paths: Sequence[Path], *, progress: bool = False) -> list[ScoredImage]:
+        """Decisions for photo files, through the embedding cache of the embedder's workdir."""
+        X = embed_files(
+            paths, workdir=self.embedder.workdir, embedder=self.embedder, progress=progress
+        )
+        return self.score_embeddings(X)
