@@ -90,17 +90,26 @@ def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
          f"Approve threshold certified on {rec.get('n_positives', '?')} calibration positives "
          f"({rec.get('n_misses', '?')} missed): recall ≥ {bound:.4f} with "
          f"{policy.confidence:.0%} confidence (target {policy.target_recall:g})."),
-        (o["recall"] >= policy.target_recall,
-         f"Test recall {o['recall']:.4f} (95% CI {o['recall_ci'][0]:.4f}–{o['recall_ci'][1]:.4f}); "
+        (not o["recall_ci"][1] < policy.target_recall,
+         f"Test recall {o['recall']:.4f} (95% CI {o['recall_ci'][0]:.4f}–{o['recall_ci'][1]:.4f}"
+         f"; fails only if the whole interval is below {policy.target_recall:g}); "
          f"{o['missed_offensive']} of {o['n_offensive']} offensive photos auto-approved."),
     ]  # fmt: skip
     for name, frame in ev.by_group.items():
-        bad = frame[(frame["n_offensive"] > 0) & (frame["missed_offensive"] > 0)]
-        items.append((bad.empty, f"{name}: " + (
-            "no group has missed offensive photos." if bad.empty else
+        # A group fails when its recall is significantly below target (CP upper bound below).
+        upper = [_recall_upper(r.n_offensive, r.missed_offensive, ev.confidence)
+                 for r in frame.itertuples()]  # fmt: skip
+        below = frame[np.asarray(upper) < policy.target_recall]
+        missed = frame[(frame["n_offensive"] > 0) & (frame["missed_offensive"] > 0)]
+        text = f"By {name}: " + (
+            "no group misses offensive photos." if missed.empty else
             "missed offensive photos in " + ", ".join(
                 f"{idx} ({int(r.missed_offensive)}/{int(r.n_offensive)})"
-                for idx, r in bad.head(8).iterrows()) + ".")))  # fmt: skip
+                for idx, r in missed.head(8).iterrows()) + "; "
+            + (f"recall significantly below target in {', '.join(map(str, below.index[:8]))}."
+               if len(below) else "no group is significantly below the target.")
+        )  # fmt: skip
+        items.append((below.empty, text))
     items.append((True, f"Review workload at {ev.prevalence:.0%} prevalence: "
                   f"{o['review_rate_at_prevalence']:.2%} of uploads (measured on this set: "
                   f"{o['review_rate']:.2%}); {o['automatic_share_at_prevalence']:.2%} handled "
@@ -120,6 +129,12 @@ def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
         items.append((True, f"No auto-remove band ({reason}): every non-approved photo goes "
                       "to a person."))  # fmt: skip
     return items
+
+
+def _recall_upper(n_pos: Any, missed: Any, confidence: float) -> float:
+    from photosieve.evaluate.metrics import cp_interval
+
+    return cp_interval(int(n_pos) - int(missed), int(n_pos), confidence)[1] if n_pos else 1.0
 
 
 def _img(png: bytes, alt: str) -> str:
@@ -160,7 +175,7 @@ def render_report(
         figures.append(_img(plots.review_recall_png(curve, ev.prevalence, policy.target_recall),
                             "review rate vs certified recall"))  # fmt: skip
     overall = {k: v for k, v in ev.overall.items() if not isinstance(v, dict)}
-    summary = pd.DataFrame({"value": [str(v) if isinstance(v, list) else v
+    summary = pd.DataFrame({"value": [", ".join(f"{x:.4f}" for x in v) if isinstance(v, list) else v
                                       for v in overall.values()]}, index=list(overall))  # fmt: skip
     groups = {name: _table(frame.sort_values(["missed_offensive", "n"], ascending=False))
               for name, frame in ev.by_group.items()}  # fmt: skip

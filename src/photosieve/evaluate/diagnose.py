@@ -1,0 +1,293 @@
+"""Bias / variance / data-mismatch diagnosis of a trained model (Andrew Ng's error analysis).
+
+Errors on train, train-dev, validation and test sit next to human-level error (≈ 0: the
+reviewers define the labels). The differences between neighbours are the gaps that say what to
+work on next:
+
+    avoidable bias      = train − human          → bigger model, train longer
+    variance            = train-dev − train      → more data, regularisation
+    data mismatch       = validation − train-dev → make training data more like production
+    validation overfit  = test − validation      → a bigger validation set
+
+Errors are measured at the operating threshold the product uses (the bundle's certified
+`approve_below`, else the threshold reaching 99% recall on validation) and, for reference, at
+0.5. The arithmetic is pure functions over arrays with keyword-only options (cleanlab style);
+`diagnose_bundle` glues them to a bundle and a split manifest; `print_diagnosis` draws the table.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from rich.console import Console
+from rich.table import Table
+
+from photosieve.learn.metrics import as_binary_labels, error_rate, threshold_at_recall
+from photosieve.records import Split
+
+# Error levels in pipeline order, and the gap between each one and the next.
+LEVELS: tuple[str, ...] = ("human", "train", "train_dev", "validation", "test")
+GAPS: dict[str, tuple[str, str]] = {
+    "avoidable_bias": ("train", "human"),
+    "variance": ("train_dev", "train"),
+    "data_mismatch": ("validation", "train_dev"),
+    "validation_overfit": ("test", "validation"),
+}
+REMEDIES: dict[str, str] = {
+    "avoidable_bias": "bigger model (wider/deeper head), train longer or with a better "
+    "optimiser, a stronger backbone / better features, less regularisation",
+    "variance": "more training data, stronger regularisation (dropout, weight decay), "
+    "early stopping, ensembling, augmentation",
+    "data_mismatch": "make training data more like production (label more primary photos, "
+    "down-weight external sources), augment to mimic uploads, error-analyse validation misses",
+    "validation_overfit": "a bigger validation set; fewer selection rounds against it; "
+    "refresh it with new labelled uploads",
+}
+GAP_TITLES: dict[str, str] = {
+    "avoidable_bias": "avoidable bias (train − human)",
+    "variance": "variance (train-dev − train)",
+    "data_mismatch": "data mismatch (validation − train-dev)",
+    "validation_overfit": "overfitting to validation (test − validation)",
+}
+
+
+@dataclass(frozen=True)
+class GapAnalysis:
+    """Errors per level, the gaps between them and the largest gap, at one threshold."""
+
+    threshold: float
+    errors: dict[str, float]
+    gaps: dict[str, float]
+    largest: str | None
+
+    @property
+    def remedies(self) -> str:
+        return REMEDIES[self.largest] if self.largest else "nothing to fix: no gap is positive"
+
+
+def analyse_gaps(
+    *,
+    train: float,
+    train_dev: float,
+    validation: float,
+    test: float,
+    human: float = 0.0,
+    threshold: float = float("nan"),
+) -> GapAnalysis:
+    """The four gaps from five error rates; names the largest positive one.
+
+    A NaN error (a split that is absent) makes its gaps NaN; they are skipped when ranking.
+    """
+    errors = {
+        "human": human,
+        "train": train,
+        "train_dev": train_dev,
+        "validation": validation,
+        "test": test,
+    }
+    for name, value in errors.items():
+        if not (math.isnan(value) or 0.0 <= value <= 1.0):
+            raise ValueError(f"{name} error must be a rate in [0, 1] (or NaN), got {value}")
+    gaps = {gap: errors[hi] - errors[lo] for gap, (hi, lo) in GAPS.items()}
+    ranked = [(v, g) for g, v in gaps.items() if not math.isnan(v) and v > 0]
+    largest = max(ranked)[1] if ranked else None
+    return GapAnalysis(threshold=threshold, errors=errors, gaps=gaps, largest=largest)
+
+
+def split_errors(
+    scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, threshold: float
+) -> dict[str, float]:
+    """Error rate per split (NaN for a split with no rows) at `threshold`."""
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = as_binary_labels(labels)
+    splits = np.asarray(splits).astype(str)
+    out: dict[str, float] = {}
+    for split in Split:
+        mask = splits == split.value
+        out[split.value] = (
+            error_rate(scores[mask], labels[mask], threshold=threshold)
+            if mask.any()
+            else float("nan")
+        )
+    return out
+
+
+def diagnose_scores(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    *,
+    threshold: float,
+    human_error: float = 0.0,
+) -> GapAnalysis:
+    """Gap analysis of out-of-sample scores at one threshold."""
+    errs = split_errors(scores, labels, splits, threshold=threshold)
+    return analyse_gaps(
+        train=errs[Split.TRAIN.value],
+        train_dev=errs[Split.TRAIN_DEV.value],
+        validation=errs[Split.VALIDATION.value],
+        test=errs[Split.TEST.value],
+        human=human_error,
+        threshold=threshold,
+    )
+
+
+@dataclass(frozen=True)
+class Diagnosis:
+    """The diagnosis at the product's operating threshold and at 0.5, as plain data."""
+
+    operating: GapAnalysis
+    at_half: GapAnalysis
+    operating_source: str  # where the operating threshold came from
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def largest(self) -> str | None:
+        return self.operating.largest
+
+    @property
+    def remedies(self) -> str:
+        return self.operating.remedies
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One dict per table line: `kind` (error|gap), `name`, `operating`, `at_0.5`."""
+        rows: list[dict[str, Any]] = []
+        for level in LEVELS:
+            rows.append(
+                {
+                    "kind": "error",
+                    "name": level,
+                    "operating": self.operating.errors[level],
+                    "at_0.5": self.at_half.errors[level],
+                    "largest": False,
+                }
+            )
+        for gap in GAPS:
+            rows.append(
+                {
+                    "kind": "gap",
+                    "name": GAP_TITLES[gap],
+                    "operating": self.operating.gaps[gap],
+                    "at_0.5": self.at_half.gaps[gap],
+                    "largest": gap == self.operating.largest,
+                }
+            )
+        return rows
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "operating_threshold": self.operating.threshold,
+            "operating_source": self.operating_source,
+            "largest_gap": self.largest,
+            "remedies": self.remedies,
+            "rows": self.rows(),
+            "notes": list(self.notes),
+        }
+
+
+def diagnose_arrays(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    *,
+    operating_threshold: float | None = None,
+    target_recall: float = 0.99,
+    human_error: float = 0.0,
+) -> Diagnosis:
+    """Diagnosis from scores; without a threshold, the one reaching `target_recall` on val."""
+    labels = as_binary_labels(labels)
+    splits = np.asarray(splits).astype(str)
+    source = "bundle policy (approve_below)"
+    if operating_threshold is None:
+        val = splits == Split.VALIDATION.value
+        if not labels[val].any():
+            raise ValueError("no offensive photos in the validation split to set a threshold")
+        operating_threshold = threshold_at_recall(scores[val], labels[val], recall=target_recall)
+        source = f"{target_recall:.0%} recall on validation"
+    return Diagnosis(
+        operating=diagnose_scores(
+            scores, labels, splits, threshold=operating_threshold, human_error=human_error
+        ),
+        at_half=diagnose_scores(scores, labels, splits, threshold=0.5, human_error=human_error),
+        operating_source=source,
+    )
+
+
+def diagnose_bundle(
+    bundle: Any,
+    manifest: str | Path | pd.DataFrame,
+    *,
+    workdir: Path | None = None,
+    embeddings: np.ndarray | None = None,
+    human_error: float = 0.0,
+    progress: bool = False,
+) -> Diagnosis:
+    """Diagnose a `ModelBundle` on a split manifest (embeddings from the vision cache)."""
+    from photosieve.learn.train import embed_manifest
+
+    if isinstance(manifest, pd.DataFrame):
+        frame = manifest
+    else:
+        from photosieve.data.manifest import read_manifest
+
+        frame = read_manifest(manifest)
+    if embeddings is None:
+        backbone = bundle.train_config.get("backbone", "efficientnet_lite0")
+        embeddings = embed_manifest(frame, workdir=workdir, backbone=backbone, progress=progress)
+    scores = bundle.score_embeddings(embeddings)
+    threshold = bundle.policy.approve_below if bundle.policy is not None else None
+    target = float(bundle.train_config.get("target_recall", 0.99))
+    diagnosis = diagnose_arrays(
+        scores,
+        frame["label"].to_numpy(),
+        frame["split"].to_numpy(),
+        operating_threshold=threshold,
+        target_recall=target,
+        human_error=human_error,
+    )
+    counts = frame["split"].value_counts()
+    diagnosis.notes.append(
+        "rows: " + ", ".join(f"{s.value}={int(counts.get(s.value, 0))}" for s in Split)
+    )
+    return diagnosis
+
+
+def print_diagnosis(diagnosis: Diagnosis, console: Console | None = None) -> None:
+    """The diagnosis as a Rich table plus the largest gap and its remedies."""
+    console = console or Console()
+    op = diagnosis.operating
+    table = Table(title="Error analysis: bias, variance, data mismatch")
+    table.add_column("")
+    table.add_column(f"at operating threshold {op.threshold:.4f}", justify="right")
+    table.add_column("at 0.5", justify="right")
+    for row in diagnosis.rows():
+        style = "bold red" if row["largest"] else ("dim" if row["kind"] == "error" else "")
+        sign = "+" if row["kind"] == "gap" else ""
+        table.add_row(
+            f"{row['name']} error" if row["kind"] == "error" else row["name"],
+            _pct(row["operating"], sign),
+            _pct(row["at_0.5"], sign),
+            style=style,
+        )
+    console.print(table)
+    console.print(f"operating threshold from: {diagnosis.operating_source}")
+    for note in diagnosis.notes:
+        console.print(note, style="dim")
+    if diagnosis.largest:
+        console.print(
+            f"[bold]largest gap:[/bold] {GAP_TITLES[diagnosis.largest]} — "
+            f"usual remedies: {diagnosis.remedies}"
+        )
+    else:
+        console.print("no positive gap: the model is at human level on every split")
+
+
+def _pct(value: float, sign: str = "") -> str:
+    if math.isnan(value):
+        return "—"
+    return f"{value * 100:{sign}.2f}%"
