@@ -1,9 +1,142 @@
-"""CLI commands of the learn stage (thin: parse, call the library, print a table)."""
+"""CLI commands of the learn stage (thin: parse, call the library, print a table).
+
+`photosieve train <split.csv>` fits the head and writes a model bundle;
+`photosieve diagnose <bundle>` prints the bias / variance / data-mismatch table.
+"""
 
 from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
 
 import typer
 
 
+def _hidden(text: str) -> tuple[int, ...]:
+    try:
+        widths = tuple(int(part) for part in text.split(",") if part.strip())
+    except ValueError:
+        raise typer.BadParameter(f"--hidden must be comma-separated widths, got {text!r}") from None
+    return widths
+
+
+def _fmt(value: Any) -> str:
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:.4f}"
+    return str(value)
+
+
+def train(
+    manifest: Path = typer.Argument(
+        ..., help="split manifest (CSV/Parquet) from `photosieve split`"
+    ),
+    out: Path = typer.Option(Path("work/bench/bundle"), help="where to write the model bundle"),
+    workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
+    hidden: str = typer.Option("512", help="hidden layer widths, comma-separated ('' = none)"),
+    activation: str = typer.Option("relu", help="relu | gelu | tanh | sigmoid"),
+    dropout: float = typer.Option(0.5),
+    epochs: int = typer.Option(40),
+    lr: float = typer.Option(1e-3),
+    weight_decay: float = typer.Option(1e-2),
+    imbalance: str = typer.Option("weighted", help="weighted (loss) | balanced (sampling) | none"),
+    loss: str = typer.Option("bce", help="bce | focal"),
+    ensemble: int = typer.Option(5, help="heads with consecutive seeds, logits averaged"),
+    seed: int = typer.Option(0),
+    threads: int = typer.Option(2, help="torch threads for training"),
+) -> None:
+    """Train the head on a split manifest's train rows; write a model bundle."""
+    import torch
+    from rich.console import Console
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
+    from rich.table import Table
+
+    from photosieve.learn.train import TrainConfig, train_bundle
+
+    torch.set_num_threads(max(1, threads))
+    console = Console()
+    cfg = TrainConfig(
+        hidden=_hidden(hidden),
+        activation=activation,
+        dropout=dropout,
+        epochs=epochs,
+        lr=lr,
+        weight_decay=weight_decay,
+        imbalance=imbalance,
+        loss=loss,
+        ensemble=ensemble,
+        seed=seed,
+    )
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
+    with Progress(*columns, TextColumn("{task.fields[status]}"), console=console) as bar:
+        task = bar.add_task("training", total=cfg.epochs * max(cfg.ensemble, 1), status="")
+        state = {"member": 0, "last": 0}
+
+        def on_epoch(epoch: int, record: dict[str, Any]) -> None:
+            if epoch <= state["last"]:  # a new ensemble member started
+                state["member"] += 1
+            state["last"] = epoch
+            bar.update(
+                task,
+                completed=state["member"] * cfg.epochs + epoch,
+                description=f"head {state['member'] + 1}/{max(cfg.ensemble, 1)} epoch {epoch}",
+                status=f"loss {record['loss']:.4f}  val review@99% "
+                f"{record.get('val_review_rate', float('nan')):.3f}",
+            )
+
+        outcome = train_bundle(manifest, cfg, workdir=workdir, on_epoch=on_epoch)
+        bar.update(task, completed=cfg.epochs * max(cfg.ensemble, 1))
+    for message in outcome.warnings:
+        console.print(f"[bold yellow]warning:[/bold yellow] {message}")
+    bundle = outcome.bundle
+    bundle.save(out)
+    metrics = bundle.metrics
+    table = Table(title=f"photosieve train → {out} (version {bundle.version})")
+    for col in ("split", "photos", "offensive", "AP", "review @99% recall", "@1% prev.", "recall"):
+        table.add_column(col, justify="right")
+    for split, row in metrics["splits"].items():
+        table.add_row(
+            split,
+            str(int(row["n"])),
+            str(int(row["positives"])),
+            _fmt(row["average_precision"]),
+            _fmt(row.get("review_rate_at_recall", float("nan"))),
+            _fmt(row.get("review_rate_at_recall_prev1pct", float("nan"))),
+            _fmt(row["recall_at_operating"]),
+        )
+    console.print(table)
+    health = metrics["gradient_health"]
+    ratio = health.get("first_to_last")
+    console.print(
+        f"operating threshold (99% recall on validation): {metrics['operating_threshold']:.4f}; "
+        f"best epoch(s): {metrics['best_epoch']}; gradient first/last layer: "
+        + (f"{ratio:.3g}" if ratio is not None else "—")
+    )
+
+
+def diagnose(
+    bundle_path: Path = typer.Argument(Path("work/bench/bundle"), help="model bundle folder"),
+    split_manifest: Path | None = typer.Option(
+        None, help="split manifest (default: the one the bundle was trained on)"
+    ),
+    workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
+    human_error: float = typer.Option(0.0, help="human-level error (reviewers ≈ 0)"),
+) -> None:
+    """Bias / variance / data-mismatch table of a trained bundle."""
+    from rich.console import Console
+
+    from photosieve.bundle import ModelBundle
+    from photosieve.evaluate.diagnose import diagnose_bundle, print_diagnosis
+
+    bundle = ModelBundle.load(bundle_path)
+    manifest = split_manifest or bundle.train_config.get("manifest")
+    if not manifest:
+        raise typer.BadParameter("the bundle names no manifest; pass --split-manifest")
+    result = diagnose_bundle(bundle, Path(manifest), workdir=workdir, human_error=human_error)
+    print_diagnosis(result, Console())
+
+
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
+    app.command("train")(train)
+    app.command("diagnose")(diagnose)

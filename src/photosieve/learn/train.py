@@ -1,0 +1,193 @@
+"""The train stage: split manifest → embeddings → fitted head → `ModelBundle` with metrics.
+
+`train_bundle(manifest, cfg)` reads the split manifest, embeds every photo (cached by the vision
+stage), fits the head on the `train` rows (external sources included) with early stopping on
+`validation`, and returns a bundle carrying the head, the backbone's id and preprocessing, the
+exact `TrainConfig`, a fingerprint of the data and ranking metrics per split. Nothing here
+prints: progress goes through a callback so the CLI can draw a Rich bar.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import warnings
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from photosieve.bundle import ModelBundle
+from photosieve.learn.ensemble import EnsembleHead
+from photosieve.learn.grads import VanishingGradientWarning
+from photosieve.learn.head import MLPHead
+from photosieve.learn.metrics import (
+    as_binary_labels,
+    error_rate,
+    ranking_summary,
+    threshold_at_recall,
+)
+from photosieve.records import Split
+
+EpochCallback = Callable[[int, dict[str, Any]], None]
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained head; stored in the bundle as it is."""
+
+    hidden: tuple[int, ...] = (512,)
+    activation: str = "relu"
+    dropout: float = 0.5
+    epochs: int = 40
+    lr: float = 1e-3
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    imbalance: str = "weighted"
+    loss: str = "bce"
+    seed: int = 0
+    ensemble: int = 5  # heads with seeds seed, seed+1, ... averaged (1 = a single head)
+    patience: int = 15
+    backbone: str = "efficientnet_lite0"
+    target_recall: float = 0.99
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
+
+    def make_head(self) -> MLPHead | EnsembleHead:
+        """The (unfitted) head this config describes."""
+        head = MLPHead(
+            self.hidden,
+            self.activation,
+            self.dropout,
+            epochs=self.epochs,
+            lr=self.lr,
+            weight_decay=self.weight_decay,
+            batch_size=self.batch_size,
+            imbalance=self.imbalance,
+            loss=self.loss,
+            patience=self.patience,
+            seed=self.seed,
+        )
+        return EnsembleHead(head, self.ensemble) if self.ensemble > 1 else head
+
+
+@dataclass
+class TrainOutcome:
+    """A trained bundle plus what the CLI reports beside it."""
+
+    bundle: ModelBundle
+    warnings: list[str] = field(default_factory=list)
+
+
+def read_split_manifest(path: str | Path) -> pd.DataFrame:
+    """The split manifest as a DataFrame (validated by the data stage's reader)."""
+    from photosieve.data.manifest import read_manifest
+
+    frame = read_manifest(path)
+    if not (frame["split"] == Split.TRAIN.value).any():
+        raise ValueError(f"{path}: no rows with split 'train'; run `photosieve split` first")
+    if not (frame["split"] == Split.VALIDATION.value).any():
+        raise ValueError(f"{path}: no rows with split 'validation' (needed for early stopping)")
+    return frame
+
+
+def data_fingerprint(frame: pd.DataFrame) -> str:
+    """SHA-256 over the sorted (sha256, label, split) rows: same photos and labels, same print."""
+    cols = [c for c in ("sha256", "label", "split") if c in frame.columns]
+    rows = sorted(frame[cols].astype(str).agg("|".join, axis=1).tolist())
+    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
+
+
+def embed_manifest(
+    frame: pd.DataFrame, *, workdir: Path | None, backbone: str, progress: bool
+) -> np.ndarray:
+    """(N, D) embeddings aligned with the manifest's rows (vision stage's cache)."""
+    from photosieve.vision.embed import embed_files
+
+    paths = [Path(p) for p in frame["path"]]
+    return embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
+
+
+def split_metrics(
+    scores: np.ndarray,
+    frame: pd.DataFrame,
+    *,
+    target_recall: float = 0.99,
+) -> dict[str, Any]:
+    """Ranking and error metrics per split (and per source within train).
+
+    Errors are given at 0.5 and at the operating threshold: the one that reaches
+    `target_recall` on validation (what the product would use before calibration).
+    """
+    labels = as_binary_labels(frame["label"].to_numpy())
+    splits = frame["split"].astype(str).to_numpy()
+    val = splits == Split.VALIDATION.value
+    operating = threshold_at_recall(scores[val], labels[val], recall=target_recall)
+    out: dict[str, Any] = {"operating_threshold": operating, "splits": {}}
+    for split in Split:
+        mask = splits == split.value
+        if not mask.any():
+            continue
+        row: dict[str, Any] = ranking_summary(scores[mask], labels[mask], recall=target_recall)
+        row["error_at_0.5"] = error_rate(scores[mask], labels[mask], threshold=0.5)
+        row["error_at_operating"] = error_rate(scores[mask], labels[mask], threshold=operating)
+        row["recall_at_operating"] = (
+            float((scores[mask & (labels == 1)] >= operating).mean())
+            if labels[mask].any()
+            else float("nan")
+        )
+        out["splits"][split.value] = row
+    return out
+
+
+def train_bundle(
+    manifest: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    workdir: Path | None = None,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+    embeddings: np.ndarray | None = None,
+) -> TrainOutcome:
+    """Train a head on the manifest's `train` rows; return a bundle with metrics per split.
+
+    `embeddings` (aligned with the manifest's rows) skips the embedding step (tests, benches).
+    """
+    cfg = cfg or TrainConfig()
+    frame = read_split_manifest(manifest)
+    X = (
+        embeddings
+        if embeddings is not None
+        else embed_manifest(frame, workdir=workdir, backbone=cfg.backbone, progress=progress)
+    )
+    if X.shape[0] != len(frame):
+        raise ValueError(f"{X.shape[0]} embeddings for {len(frame)} manifest rows")
+    y = as_binary_labels(frame["label"].to_numpy())
+    split = frame["split"].astype(str).to_numpy()
+    train, val = split == Split.TRAIN.value, split == Split.VALIDATION.value
+    head = cfg.make_head()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", VanishingGradientWarning)
+        head.fit(X[train], y[train], X_val=X[val], y_val=y[val], on_epoch=on_epoch)
+    messages = sorted({str(w.message) for w in caught if w.category is VanishingGradientWarning})
+
+    from photosieve.vision.backbone import backbone_config
+
+    backbone = backbone_config(cfg.backbone)
+    metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
+    metrics["gradient_health"] = head.gradient_health_
+    metrics["best_epoch"] = head.best_epoch_
+    bundle = ModelBundle(
+        head=head,
+        backbone_id=backbone.id,
+        preprocess=backbone.preprocess,
+        train_config=cfg.to_dict() | {"manifest": str(Path(manifest).resolve())},
+        data_fingerprint=data_fingerprint(frame),
+        metrics=metrics,
+    )
+    return TrainOutcome(bundle=bundle, warnings=messages)
