@@ -54,18 +54,27 @@ def embed(
     (out_dir / f"{label}.paths.txt").write_text("".join(f"{p}\n" for p in paths))
 
     seconds = max(stats["seconds"], 1e-9)
+    computed = int(stats["computed"])
     table = Table(title=f"embed · {backbone_config().id}")
-    table.add_column("", style="bold")
-    table.add_column("value", justify="right")
-    table.add_row("images", f"{int(stats['images']):,}")
-    table.add_row("cached", f"{int(stats['cached']):,}")
-    table.add_row("computed", f"{int(stats['computed']):,}")
-    table.add_row("failed", f"{int(stats['failed']):,}")
-    table.add_row("seconds", f"{seconds:,.1f}")
-    table.add_row("images/s (computed)", f"{stats['computed'] / seconds:,.1f}")
-    table.add_row("embeddings", str(out_dir / f"{label}.npy"))
-    table.add_row("cache", str(out_dir / backbone_config().id))
-    Console().print(table)
+    table.add_column("images", justify="right")
+    table.add_column("cached", justify="right")
+    table.add_column("computed", justify="right")
+    table.add_column("failed", justify="right")
+    table.add_column("seconds", justify="right")
+    table.add_column("images/s (computed)", justify="right")
+    table.add_row(
+        f"{int(stats['images']):,}",
+        f"{int(stats['cached']):,}",
+        f"{computed:,}",
+        f"{int(stats['failed']):,}",
+        f"{seconds:,.1f}",
+        f"{computed / seconds:,.1f}" if computed else "—",
+    )
+    console = Console()
+    console.print(table)
+    console.print(f"embeddings (input order): {out_dir / f'{label}.npy'}", soft_wrap=True)
+    console.print(f"paths:                    {out_dir / f'{label}.paths.txt'}", soft_wrap=True)
+    console.print(f"cache:                    {out_dir / backbone_config().id}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:
