@@ -10,8 +10,9 @@ auto-approved (score ≥ threshold), at the calibration mix and at a 1% producti
 Scenarios:
   synthetic — scores of positives ~ Beta(6, 1.2), negatives ~ Beta(0.6, 8), 8.5% offensive;
   real      — resampling (with replacement) the bench bundle's scores on held-out primary rows
-              (`work/bench/bundle` scored on `work/bench/split.csv` rows of split validation,
-              calibration and test), when those artefacts exist.
+              (`work/bench/bundle` scored on the calibration and test rows of
+              `work/bench/split.csv`), calibration sets the size of the real calibration split;
+              when those artefacts exist.
 
 Methods: photosieve (`RecallCertifier`), threshold 0.5, sklearn `TunedThresholdClassifierCV`
 (default objective, prefit), the point estimate at the target recall from
@@ -54,6 +55,7 @@ class Population:
     pos_survival: Callable[[float], float]  # P(score ≥ t | offensive)
     neg_survival: Callable[[float], float]  # P(score ≥ t | ok)
     prevalence: float
+    cal_size: int = CAL_SIZE
 
 
 def synthetic_population() -> Population:
@@ -70,19 +72,19 @@ def synthetic_population() -> Population:
     )
 
 
-def pool_population(scores: np.ndarray, labels: np.ndarray) -> Population:
+def pool_population(scores: np.ndarray, labels: np.ndarray, cal_size: int) -> Population:
     """Bootstrap population: the empirical distribution of a real score pool."""
     pos, neg = np.sort(scores[labels]), np.sort(scores[~labels])
     prevalence = pos.size / scores.size
 
     def sample(rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
-        idx = rng.integers(0, scores.size, CAL_SIZE)
+        idx = rng.integers(0, scores.size, cal_size)
         return scores[idx], labels[idx]
 
     def survival(sorted_scores: np.ndarray) -> Callable[[float], float]:
         return lambda t: 1.0 - np.searchsorted(sorted_scores, t, "left") / sorted_scores.size
 
-    return Population("real", sample, survival(pos), survival(neg), prevalence)
+    return Population("real", sample, survival(pos), survival(neg), prevalence, cal_size)
 
 
 class _ScoreColumn:
@@ -197,6 +199,11 @@ def summarise(rows: list[dict[str, Any]], n_trials: int) -> dict[str, dict[str, 
             "mean_threshold": float(np.mean([r["threshold"] for r in mine])),
         }
     assert all(v["trials"] == n_trials for v in out.values())
+    by_seed = {(r["seed"], r["method"]): r["threshold"] for r in rows}
+    seeds = {r["seed"] for r in rows}
+    out["photosieve"]["share_of_trials_approving_at_least_as_much_as_mapie"] = float(
+        np.mean([by_seed[(k, "photosieve")] >= by_seed[(k, "mapie_fst")] for k in seeds])
+    )
     out["photosieve"]["reviews_no_more_than_mapie"] = bool(
         out["photosieve"]["mean_review_rate_at_1pct"]
         <= out["mapie_fst"]["mean_review_rate_at_1pct"]
@@ -204,18 +211,20 @@ def summarise(rows: list[dict[str, Any]], n_trials: int) -> dict[str, dict[str, 
     return out
 
 
-def real_pool(workdir: Path) -> tuple[np.ndarray, np.ndarray] | None:
-    """Scores of the bench bundle on held-out primary rows, or None when not built yet."""
+def real_pool(workdir: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Scores/labels of the bench bundle on held-out primary rows (calibration + test) and the
+    calibration split's size, or None when the bundle is not built yet."""
     bundle_dir, split_csv = workdir / "bench" / "bundle", workdir / "bench" / "split.csv"
     if not (bundle_dir / "bundle.json").is_file() or not split_csv.is_file():
         return None
-    from photosieve.evaluate.scored import score_rows
     from photosieve.data.manifest import read_manifest
+    from photosieve.evaluate.scored import score_rows
 
     df = read_manifest(split_csv)
     held_out = df[(df["source"] == "primary") & df["split"].isin(["calibration", "test"])]
     scores = score_rows(bundle_dir, held_out, workdir=workdir)
-    return scores, (held_out["label"] == "offensive").to_numpy()
+    n_cal = int((held_out["split"] == "calibration").sum())
+    return scores, (held_out["label"] == "offensive").to_numpy(), n_cal
 
 
 def run_scenario(population: Population, n_trials: int, jobs: int, seed0: int) -> dict[str, Any]:
@@ -229,7 +238,7 @@ def run_scenario(population: Population, n_trials: int, jobs: int, seed0: int) -
     return {
         "population": population.name,
         "trials": n_trials,
-        "calibration_size": CAL_SIZE,
+        "calibration_size": population.cal_size,
         "population_prevalence": population.prevalence,
         "seconds": time.perf_counter() - start,
         "methods": summarise(rows, n_trials),
@@ -272,21 +281,36 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument(
+        "--scenario",
+        choices=("all", "synthetic", "real"),
+        default="all",
+        help="run only one scenario (the others already in --out are kept)",
+    )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     from photosieve.paths import default_workdir
 
-    scenarios = [run_scenario(synthetic_population(), args.trials, args.jobs, 0)]
-    print_table(scenarios[0])
-    pool = real_pool(args.workdir or default_workdir())
-    if pool is None:
+    scenarios = []
+    if args.scenario in ("all", "synthetic"):
+        scenarios.append(run_scenario(synthetic_population(), args.trials, args.jobs, 0))
+        print_table(scenarios[0])
+    pool = real_pool(args.workdir or default_workdir()) if args.scenario != "synthetic" else None
+    if args.scenario == "synthetic":
+        pass
+    elif pool is None:
         print("real scores: work/bench/bundle or work/bench/split.csv missing — skipped")
     else:
         scenarios.append(run_scenario(pool_population(*pool), args.trials, args.jobs, 10**6))
         scenarios[-1]["pool_size"] = int(pool[0].size)
         scenarios[-1]["pool_positives"] = int(pool[1].sum())
+        scenarios[-1]["pool"] = "bench bundle scores on primary calibration + test rows"
         print_table(scenarios[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
+    if args.scenario != "all" and args.out.is_file():
+        ran = {s["population"] for s in scenarios}
+        kept = json.loads(args.out.read_text()).get("scenarios", [])
+        scenarios = [s for s in kept if s["population"] not in ran] + scenarios
     payload = {
         "target_recall": TARGET_RECALL,
         "confidence": CONFIDENCE,

@@ -66,19 +66,23 @@ def evaluate_bundle(
     )  # fmt: skip
 
 
-def diagnosis_table(model: ModelBundle) -> pd.DataFrame | None:
-    """The training diagnosis (learn helper's `evaluate.diagnose`), or None if unavailable."""
+def diagnosis_table(
+    scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, target_recall: float
+) -> pd.DataFrame | None:
+    """The bias / variance / mismatch table (`photosieve.evaluate.diagnose`), or None."""
     import importlib
 
     try:
         diagnose = importlib.import_module("photosieve.evaluate.diagnose")
     except ImportError:
         return None
-    table = getattr(diagnose, "diagnosis_table", None)
-    if table is None:
-        return None
-    result = table(model)
-    return result if isinstance(result, pd.DataFrame) else pd.DataFrame(result)
+    result = diagnose.diagnose_arrays(scores, labels, splits, target_recall=target_recall)
+    table = pd.DataFrame(result.rows())
+    remedies = getattr(result, "remedies", None)
+    if remedies and "largest" in table.columns:
+        text = remedies if isinstance(remedies, str) else "; ".join(map(str, remedies))
+        table["remedy"] = np.where(table["largest"].astype(bool), text, "")
+    return table.set_index("name") if "name" in table.columns else table
 
 
 def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
@@ -217,7 +221,7 @@ def write_report(
     labels = rows["label"].to_numpy()
     ev = evaluate_policy(scores, labels, policy, prevalence=prevalence,
                          confidence=policy.confidence, groups=_groups(rows))  # fmt: skip
-    curve = None
+    curve, diagnosis = None, None
     frame = read_manifest(manifest, columns=("path", "label"))
     if "split" in frame.columns and (frame["split"] == "calibration").any():
         cal = calibration_rows(frame)
@@ -225,9 +229,17 @@ def write_report(
             score_rows(model, cal, workdir=workdir), cal["label"].to_numpy(), scores, labels,
             confidence=policy.confidence, prevalence=prevalence,
         )  # fmt: skip
+    if "split" in frame.columns and (frame["split"] == "train").any():
+        everything = frame.reset_index(drop=True)
+        diagnosis = diagnosis_table(
+            score_rows(model, everything, workdir=workdir),
+            (everything["label"] == "offensive").to_numpy().astype(int),
+            everything["split"].astype(str).to_numpy(),
+            target_recall=policy.target_recall,
+        )
     note = f"{Path(manifest).resolve()} — {'all rows' if split == 'all' else f'split {split}'}"
     page = render_report(model, ev, scores, labels, curve=curve,
-                         diagnosis=diagnosis_table(model), data_note=note)  # fmt: skip
+                         diagnosis=diagnosis, data_note=note)  # fmt: skip
     target = Path(out)
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(page, encoding="utf-8")
