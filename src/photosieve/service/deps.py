@@ -49,6 +49,7 @@ def current_user(request: Request, session: DbSession) -> User:
     """The signed-in reviewer or admin (401 otherwise); state-changing calls need CSRF."""
     user = security.require_user(request, session)
     security.check_csrf(request)
+    session.commit()  # end the lookup's read transaction; the route may open a write one
     return user
 
 
@@ -56,17 +57,22 @@ def current_admin(request: Request, session: DbSession) -> User:
     """The signed-in admin (401 signed out, 403 for a reviewer)."""
     user = security.require_user(request, session, admin=True)
     security.check_csrf(request)
+    session.commit()
     return user
 
 
 def optional_user(request: Request, session: DbSession) -> User | None:
     """The signed-in user or None (for pages that redirect to sign-in)."""
-    return security.session_user(request, session)
+    user = security.session_user(request, session)
+    session.commit()
+    return user
 
 
 def api_client(request: Request, session: DbSession) -> ApiKey:
     """The calling client's API key (401 without a valid one)."""
-    return security.require_api_key(request, session)
+    key = security.require_api_key(request, session)
+    session.commit()
+    return key
 
 
 Reviewer = Annotated[User, Depends(current_user)]

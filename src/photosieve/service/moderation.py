@@ -30,6 +30,7 @@ from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
 from photosieve.service.storage import ImageStore
 from photosieve.store import bank, queue, uploads
+from photosieve.store.db import begin_write
 from photosieve.store.models import (
     ItemKind,
     KnownBadHash,
@@ -46,9 +47,12 @@ from photosieve.vision.preprocess import load_image
 
 
 class ScoredLike(Protocol):
-    score: float
-    decision: Decision
-    model_version: str
+    @property
+    def score(self) -> float: ...
+    @property
+    def decision(self) -> Decision: ...
+    @property
+    def model_version(self) -> str: ...
 
 
 class ImageScorer(Protocol):
@@ -96,24 +100,29 @@ class Moderator:
         """Decide, store and record one upload. Raises ImageDecodeError for bad images."""
         started = time.perf_counter()
         try:
-            image = load_image(data, max_pixels=self.settings.max_image_pixels)
+            # Decoded as the training photos were (JPEG draft at the model's input size).
+            image = load_image(
+                data, max_pixels=self.settings.max_image_pixels, draft_size=self._draft_size()
+            )
         except ValueError as exc:
             self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
             raise
-        with Image.open(io.BytesIO(data)) as probe:
+        with Image.open(io.BytesIO(data)) as probe:  # header only: format and full size
             image_format = (probe.format or "unknown").lower()[:8]
+            dims = probe.size
         image_hash = hashbank.phash(image)
         scored = self.scorer.score_images([image])[0]  # the slow part: outside any transaction
         sha = sha256_bytes(data)
         staged = self.images.stage(data, sha)
         try:
             with self.sessions() as session:
+                begin_write(session)
                 outcome = self._record(
                     session,
                     scored,
                     sha,
                     image_hash,
-                    image,
+                    dims,
                     image_format,
                     len(data),
                     user_id,
@@ -132,13 +141,20 @@ class Moderator:
         self.metrics.upload_done(outcome.upload.status, time.perf_counter() - started)
         return outcome
 
+    def _draft_size(self) -> int | None:
+        embedder = getattr(self.scorer, "embedder", None)
+        config = getattr(embedder, "config", None)
+        preprocess = getattr(config, "preprocess", None)
+        size = getattr(preprocess, "input_size", None)
+        return int(size) if size else None
+
     def _record(
         self,
         session: Session,
         scored: ScoredLike,
         sha: str,
         image_hash: str,
-        image: Image.Image,
+        dims: tuple[int, int],
         image_format: str,
         size: int,
         user_id: str,
@@ -157,8 +173,8 @@ class Moderator:
                 sha256=sha,
                 phash=image_hash,
                 image_format=image_format,
-                width=image.width,
-                height=image.height,
+                width=dims[0],
+                height=dims[1],
                 size_bytes=size,
                 score=float(scored.score),
                 model_version=scored.model_version,
@@ -187,6 +203,7 @@ class Moderator:
     def _forget(self, upload_id: str) -> None:
         """Compensate a committed upload whose file could not be published."""
         with self.sessions() as session:
+            begin_write(session)
             session.execute(delete(ReviewItem).where(ReviewItem.upload_id == upload_id))
             session.execute(delete(KnownBadHash).where(KnownBadHash.source_upload_id == upload_id))
             session.execute(delete(Upload).where(Upload.id == upload_id))
@@ -195,6 +212,7 @@ class Moderator:
     # ---- appeals -------------------------------------------------------------------------
     def appeal(self, session: Session, upload_id: str) -> Upload:
         """Queue a removed upload as an appeal (idempotent); commits."""
+        begin_write(session)
         upload = uploads.get(session, upload_id, for_update=True)
         if upload is None:
             raise NotFoundError("not_found", f"no upload {upload_id}")
@@ -217,6 +235,7 @@ class Moderator:
         self, session: Session, item_id: int, reviewer: User, label: Label
     ) -> ReviewDecision:
         """Record a reviewer's label for a claimed item and apply it; commits."""
+        begin_write(session)
         item = queue.mark_decided(session, item_id, reviewer.id)
         upload = uploads.get(session, item.upload_id, for_update=True)
         assert upload is not None
@@ -245,13 +264,16 @@ class Moderator:
                 UploadReason.REVIEWER.value,
                 final=True,
             )
-            bank.deactivate_for_upload(session, upload.id, decision.id)
+            bank.deactivate_for_upload(
+                session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id
+            )
         session.commit()
         self.metrics.decision_made(label.value)
         return decision
 
     def undo(self, session: Session, decision_id: int, reviewer: User) -> ReviewDecision:
         """Revert the reviewer's own recent decision; the item is theirs again. Commits."""
+        begin_write(session)
         decision = session.get(ReviewDecision, decision_id)
         if decision is None or decision.reviewer_id != reviewer.id:
             raise NotFoundError("not_found", f"no decision {decision_id} of yours")

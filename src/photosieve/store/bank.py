@@ -75,14 +75,28 @@ def add(
     return entry
 
 
-def deactivate_for_upload(session: Session, upload_id: str, decision_id: int) -> int:
-    """Switch off the bank entries of a photo a person found ok; returns how many."""
-    result = session.execute(
-        update(KnownBadHash)
-        .where(KnownBadHash.source_upload_id == upload_id, KnownBadHash.active.is_(True))
-        .values(active=False, deactivated_by=decision_id)
-    )
-    return int(result.rowcount)  # type: ignore[attr-defined]
+def deactivate_for_upload(
+    session: Session, upload_id: str, decision_id: int, *, matched_upload_id: str | None = None
+) -> int:
+    """Switch off the bank entries of a photo a person found ok; returns how many.
+
+    When that photo had been removed as a near-match of `matched_upload_id`, that source's
+    entries are switched off too unless a person confirmed them: the person has just judged
+    its near-twin ok.
+    """
+    switched = 0
+    sources = [(upload_id, False)]
+    if matched_upload_id is not None:
+        sources.append((matched_upload_id, True))
+    for source, unconfirmed_only in sources:
+        query = update(KnownBadHash).where(
+            KnownBadHash.source_upload_id == source, KnownBadHash.active.is_(True)
+        )
+        if unconfirmed_only:
+            query = query.where(KnownBadHash.confirmed.is_(False))
+        result = session.execute(query.values(active=False, deactivated_by=decision_id))
+        switched += int(result.rowcount)  # type: ignore[attr-defined]
+    return switched
 
 
 def revert_decision(session: Session, decision_id: int) -> None:

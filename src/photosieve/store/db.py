@@ -20,9 +20,10 @@ MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 def make_engine(url: str, **kwargs: Any) -> Engine:
     """An engine for `url`; SQLite files get WAL, a busy timeout and foreign keys.
 
-    SQLite transactions start with `BEGIN IMMEDIATE`, so a transaction that reads and then
-    writes (a claim, a decision) holds the write lock from its start instead of failing with
-    "database is locked" when another writer got in between.
+    On SQLite, transactions opened through `begin_write` start with `BEGIN IMMEDIATE`, so one
+    that reads and then writes (a claim, a decision) holds the write lock from its start instead
+    of failing with "database is locked" when another writer got in between; other transactions
+    are deferred (WAL readers never block the writer).
     """
     parsed = make_url(url)
     if parsed.get_backend_name() != "sqlite":
@@ -45,9 +46,23 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
 
     @event.listens_for(engine, "begin")
     def _on_begin(connection: Any) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        write = connection.get_execution_options().get(_WRITE_OPTION, False)
+        connection.exec_driver_sql("BEGIN IMMEDIATE" if write else "BEGIN")
 
     return engine
+
+
+_WRITE_OPTION = "photosieve_write"
+
+
+def begin_write(session: Session) -> None:
+    """Open the session's transaction as a write transaction (SQLite: `BEGIN IMMEDIATE`).
+
+    Call first thing, outside any transaction, in every unit of work that writes.
+    """
+    if session.in_transaction():
+        raise RuntimeError("begin_write must open the transaction; commit or roll back first")
+    session.connection(execution_options={_WRITE_OPTION: True})
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import and_, func, or_, select, update
 from sqlalchemy.orm import Session
 
+from photosieve.store.db import begin_write
 from photosieve.store.models import (
     ItemKind,
     ItemStatus,
@@ -84,6 +85,7 @@ def claim(session: Session, reviewer_id: int, limit: int, ttl: dt.timedelta) -> 
     """
     if limit < 1:
         raise ValueError("limit must be at least 1")
+    begin_write(session)
     now = utcnow()
     expires = now + ttl
     mine = update(ReviewItem).where(
@@ -139,7 +141,10 @@ def claim(session: Session, reviewer_id: int, limit: int, ttl: dt.timedelta) -> 
 
 
 def mark_decided(session: Session, item_id: int, reviewer_id: int) -> ReviewItem:
-    """Move an item the reviewer holds to decided (the exactly-once guard); no commit."""
+    """Move an item the reviewer holds to decided (the exactly-once guard); no commit.
+
+    Call inside a write transaction (`db.begin_write`).
+    """
     now = utcnow()
     result = session.execute(
         update(ReviewItem)

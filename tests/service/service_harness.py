@@ -1,0 +1,195 @@
+"""Test harness of the service: a tiny real bundle, databases (SQLite, PostgreSQL), clients.
+
+The bundle is real (ONNX EfficientNet-Lite0 embeddings of drawn photos + a fitted logistic
+head); tests steer decisions by swapping the bundle's `DecisionPolicy`, not by faking scores.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import secrets
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import uvicorn
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from PIL import Image, ImageDraw
+from sqlalchemy import create_engine, text
+
+from photosieve.bundle import ModelBundle
+from photosieve.policy.bands import DecisionPolicy
+from photosieve.scoring import Scorer
+from photosieve.service import security
+from photosieve.service.app import create_app
+from photosieve.service.config import Settings
+from photosieve.store import accounts
+
+PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+PASSWORD = "correct horse battery"
+
+
+def drawn_photo(seed: int, *, size: tuple[int, int] = (96, 80), shape: str = "circle") -> bytes:
+    """A small, distinct JPEG: noisy background, one shape, a seed-dependent stripe pattern."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 20, (size[1], size[0], 3)), 0, 255)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    box = (w // 5, h // 5, 4 * w // 5, 4 * h // 5)
+    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+    (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=colour)
+    for i in range(int(rng.integers(2, 6))):  # structure that moves the perceptual hash
+        x = int(rng.integers(0, w))
+        draw.line((x, 0, (x * 7 + i * 13) % w, h), fill=(255, 255, 255), width=3)
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=90)
+    return buffer.getvalue()
+
+
+def pg_available() -> bool:
+    try:
+        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 2})
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+        engine.dispose()
+        return True
+    except Exception:
+        return False
+
+
+@contextlib.contextmanager
+def pg_database() -> Iterator[str]:
+    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
+    name = f"photosieve_test_{secrets.token_hex(6)}"
+    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def make_scorer(bundle: ModelBundle, embedder: Any, policy: DecisionPolicy) -> Any:
+    with_policy = bundle.with_policy(policy)
+    with_policy.version = f"tiny-{policy.approve_below}-{policy.remove_at}"
+    return Scorer(with_policy, embedder)
+
+
+REVIEW_ALL = DecisionPolicy(approve_below=0.0)  # every score ≥ 0: review band
+APPROVE_ALL = DecisionPolicy(approve_below=1.01)
+REMOVE_ALL = DecisionPolicy(approve_below=0.0, remove_at=0.0)
+
+
+@dataclass
+class Service:
+    """A running app with an API key, users and helpers."""
+
+    app: FastAPI
+    settings: Settings
+    bundle: ModelBundle
+    embedder: Any
+    api_key: str = ""
+    clients: list[TestClient] = field(default_factory=list)
+
+    @property
+    def sessions(self) -> Any:
+        return self.app.state.sessions
+
+    def set_policy(self, policy: DecisionPolicy) -> None:
+        self.app.state.moderator.scorer = make_scorer(self.bundle, self.embedder, policy)
+
+    def client(self) -> TestClient:
+        client = TestClient(self.app, raise_server_exceptions=False)
+        self.clients.append(client)
+        return client
+
+    def api(self) -> TestClient:
+        client = self.client()
+        client.headers["Authorization"] = f"Bearer {self.api_key}"
+        return client
+
+    def add_user(self, name: str, role: str = "reviewer") -> None:
+        with self.sessions() as session:
+            security.create_user(session, name, PASSWORD, role)
+            session.commit()
+
+    def reviewer(self, name: str, role: str = "reviewer") -> TestClient:
+        """A signed-in client (user created on first use) sending its CSRF token."""
+        with self.sessions() as session:
+            exists = accounts.get_user_by_name(session, name) is not None
+        if not exists:
+            self.add_user(name, role)
+        client = self.client()
+        sign_in(client, name)
+        return client
+
+    def upload(self, client: TestClient, data: bytes, user_id: str = "u1") -> Any:
+        return client.post(
+            "/v1/uploads", files={"image": ("a.jpg", data, "image/jpeg")}, data={"user_id": user_id}
+        )
+
+
+def sign_in(client: Any, name: str) -> None:
+    response = client.post("/v1/auth/login", json={"username": name, "password": PASSWORD})
+    assert response.status_code == 200, response.text
+    client.headers["X-CSRF-Token"] = response.json()["csrf_token"]
+
+
+def build_service(
+    tmp: Path, db_url: str, bundle: ModelBundle, embedder: Any, **overrides: Any
+) -> Service:
+    settings = Settings(
+        environment="test",
+        secret_key=secrets.token_urlsafe(32),
+        workdir=tmp,
+        database_url=db_url,
+        data_dir=tmp / "images",
+        audit_rate=0.0,
+        **overrides,
+    )
+    app = create_app(settings, scorer=make_scorer(bundle, embedder, REVIEW_ALL))
+    service = Service(app, settings, bundle, embedder)
+    with service.sessions() as session:
+        _, service.api_key = accounts.create_api_key(session, "forum")
+        session.commit()
+    return service
+
+
+class LiveServer:
+    """uvicorn serving an app on a free loopback port in a background thread."""
+
+    def __init__(self, app: FastAPI) -> None:
+        with socket.socket() as sock:
+            sock.bind(("127.0.0.1", 0))
+            self.port = sock.getsockname()[1]
+        config = uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning")
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def __enter__(self) -> LiveServer:
+        self.thread.start()
+        deadline = time.monotonic() + 20
+        while not self.server.started:
+            if time.monotonic() > deadline or not self.thread.is_alive():
+                raise RuntimeError("uvicorn did not start")
+            time.sleep(0.02)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.should_exit = True
+        self.thread.join(timeout=10)
