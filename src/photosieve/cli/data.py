@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pandas as pd
@@ -16,12 +17,15 @@ from photosieve.data.ingest import IngestResult, ingest
 from photosieve.data.manifest import INGESTED_COLUMNS, read_manifest, write_manifest
 from photosieve.data.plan import (
     DEFAULT_CONFIDENCE,
+    DEFAULT_MARGIN,
     DEFAULT_TARGET_RECALL,
+    MAX_CALIBRATION,
+    REST_RATIOS,
     parse_fractions,
 )
 from photosieve.data.split import SplitResult, split_manifest
 from photosieve.paths import default_workdir
-from photosieve.records import MANIFEST_COLUMNS, Label
+from photosieve.records import MANIFEST_COLUMNS, PRIMARY_SOURCE, Label
 
 
 def _beside(out: Path, tag: str) -> Path:
@@ -184,6 +188,18 @@ def split_command(
         confidence=confidence,
         external_in_train_dev=external_in_train_dev,
     )
+    if fractions is None:
+        rest = ":".join(f"{ratio * 100:g}" for ratio in REST_RATIOS.values())
+        primary = result.manifest[result.manifest["source"] == PRIMARY_SOURCE]
+        n_positives = int((primary["label"] == Label.OFFENSIVE.value).sum())
+        planned = math.ceil(result.positives_needed * (1 + DEFAULT_MARGIN))
+        console.print(
+            f"Fractions planned for the target: calibration gets the {result.positives_needed} "
+            f"positives needed + {DEFAULT_MARGIN:.0%} margin = {planned} of {n_positives} "
+            f"primary positives (at most {MAX_CALIBRATION:.0%} of the photos); the rest goes "
+            f"train:train_dev:validation:test = {rest}. "
+            "Pass --fractions to choose them yourself."
+        )
     _split_table(console, result)
     write_manifest(result.manifest, out, columns=MANIFEST_COLUMNS)
     sidecar = out.with_suffix(".json")

@@ -23,6 +23,8 @@ INGESTED_COLUMNS: tuple[str, ...] = tuple(c for c in MANIFEST_COLUMNS if c != "s
 RAW_COLUMNS: tuple[str, ...] = ("path", "label")
 
 _SUFFIXES = (".csv", ".parquet", ".pq")
+# Extra columns written by ingest that read back as integers (CSV keeps everything else as text).
+_INT_COLUMNS = ("width", "height")
 
 
 class ManifestError(ValueError):
@@ -128,6 +130,11 @@ def read_manifest(path: str | Path, *, columns: Sequence[str] = MANIFEST_COLUMNS
             frame["group_id"] = frame["group_id"].astype("int64")
         except (TypeError, ValueError) as exc:
             raise ManifestError(f"{path}: group_id must be whole numbers: {exc}") from exc
+    for column in _INT_COLUMNS:
+        if column in frame.columns:
+            numeric = pd.to_numeric(frame[column], errors="coerce")
+            if numeric.notna().all():
+                frame[column] = numeric.astype("int64")
     return frame
 
 
