@@ -9,7 +9,7 @@ from pathlib import Path
 import pandas as pd
 import typer
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
 from photosieve.data.dedupe import NEAR_DUPLICATE_DISTANCE
@@ -45,7 +45,10 @@ def _ingest_tables(console: Console, result: IngestResult) -> None:
         table.add_row(
             source, f"{len(part):,}", f"{n_pos:,}", f"{len(part) - n_pos:,}", f"{n_rej:,}"
         )
-    table.add_row("total", f"{len(accepted):,}", "", "", f"{len(rejected):,}", style="bold")
+    n_pos = int((accepted["label"] == Label.OFFENSIVE.value).sum())
+    n_ok = len(accepted) - n_pos
+    total = (f"{len(accepted):,}", f"{n_pos:,}", f"{n_ok:,}", f"{len(rejected):,}")
+    table.add_row("total", *total, style="bold")
     console.print(table)
     if len(rejected):
         reasons = Table(title="Rejected, by reason")
@@ -98,7 +101,7 @@ def ingest_command(
         "[progress.description]{task.description}",
         BarColumn(),
         MofNCompleteColumn(),
-        TimeRemainingColumn(),
+        TimeElapsedColumn(),
         console=console,
     ) as progress:
         task = progress.add_task("decoding + hashing", total=None)
