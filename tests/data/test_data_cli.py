@@ -75,6 +75,11 @@ def test_bad_fractions_exit_with_a_message(tmp_path: Path) -> None:
     path = tmp_path / "in.csv"
     path.write_text(f"path,label,source,sha256,phash,group_id\n/a.jpg,ok,primary,{'0' * 64},"
                     f"{'0' * 64},0\n")  # fmt: skip
-    done = CliRunner().invoke(app, ["split", str(path), "--fractions", "train=2"])
-    assert done.exit_code != 0
-    assert "sum to 1" in str(done.exception) or "sum to 1" in done.output
+    runner = CliRunner(env={"COLUMNS": "200"})
+    done = runner.invoke(app, ["split", str(path), "--fractions", "train=2"])
+    assert done.exit_code == 1
+    assert "error: split fractions must sum to 1" in done.output
+    done = runner.invoke(app, ["split", str(path)])  # no positives: nothing to plan for
+    assert done.exit_code == 1 and "no primary positives" in done.output
+    done = runner.invoke(app, ["ingest", str(tmp_path / "absent")])
+    assert done.exit_code == 1 and "nothing to ingest" in done.output

@@ -128,11 +128,17 @@ def test_csv_manifest_with_every_reject_reason(tmp_path: Path, save_photo: SaveP
 def test_parquet_manifest_without_source_column(tmp_path: Path, save_photo: SavePhoto) -> None:
     photo = save_photo(tmp_path / "x" / "a.jpg", seed=1)
     manifest = tmp_path / "m.parquet"
-    frame = pd.DataFrame({"path": [str(photo)], "label": ["ok"], "user_id": ["u1"]})
+    other = save_photo(tmp_path / "x" / "b.jpg", seed=2)
+    frame = pd.DataFrame(
+        {"path": [str(photo), str(other)], "label": ["ok", "offensive"], "user_id": ["u1", None]}
+    )
     frame.to_parquet(manifest)
     result = ingest(manifest)
-    assert result.accepted["source"].tolist() == ["primary"]
-    assert result.accepted["user_id"].tolist() == ["u1"]
+    assert result.accepted["source"].tolist() == ["primary", "primary"]
+    assert result.accepted["user_id"].tolist() == ["u1", ""]
+    with_source = frame.assign(source=[None, "external:x"])
+    with_source.to_parquet(manifest)
+    assert ingest(manifest).accepted["source"].tolist() == ["primary", "external:x"]
 
 
 def test_bad_manifests_are_explained(tmp_path: Path) -> None:

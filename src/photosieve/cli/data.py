@@ -28,6 +28,11 @@ from photosieve.paths import default_workdir
 from photosieve.records import MANIFEST_COLUMNS, PRIMARY_SOURCE, Label
 
 
+def _fail(console: Console, exc: ValueError) -> typer.Exit:
+    console.print(f"[red]error:[/red] {exc}")
+    return typer.Exit(code=1)
+
+
 def _beside(out: Path, tag: str) -> Path:
     return out.with_name(f"{out.stem}.{tag}{out.suffix}")
 
@@ -105,16 +110,19 @@ def ingest_command(
         console=console,
     ) as progress:
         task = progress.add_task("decoding + hashing", total=None)
-        result = ingest(
-            source,
-            positive_name=positive_name,
-            negative_name=negative_name,
-            source_name=source_name,
-            max_distance=max_distance,
-            workers=workers,
-            on_total=lambda n: progress.update(task, total=n),
-            on_progress=lambda k: progress.advance(task, k),
-        )
+        try:
+            result = ingest(
+                source,
+                positive_name=positive_name,
+                negative_name=negative_name,
+                source_name=source_name,
+                max_distance=max_distance,
+                workers=workers,
+                on_total=lambda n: progress.update(task, total=n),
+                on_progress=lambda k: progress.advance(task, k),
+            )
+        except ValueError as exc:
+            raise _fail(console, exc) from exc
     _ingest_tables(console, result)
     write_manifest(result.accepted, out, columns=INGESTED_COLUMNS)
     rejects = rejects or _beside(out, "rejects")
@@ -182,15 +190,18 @@ def split_command(
     """Split ingested photos by duplicate group, stratified; write manifest + fingerprint."""
     console = Console()
     out = out or default_workdir() / "split.csv"
-    frame = read_manifest(ingested, columns=INGESTED_COLUMNS)
-    result = split_manifest(
-        frame,
-        fractions=parse_fractions(fractions) if fractions else None,
-        seed=seed,
-        target_recall=target_recall,
-        confidence=confidence,
-        external_in_train_dev=external_in_train_dev,
-    )
+    try:
+        frame = read_manifest(ingested, columns=INGESTED_COLUMNS)
+        result = split_manifest(
+            frame,
+            fractions=parse_fractions(fractions) if fractions else None,
+            seed=seed,
+            target_recall=target_recall,
+            confidence=confidence,
+            external_in_train_dev=external_in_train_dev,
+        )
+    except ValueError as exc:
+        raise _fail(console, exc) from exc
     if fractions is None:
         rest = ":".join(f"{ratio * 100:g}" for ratio in REST_RATIOS.values())
         primary = result.manifest[result.manifest["source"] == PRIMARY_SOURCE]

@@ -103,7 +103,9 @@ def collect_manifest(path: Path) -> pd.DataFrame:
             f"{path}: missing column(s) {missing}; a manifest to ingest needs "
             f"`path,label[,source][,user_id][,uploaded_at]` (found {list(frame.columns)})"
         )
-    frame = frame.astype({c: str for c in frame.columns if frame[c].dtype == object})
+    # Parquet may hold None/NaN in text columns: they mean "not given", like an empty CSV cell.
+    text = [c for c in frame.columns if not pd.api.types.is_numeric_dtype(frame[c])]
+    frame[text] = frame[text].fillna("").astype(str)
     frame["path"] = resolve_paths(frame["path"], path.parent.absolute())
     return frame
 
