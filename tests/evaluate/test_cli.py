@@ -68,6 +68,10 @@ def setup(
 
 def _run(args: list[str]) -> tuple[int, str]:
     result = CliRunner().invoke(app, args)
+    if result.exception and not isinstance(result.exception, SystemExit):
+        import traceback
+
+        traceback.print_exception(result.exception)
     return result.exit_code, result.output + (str(result.exception) if result.exception else "")
 
 
@@ -111,4 +115,5 @@ def test_calibrate_evaluate_report(setup: tuple[Path, Path, Path], tmp_path: Pat
     assert code == 0, out
     page = report.read_text()
     assert page.count("data:image/png;base64,") == 3 and "Operating policy" in page
+    assert "No diagnosis available" not in page and "variance" in page
     assert np.isfinite(result["overall"]["recall"])

@@ -67,7 +67,7 @@ def evaluate_bundle(
 
 
 def diagnosis_table(
-    scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, target_recall: float
+    scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, operating_threshold: float
 ) -> pd.DataFrame | None:
     """The bias / variance / mismatch table (`photosieve.evaluate.diagnose`), or None."""
     import importlib
@@ -76,13 +76,12 @@ def diagnosis_table(
         diagnose = importlib.import_module("photosieve.evaluate.diagnose")
     except ImportError:
         return None
-    result = diagnose.diagnose_arrays(scores, labels, splits, target_recall=target_recall)
+    result = diagnose.diagnose_arrays(
+        scores, labels, splits, operating_threshold=operating_threshold
+    )
     table = pd.DataFrame(result.rows())
-    remedies = getattr(result, "remedies", None)
-    if remedies and "largest" in table.columns:
-        text = remedies if isinstance(remedies, str) else "; ".join(map(str, remedies))
-        table["remedy"] = np.where(table["largest"].astype(bool), text, "")
-    return table.set_index("name") if "name" in table.columns else table
+    table["largest"] = np.where(table["largest"].astype(bool), "◀ largest: " + result.remedies, "")
+    return table.set_index("name")
 
 
 def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
@@ -235,7 +234,7 @@ def write_report(
             score_rows(model, everything, workdir=workdir),
             (everything["label"] == "offensive").to_numpy().astype(int),
             everything["split"].astype(str).to_numpy(),
-            target_recall=policy.target_recall,
+            operating_threshold=policy.approve_below,
         )
     note = f"{Path(manifest).resolve()} — {'all rows' if split == 'all' else f'split {split}'}"
     page = render_report(model, ev, scores, labels, curve=curve,
