@@ -33,7 +33,11 @@ def hamming(a: str, b: str) -> int:
 
 
 def nearest(session: Session, phash: str, max_distance: int) -> BankMatch | None:
-    """The closest active entry at most `max_distance` bits from `phash`, or None."""
+    """The best active entry at most `max_distance` bits from `phash`, or None.
+
+    Entries a person confirmed win over closer model-only ones (a confirmed match needs no
+    second look); ties go to the smaller distance.
+    """
     rows = session.execute(
         select(
             KnownBadHash.id,
@@ -46,10 +50,14 @@ def nearest(session: Session, phash: str, max_distance: int) -> BankMatch | None
         return None
     bank = np.array([int(row.phash, 16) for row in rows], dtype=np.uint64)
     xor = np.bitwise_xor(bank, np.uint64(int(phash, 16)))
-    distances = _POPCOUNT[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1)
-    best = int(np.argmin(distances))
-    if int(distances[best]) > max_distance:
+    distances = _POPCOUNT[xor.view(np.uint8).reshape(-1, 8)].sum(axis=1).astype(np.int64)
+    confirmed = np.array([bool(row.confirmed) for row in rows])
+    within = distances <= max_distance
+    if not within.any():
         return None
+    # Rank: within the limit, confirmed first, then nearest.
+    rank = np.where(within, distances - np.where(confirmed, 1000, 0), np.iinfo(np.int64).max)
+    best = int(np.argmin(rank))
     row = rows[best]
     return BankMatch(row.id, row.source_upload_id, int(distances[best]), bool(row.confirmed))
 
