@@ -40,7 +40,8 @@
         try { data = text ? JSON.parse(text) : null; } catch (e) { data = { detail: text }; }
         if (!response.ok) {
           var detail = data && (data.detail || data.message || data.error);
-          if (typeof detail !== "string") detail = JSON.stringify(detail);
+          if (detail && typeof detail === "object" && detail.message) detail = detail.message;
+          if (detail && typeof detail !== "string") detail = JSON.stringify(detail);
           var err = new Error(detail || ("HTTP " + response.status));
           err.status = response.status;
           throw err;
@@ -65,10 +66,12 @@
     var parts = [];
     if (item.reason_detail) parts.push(item.reason_detail);
     if (item.match_distance !== undefined && item.match_distance !== null) parts.push("hash distance " + item.match_distance);
-    if (item.model_decision) parts.push("model: " + item.model_decision);
+    if (item.model_decision && item.kind !== "model_band") parts.push("model said " + item.model_decision);
     if (item.uploaded_at || item.created_at) {
       var when = new Date(item.uploaded_at || item.created_at);
-      if (!isNaN(when)) parts.push("uploaded " + when.toLocaleString());
+      if (!isNaN(when)) {
+        parts.push("uploaded " + when.toLocaleString(undefined, { dateStyle: "medium", timeStyle: "short" }));
+      }
     }
     return parts.join(" · ");
   }
@@ -80,6 +83,7 @@
     var kind = kindOf(item);
     var score = typeof item.score === "number" ? item.score : null;
     el.dataset.itemId = itemId(item);
+    el.dataset.uploadId = item.upload_id;
     el.setAttribute("aria-label", "Photo " + (index + 1) + " of " + total + ", " + kind[0] +
       (score === null ? "" : ", score " + score.toFixed(2)));
     var img = el.querySelector("img");
@@ -143,16 +147,18 @@
       .then(function (data) {
         var items = Array.isArray(data) ? data : (data && data.items) || [];
         showError("");
-        // Keep cards whose decision may still be undone? No: a finished batch is replaced whole;
-        // an undo of an earlier decision brings its card back (see undo()).
-        cards = [];
-        selected = -1;
-        grid.textContent = "";
-        items.forEach(function (item, i) {
-          var card = render(item, i, items.length);
-          cards.push(card);
-          grid.appendChild(card.el);
-        });
+        if (items.length || cards.some(function (c) { return !c.decision; })) {
+          // A new batch replaces the finished one; undoing an earlier decision brings its
+          // card back (see undo()). With nothing new, the decided cards stay on screen.
+          cards = [];
+          selected = -1;
+          grid.textContent = "";
+          items.forEach(function (item, i) {
+            var card = render(item, i, items.length);
+            cards.push(card);
+            grid.appendChild(card.el);
+          });
+        }
         updateCounters(queueDepthOf(data));
         if (!items.length) {
           emptyEl.hidden = false;
@@ -264,8 +270,8 @@
         if (cards.indexOf(card) < 0) {  // the batch moved on: bring the card back
           cards.unshift(card);
           grid.insertBefore(card.el, grid.firstChild);
-          emptyEl.hidden = true;
         }
+        emptyEl.hidden = true;
         select(cards.indexOf(card));
         showError("");
         say("Decision undone. Photo " + (cards.indexOf(card) + 1) + " is back to undecided.");

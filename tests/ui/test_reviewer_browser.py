@@ -1,0 +1,164 @@
+"""Browser test: Debian chromium (Playwright) signs in, reviews three photos with the keyboard,
+undoes one decision, and the decisions land in the database and the upload API."""
+
+from __future__ import annotations
+
+import shutil
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+from ui_harness import PASSWORD, Live
+
+from photosieve.store.models import ReviewDecision
+
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+FILTER = "e => getComputedStyle(e).filter"
+DOCS = Path(__file__).resolve().parents[2] / "docs"
+
+pytestmark = pytest.mark.browser
+
+
+@pytest.fixture
+def browser() -> Any:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (install Debian chromium: `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()
+
+
+def _eventually(read: Callable[[], object], want: object, seconds: float = 5.0) -> None:
+    """Poll `read()` until it returns `want` (the page's CSP forbids Playwright's eval waits)."""
+    deadline = time.monotonic() + seconds
+    while (got := read()) != want:
+        assert time.monotonic() < deadline, f"still {got!r}, wanted {want!r}"
+        time.sleep(0.05)
+
+
+def _selected_upload(page: Any) -> str:
+    return str(page.locator(".card.is-selected").get_attribute("data-upload-id"))
+
+
+def _wait_verdict(page: Any, upload_id: str, label: str) -> None:
+    page.wait_for_selector(f'.card[data-upload-id="{upload_id}"][data-decision="{label}"]')
+
+
+def test_review_three_photos_with_the_keyboard(browser: Any, live: Live, tmp_path: Path) -> None:
+    first, second, third = live.upload_ids
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(15_000)
+
+    # Anonymous visitors are sent to the sign-in page; signing in returns to the queue.
+    page.goto(f"{live.url}/review")
+    assert "/login" in page.url
+    page.fill("#username", "rita")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live.url}/review")
+    expect(page.locator(".card")).to_have_count(3)
+
+    # Oldest first; the first card is selected, every photo starts blurred.
+    cards = page.locator(".card")
+    assert [cards.nth(i).get_attribute("data-upload-id") for i in range(3)] == live.upload_ids
+    assert _selected_upload(page) == first
+    filters = page.eval_on_selector_all(
+        ".card img", "els => els.map(e => getComputedStyle(e).filter)"
+    )
+    assert all("blur" in f for f in filters), filters
+    assert page.locator(".card .badge").first.inner_text() == "Model"
+    assert "score" in page.locator(".card .score").first.inner_text()
+
+    # J/K move the selection; a click reveals a photo.
+    page.keyboard.press("j")
+    assert _selected_upload(page) == second
+    page.keyboard.press("k")
+    assert _selected_upload(page) == first
+    page.locator(".card .photo").first.click()
+    assert page.locator(".card .photo").first.get_attribute("aria-pressed") == "true"
+    _eventually(
+        lambda: page.eval_on_selector(".card img", "e => getComputedStyle(e).filter"), "none"
+    )
+
+    # O marks the first offensive and moves on; A marks the second OK; U undoes that.
+    page.keyboard.press("o")
+    _wait_verdict(page, first, "offensive")
+    assert _selected_upload(page) == second
+    page.keyboard.press("a")
+    _wait_verdict(page, second, "ok")
+    assert _selected_upload(page) == third
+    page.keyboard.press("u")
+    page.wait_for_selector(f'.card[data-upload-id="{second}"]:not(.is-decided)')
+    assert _selected_upload(page) == second
+    page.keyboard.press("j")
+    page.keyboard.press("o")
+    _wait_verdict(page, third, "offensive")
+    assert _selected_upload(page) == second  # the one undecided photo left
+    assert page.inner_text("#count-left") == "1"
+    page.locator(f'.card[data-upload-id="{second}"] .photo').click()
+    _eventually(
+        lambda: page.eval_on_selector(f'.card[data-upload-id="{second}"] img', FILTER),
+        "none",
+    )
+    assert page.locator(f'.card[data-upload-id="{second}"] .btn-undo').is_hidden()
+    screenshot = tmp_path / "reviewer-ui.png"
+    page.screenshot(path=str(screenshot), full_page=False)
+    page.keyboard.press("a")
+    _wait_verdict(page, second, "ok")
+    page.wait_for_selector("#empty:not([hidden])")  # batch done, next claim found nothing
+
+    # The decisions landed: one live decision per photo, the undone one kept as history.
+    with live.app.state.sessions() as session:
+        rows = session.scalars(select(ReviewDecision).order_by(ReviewDecision.id)).all()
+    live_labels = {r.upload_id: r.label for r in rows if not r.undone}
+    assert live_labels == {first: "offensive", second: "ok", third: "offensive"}
+    assert [(r.upload_id, r.label) for r in rows if r.undone] == [(second, "ok")]
+    headers = {"Authorization": f"Bearer {live.api_key}"}
+    with httpx.Client(base_url=live.url, headers=headers) as client:
+        decisions = [client.get(f"/v1/uploads/{u}").json() for u in live.upload_ids]
+    assert [d["decision"] for d in decisions] == ["removed", "approved", "removed"]
+    assert all(d["final"] and d["reason"] == "reviewer" for d in decisions)
+
+    # History lists the four decisions (one undone).
+    page.goto(f"{live.url}/history")
+    assert page.locator("#history tbody tr").count() == 4
+    assert page.locator("#history tbody tr.is-undone").count() == 1
+
+    assert screenshot.stat().st_size > 10_000
+    if DOCS.is_dir():
+        shutil.copyfile(screenshot, DOCS / "reviewer-ui.png")
+
+
+def test_admin_page_shows_todays_numbers(browser: Any, live: Live, tmp_path: Path) -> None:
+    page = browser.new_page(viewport={"width": 1440, "height": 900})
+    page.set_default_timeout(15_000)
+    page.goto(f"{live.url}/login")
+    page.fill("#username", "ada")
+    page.fill("#password", PASSWORD)
+    page.click("button[type=submit]")
+    page.wait_for_url(f"{live.url}/review")
+    page.goto(f"{live.url}/admin")
+    assert page.inner_text("#queue-total") == "3"
+    depth = page.inner_text("#queue-depth")
+    assert "model band" in depth
+    assert "pending review\t3" in page.inner_text("#uploads-today")
+    shot = tmp_path / "reviewer-ui-admin.png"
+    page.screenshot(path=str(shot))
+    if DOCS.is_dir():
+        shutil.copyfile(shot, DOCS / "reviewer-ui-admin.png")
