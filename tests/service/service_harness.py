@@ -7,6 +7,7 @@ head); tests steer decisions by swapping the bundle's `DecisionPolicy`, not by f
 from __future__ import annotations
 
 import contextlib
+import functools
 import io
 import secrets
 import socket
@@ -52,6 +53,12 @@ def drawn_photo(seed: int, *, size: tuple[int, int] = (96, 80), shape: str = "ci
     buffer = io.BytesIO()
     image.save(buffer, "JPEG", quality=90)
     return buffer.getvalue()
+
+
+@functools.cache
+def password_hash() -> str:
+    """PASSWORD hashed once per session (argon2 is slow on purpose)."""
+    return security.hash_password(PASSWORD)
 
 
 def pg_available() -> bool:
@@ -121,7 +128,7 @@ class Service:
 
     def add_user(self, name: str, role: str = "reviewer") -> None:
         with self.sessions() as session:
-            security.create_user(session, name, PASSWORD, role)
+            accounts.add_user(session, name, password_hash(), role)
             session.commit()
 
     def reviewer(self, name: str, role: str = "reviewer") -> TestClient:

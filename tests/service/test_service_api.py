@@ -35,9 +35,7 @@ def test_approved_upload_is_stored_content_addressed(service: Service) -> None:
     assert len(body["id"]) >= 20  # random, unguessable
     assert response.headers["location"] == f"/v1/uploads/{body['id']}"
     images = service.app.state.images
-    assert [p.name for p in images.files()] == [
-        __import__("hashlib").sha256(data).hexdigest()
-    ]
+    assert [p.name for p in images.files()] == [__import__("hashlib").sha256(data).hexdigest()]
     assert images.staged() == []
     status = api.get(f"/v1/uploads/{body['id']}").json()
     assert status["decision"] == "approved" and status["final"] is False
@@ -184,7 +182,7 @@ def test_metrics_and_health(service: Service) -> None:
     assert 'photosieve_uploads_total{decision="approved"} 1' in text
     assert 'photosieve_uploads_total{decision="pending_review"} 1' in text
     assert 'photosieve_queue_depth{kind="model_band"} 1' in text
-    assert 'photosieve_upload_latency_seconds_count 2' in text
+    assert "photosieve_upload_latency_seconds_count 2" in text
     assert 'photosieve_upload_latency_seconds_bucket{le="+Inf"} 2' in text
     health = service.client().get("/healthz").json()
     assert health == {"status": "ok", "database": "ok", "model_version": health["model_version"]}

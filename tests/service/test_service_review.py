@@ -8,7 +8,7 @@ import pytest
 from service_harness import REVIEW_ALL, Service, build_service, drawn_photo, sign_in
 from sqlalchemy import select, update
 
-from photosieve.store.models import KnownBadHash, ReviewDecision, ReviewItem
+from photosieve.store.models import KnownBadHash, ReviewItem
 
 
 def _queue(service: Service, n: int, start: int = 100) -> list[str]:

@@ -1,0 +1,184 @@
+"""Bad uploads get the right 4xx with a JSON reason and leave nothing behind (rows or files)."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from PIL import Image
+from service_harness import APPROVE_ALL, Service, drawn_photo
+from sqlalchemy import func, select
+
+from photosieve.store.models import KnownBadHash, ReviewItem, Upload
+
+
+@pytest.fixture(scope="module")
+def huge_png() -> bytes:
+    """A 50-megapixel PNG (1-bit, so it is small on the wire)."""
+    buffer = io.BytesIO()
+    Image.new("1", (10_000, 5_000)).save(buffer, "PNG")
+    return buffer.getvalue()
+
+
+def _truncated_jpeg() -> bytes:
+    data = drawn_photo(1, size=(320, 240))
+    return data[: len(data) * 6 // 10]
+
+
+def _nothing_written(service: Service) -> None:
+    with service.sessions() as session:
+        for model in (Upload, ReviewItem, KnownBadHash):
+            assert session.scalar(select(func.count()).select_from(model)) == 0, model
+    images = service.app.state.images
+    assert images.files() == [] and images.staged() == []
+
+
+def _post(service: Service, data: bytes, *, auth: bool = True) -> Any:
+    client = service.api() if auth else service.client()
+    return client.post(
+        "/v1/uploads", files={"image": ("x.jpg", data, "image/jpeg")}, data={"user_id": "u1"}
+    )
+
+
+@pytest.mark.parametrize(
+    ("payload", "reason"),
+    [
+        (b"this is not an image, it is a text file\n" * 10, "not_an_image"),
+        (b"", "empty"),
+        (_truncated_jpeg(), "truncated"),
+        (b"GIF89a" + b"\x00" * 4, "not_an_image"),
+    ],
+    ids=["text", "zero-bytes", "truncated-jpeg", "broken-gif"],
+)
+def test_undecodable_uploads(service: Service, payload: bytes, reason: str) -> None:
+    response = _post(service, payload)
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert detail["reason"] == reason and detail["message"]
+    _nothing_written(service)
+
+
+def test_fifty_megapixel_png(service: Service, huge_png: bytes) -> None:
+    response = _post(service, huge_png)
+    assert response.status_code == 422
+    assert response.json()["detail"]["reason"] == "too_large"
+    _nothing_written(service)
+
+
+def test_oversized_body_declared(service: Service) -> None:
+    too_big = b"\xff" * (service.settings.max_upload_bytes + 200_000)
+    response = _post(service, too_big)
+    assert response.status_code == 413
+    assert response.json()["detail"]["reason"] == "body_too_large"
+    _nothing_written(service)
+
+
+def test_oversized_body_streamed_without_length(service: Service) -> None:
+    boundary = "photosieveboundary"
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="user_id"\r\n\r\nu1\r\n'
+        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
+        "Content-Type: image/jpeg\r\n\r\n"
+    ).encode()
+
+    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
+        yield head
+        for _ in range(service.settings.max_upload_bytes // 65536 + 4):
+            yield b"\xff" * 65536
+        yield f"\r\n--{boundary}--\r\n".encode()
+
+    response = service.api().post(
+        "/v1/uploads",
+        content=chunks(),
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    assert response.status_code == 413
+    _nothing_written(service)
+
+
+@pytest.mark.parametrize(
+    ("content_type", "body"),
+    [
+        ("application/json", b'{"image": "aGVsbG8=", "user_id": "u1"}'),
+        ("image/jpeg", drawn_photo(2)),
+        ("text/plain", b"hello"),
+    ],
+)
+def test_wrong_content_type(service: Service, content_type: str, body: bytes) -> None:
+    response = service.api().post(
+        "/v1/uploads", content=body, headers={"Content-Type": content_type}
+    )
+    assert response.status_code == 415
+    assert response.json()["detail"]["reason"] == "unsupported_media_type"
+    _nothing_written(service)
+
+
+def test_missing_fields(service: Service) -> None:
+    api = service.api()
+    no_image = api.post("/v1/uploads", files={"other": ("a", b"x")}, data={"user_id": "u1"})
+    assert no_image.status_code == 422 and no_image.json()["detail"]["reason"] == "missing_image"
+    files = {"image": ("x.jpg", drawn_photo(3), "image/jpeg")}
+    no_user = api.post("/v1/uploads", files=files)
+    assert no_user.status_code == 422 and no_user.json()["detail"]["reason"] == "missing_user_id"
+    _nothing_written(service)
+
+
+def test_missing_auth(service: Service) -> None:
+    response = _post(service, drawn_photo(4), auth=False)
+    assert response.status_code == 401
+    assert response.headers["www-authenticate"] == "Bearer"
+    assert response.json()["detail"]["reason"] == "unauthorized"
+    _nothing_written(service)
+
+
+def test_failed_commit_leaves_neither_row_nor_file(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    service.set_policy(APPROVE_ALL)
+    moderator = service.app.state.moderator
+    original = moderator._record
+
+    def record_then_fail(session: Any, *args: Any) -> Any:
+        original(session, *args)  # rows inserted and flushed...
+        raise RuntimeError("database went away")  # ...then the transaction fails
+
+    monkeypatch.setattr(moderator, "_record", record_then_fail)
+    response = _post(service, drawn_photo(5))
+    assert response.status_code == 500
+    _nothing_written(service)
+
+
+def test_failed_publish_leaves_neither_row_nor_file(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from photosieve.service.storage import StagedImage
+
+    service.set_policy(APPROVE_ALL)
+    service.settings.audit_rate = 1.0  # a queue item too, to be compensated
+
+    def fail(self: StagedImage) -> None:
+        raise OSError("disk full")
+
+    monkeypatch.setattr(StagedImage, "publish", fail)
+    response = _post(service, drawn_photo(6))
+    assert response.status_code == 500
+    _nothing_written(service)
+
+
+def test_recovery_after_a_crash_between_commit_and_rename(service: Service) -> None:
+    """A staged file whose row committed is published at start-up; an orphan is deleted."""
+    from photosieve.service.app import create_app
+
+    service.set_policy(APPROVE_ALL)
+    data = drawn_photo(7)
+    upload_id = _post(service, data).json()["id"]
+    images = service.app.state.images
+    sha = images.files()[0].name
+    images.path_for(sha).rename(images.tmp / f"{sha}.deadbeef.tmp")  # as if the rename never ran
+    images.stage(b"orphan bytes", "0" * 64)  # as if the commit never ran
+    create_app(service.settings, scorer=service.app.state.scorer).state.engine.dispose()
+    assert images.staged() == [] and [p.name for p in images.files()] == [sha]
+    reviewer = service.reviewer("rita")
+    assert reviewer.get(f"/v1/uploads/{upload_id}/image").content == data
