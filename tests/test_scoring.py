@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from PIL import Image
+from PIL import Image, ImageDraw
 
 from photosieve.bundle import ModelBundle
 from photosieve.learn.head import LogisticHead
@@ -26,6 +26,17 @@ def _jpeg(image: Image.Image) -> bytes:
     return buffer.getvalue()
 
 
+def _draw(seed: int, *, circle: bool) -> Image.Image:
+    """A noisy background with a circle or a square on it."""
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 12, (80, 96, 3)), 0, 255)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+    (draw.ellipse if circle else draw.rectangle)((19, 16, 76, 64), fill=colour)
+    return image
+
+
 @pytest.fixture(scope="module")
 def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
     # Same folder as the vision tests' fixture: the ONNX export is made once per session.
@@ -34,9 +45,7 @@ def embedder(tmp_path_factory: pytest.TempPathFactory) -> Embedder:
 
 @pytest.fixture(scope="module")
 def drawn() -> tuple[list[Image.Image], np.ndarray]:
-    from conftest import draw_photo
-
-    images = [draw_photo(i, shape="circle" if i % 2 else "square") for i in range(10)]
+    images = [_draw(i, circle=bool(i % 2)) for i in range(10)]
     labels = np.array([i % 2 for i in range(10)])
     return [load_image(_jpeg(im)) for im in images], labels
 
