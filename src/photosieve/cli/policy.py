@@ -58,7 +58,9 @@ def register(app: typer.Typer) -> None:
         confidence: float = typer.Option(0.95, help="confidence of each guarantee"),
         target_precision: float = typer.Option(0.99, help="certified remove-band precision"),
         prevalence: float = typer.Option(0.01, help="production prevalence for the precision"),
-        no_remove_band: bool = typer.Option(False, help="send everything not approved to review"),
+        no_remove_band: bool = typer.Option(
+            False, "--no-remove-band", help="send everything not approved to review"
+        ),
         workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     ) -> None:
         """Certify the decision thresholds on the calibration split and store them in the bundle."""
