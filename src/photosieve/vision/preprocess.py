@@ -110,7 +110,22 @@ def load_image(
     `draft_size` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) as long as both sides stay
     at least `draft_size` pixels: much faster for big photos headed for a small model input.
     """
-    image = _open(source)
+    with _open(source) as image:  # closes the file, whatever happens
+        _check_header(image, max_pixels)
+        try:
+            image.seek(0)  # first frame of an animation
+            if draft_size is not None and image.format in ("JPEG", "MPO"):
+                image.draft(None, (draft_size, draft_size))
+            image.load()
+            upright = ImageOps.exif_transpose(image)
+            return _to_rgb(upright)
+        except (OSError, SyntaxError, ValueError, EOFError) as exc:
+            raise ImageDecodeError(
+                "truncated", f"image data is truncated or corrupt: {exc}"
+            ) from exc
+
+
+def _check_header(image: Image.Image, max_pixels: int) -> None:
     if image.format not in SUPPORTED_FORMATS:
         raise ImageDecodeError(
             "unsupported_format",
@@ -126,18 +141,6 @@ def load_image(
             f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
             f"the limit is {max_pixels / 1e6:.0f}",
         )
-    try:
-        image.seek(0)  # first frame of an animation
-        if draft_size is not None and image.format in ("JPEG", "MPO"):
-            image.draft(None, (draft_size, draft_size))
-        image.load()
-        image = ImageOps.exif_transpose(image)
-        rgb = _to_rgb(image)
-    except ImageDecodeError:
-        raise
-    except (OSError, SyntaxError, ValueError, EOFError) as exc:
-        raise ImageDecodeError("truncated", f"image data is truncated or corrupt: {exc}") from exc
-    return rgb
 
 
 def _to_rgb(image: Image.Image) -> Image.Image:
