@@ -13,7 +13,7 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
-from ui_harness import PASSWORD, Live
+from ui_harness import PASSWORD, Live, upload_photos
 
 from photosieve.store.models import ReviewDecision
 
@@ -64,6 +64,14 @@ def test_review_three_photos_with_the_keyboard(browser: Any, live: Live, tmp_pat
     first, second, third = live.upload_ids
     page = browser.new_page(viewport={"width": 1440, "height": 900})
     page.set_default_timeout(15_000)
+    problems: list[str] = []  # script errors and CSP violations
+    page.on("pageerror", lambda exc: problems.append(str(exc)))
+    page.on("console", lambda msg: problems.append(msg.text) if msg.type == "error" else None)
+    page.on("requestfailed", lambda request: problems.append(f"failed: {request.url}"))
+    page.on(
+        "response",
+        lambda r: problems.append(f"{r.status}: {r.url}") if r.status >= 400 else None,
+    )
 
     # Anonymous visitors are sent to the sign-in page; signing in returns to the queue.
     page.goto(f"{live.url}/review")
@@ -96,6 +104,24 @@ def test_review_three_photos_with_the_keyboard(browser: Any, live: Live, tmp_pat
         lambda: page.eval_on_selector(".card img", "e => getComputedStyle(e).filter"), "none"
     )
 
+    # R toggles the selected photo; press-and-hold peeks only while held.
+    page.keyboard.press("r")
+    assert page.locator(".card .photo").first.get_attribute("aria-pressed") == "false"
+    third_photo = page.locator(f'.card[data-upload-id="{third}"] .photo')
+    box = third_photo.bounding_box()
+    assert box is not None
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    _eventually(lambda: "is-peeking" in str(third_photo.get_attribute("class")), True)
+    page.mouse.up()
+    assert "is-peeking" not in str(third_photo.get_attribute("class"))
+    assert third_photo.get_attribute("aria-pressed") == "false"  # a peek is not a toggle
+    assert _selected_upload(page) == third  # pointing at a card selects it
+    page.keyboard.press("k")
+    page.keyboard.press("k")
+    page.keyboard.press("r")
+    assert page.locator(".card .photo").first.get_attribute("aria-pressed") == "true"
+
     # O marks the first offensive and moves on; A marks the second OK; U undoes that.
     page.keyboard.press("o")
     _wait_verdict(page, first, "offensive")
@@ -123,6 +149,13 @@ def test_review_three_photos_with_the_keyboard(browser: Any, live: Live, tmp_pat
     _wait_verdict(page, second, "ok")
     page.wait_for_selector("#empty:not([hidden])")  # batch done, next claim found nothing
 
+    # A new upload arrives: the next claim brings it in.
+    with httpx.Client(base_url=live.url, timeout=30) as client:
+        (fourth,) = upload_photos(client, live.api_key, photos=[(4, "circle")])
+    page.click("#check-now")
+    expect(page.locator(".card")).to_have_count(1)
+    assert _selected_upload(page) == fourth
+
     # The decisions landed: one live decision per photo, the undone one kept as history.
     with live.app.state.sessions() as session:
         rows = session.scalars(select(ReviewDecision).order_by(ReviewDecision.id)).all()
@@ -134,6 +167,8 @@ def test_review_three_photos_with_the_keyboard(browser: Any, live: Live, tmp_pat
         decisions = [client.get(f"/v1/uploads/{u}").json() for u in live.upload_ids]
     assert [d["decision"] for d in decisions] == ["removed", "approved", "removed"]
     assert all(d["final"] and d["reason"] == "reviewer" for d in decisions)
+
+    assert problems == []
 
     # History lists the four decisions (one undone).
     page.goto(f"{live.url}/history")

@@ -91,10 +91,14 @@ def build_app(tmp: Path, bundle: ModelBundle, embedder: Any) -> tuple[FastAPI, s
 PHOTOS = [(1, "rectangle"), (2, "circle"), (3, "rectangle")]
 
 
-def upload_photos(client: httpx.Client | TestClient, api_key: str) -> list[str]:
-    """Upload the three drawn photos through the real upload API; all land in the queue."""
+def upload_photos(
+    client: httpx.Client | TestClient,
+    api_key: str,
+    photos: list[tuple[int, str]] = PHOTOS,
+) -> list[str]:
+    """Upload drawn photos through the real upload API; all land in the review queue."""
     ids = []
-    for seed, shape in PHOTOS:
+    for seed, shape in photos:
         response = client.post(
             "/v1/uploads",
             headers={"Authorization": f"Bearer {api_key}"},

@@ -32,7 +32,7 @@ router = APIRouter(include_in_schema=False)
 UI_DIR = Path(__file__).resolve().parent.parent / "ui"
 TEMPLATES_DIR = UI_DIR / "templates"
 STATIC_DIR = UI_DIR / "static"
-_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".png": "image/png"}
+_STATIC_TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 BATCH_SIZE = 12  # photos per claimed batch: a screenful of big photos
 HISTORY_LIMIT = 100
 KIND_TEXT = {
