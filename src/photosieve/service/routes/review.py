@@ -8,7 +8,9 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from fastapi import APIRouter, HTTPException, Request, status
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from photosieve.records import Label
 from photosieve.service import security, views
@@ -29,6 +31,9 @@ from photosieve.store.models import Role, utcnow
 from photosieve.store.queue import QueueError
 
 router = APIRouter(prefix="/v1", tags=["review"])
+MAX_ID = 2**31 - 1  # the databases' INTEGER range
+ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
+DecisionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
 }
@@ -81,7 +86,7 @@ def claim(
 
 @router.post("/review/items/{item_id}/decision", response_model=DecisionPublic, responses=_ERRORS)
 def decide(
-    item_id: int,
+    item_id: ItemId,
     body: DecisionRequest,
     user: Reviewer,
     session: DbSession,
@@ -105,7 +110,7 @@ def decide(
     "/review/decisions/{decision_id}/undo", response_model=DecisionPublic, responses=_ERRORS
 )
 def undo(
-    decision_id: int,
+    decision_id: DecisionId,
     user: Reviewer,
     session: DbSession,
     moderator: ModeratorDep,
@@ -127,8 +132,8 @@ def undo(
 def history(
     user: Reviewer,
     session: DbSession,
-    limit: int = 50,
-    before_id: int | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+    before_id: Annotated[int | None, Query(ge=1, le=MAX_ID)] = None,
     everyone: bool = False,
 ) -> HistoryResponse:
     """Your recent decisions, newest first (`everyone=true` for admins: all reviewers')."""
@@ -140,7 +145,7 @@ def history(
     rows = queue.history(
         session,
         reviewer_id=None if everyone else user.id,
-        limit=max(1, min(limit, 500)),
+        limit=limit,
         before_id=before_id,
     )
     return HistoryResponse(items=[views.history_entry(row) for row in rows])
