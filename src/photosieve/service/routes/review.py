@@ -6,9 +6,7 @@ Session-cookie auth; writes also need the session's CSRF token in `X-CSRF-Token`
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
-
-from typing import Annotated
+from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
