@@ -1,0 +1,82 @@
+"""Settings refuse unsafe defaults; the CLI creates reviewers and API keys the service accepts."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+from pydantic import ValidationError
+from service_harness import APPROVE_ALL, PASSWORD, make_scorer
+from typer.testing import CliRunner
+
+from photosieve.cli import app as cli_app
+from photosieve.service.app import create_app
+from photosieve.service.config import PLACEHOLDER_SECRET, Settings
+
+
+def test_placeholder_secret_refused_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PHOTOSIEVE_ENVIRONMENT", "production")
+    monkeypatch.delenv("PHOTOSIEVE_SECRET_KEY", raising=False)
+    with pytest.raises(ValidationError, match="placeholder"):
+        Settings()
+    with pytest.raises(ValidationError, match="at least 16"):
+        Settings(secret_key="short")
+    monkeypatch.setenv("PHOTOSIEVE_SECRET_KEY", "a" * 32)
+    assert Settings().environment == "production"
+    assert Settings(environment="development", secret_key=PLACEHOLDER_SECRET).secret_key
+
+
+def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("PHOTOSIEVE_AUDIT_RATE", "0.25")
+    monkeypatch.setenv("PHOTOSIEVE_MAX_UPLOAD_BYTES", "12345")
+    settings = Settings()
+    assert settings.audit_rate == 0.25 and settings.max_upload_bytes == 12345
+    assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'service' / 'photosieve.db'}"
+    assert settings.resolved_data_dir == tmp_path / "service" / "images"
+    assert settings.resolved_bundle_path == tmp_path / "bench" / "bundle"
+    monkeypatch.setenv("PHOTOSIEVE_AUDIT_RATE", "1.5")
+    with pytest.raises(ValidationError):
+        Settings()
+
+
+def test_missing_bundle_is_an_actionable_error(tmp_path: Path) -> None:
+    settings = Settings(workdir=tmp_path, bundle_path=tmp_path / "nowhere")
+    with pytest.raises(ValueError, match="no model bundle"):
+        create_app(settings)
+
+
+def test_cli_user_and_apikey_work_with_the_service(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_bundle: Any, embedder: Any
+) -> None:
+    from fastapi.testclient import TestClient
+    from service_harness import drawn_photo
+
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(tmp_path))
+    runner = CliRunner()
+    added = runner.invoke(cli_app, ["user", "add", "rita", "--password", PASSWORD])
+    assert added.exit_code == 0 and "created reviewer 'rita'" in added.output
+    dup = runner.invoke(cli_app, ["user", "add", "rita", "--password", PASSWORD])
+    assert dup.exit_code != 0 and "already exists" in dup.output
+    short = runner.invoke(cli_app, ["user", "add", "sam", "--password", "short"])
+    assert short.exit_code != 0
+    prompted = runner.invoke(
+        cli_app, ["user", "add", "ada", "--role", "admin"], input=f"{PASSWORD}\n{PASSWORD}\n"
+    )
+    assert prompted.exit_code == 0 and "created admin 'ada'" in prompted.output
+    created = runner.invoke(cli_app, ["apikey", "create", "forum"])
+    assert created.exit_code == 0
+    key = created.output.strip().splitlines()[-1]
+    app = create_app(Settings(), scorer=make_scorer(tiny_bundle, embedder, APPROVE_ALL))
+    with TestClient(app) as client:
+        upload = client.post(
+            "/v1/uploads",
+            files={"image": ("a.jpg", drawn_photo(1), "image/jpeg")},
+            data={"user_id": "u"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert upload.status_code == 201
+        login = client.post("/v1/auth/login", json={"username": "rita", "password": PASSWORD})
+        assert login.status_code == 200 and login.json()["role"] == "reviewer"
+    app.state.engine.dispose()
