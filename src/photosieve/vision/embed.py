@@ -10,9 +10,11 @@ shards as they are computed, so an interrupted run keeps most of its work.
 from __future__ import annotations
 
 import math
+import time
 from collections import deque
 from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import wait as futures_wait
 from pathlib import Path
 from typing import Literal
 
@@ -102,10 +104,9 @@ def embed_files(
     Cached by (SHA-256 of the file's bytes, backbone id) under `<workdir>/embeddings/`: files
     seen before cost a hash, not a model run. An unreadable photo raises `ImageDecodeError`
     naming the file; with `on_error="nan"` its row is NaN instead. Pass `stats` (a dict) to get
-    counts back: `images`, `cached`, `computed`, `failed`, `seconds`.
+    counts back: `images`, `cached`, `computed`, `failed`, `seconds`, and where the time went:
+    `model_seconds`, `decode_wait_seconds`.
     """
-    import time
-
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
     if on_error not in ("raise", "nan"):
@@ -125,12 +126,15 @@ def embed_files(
         first_of: dict[str, int] = {}
         unique = [i for i in todo if first_of.setdefault(keys[i], i) == i]
         failed: list[int] = []
+        timing = {"model_seconds": 0.0, "decode_wait_seconds": 0.0}
         if unique:
             model = embedder or Embedder(backbone, root)
             task = bar.add_task("embedding", total=len(unique)) if bar else None
             pending_keys: list[str] = []
             pending_rows: list[np.ndarray] = []
-            for idx, vectors, bad in _embed_stream(paths, unique, model, batch_size, workers):
+            for idx, vectors, bad in _embed_stream(
+                paths, unique, model, batch_size, workers, timing
+            ):
                 for i, err in bad:
                     if on_error == "raise":
                         raise ImageDecodeError(err.reason, f"{paths[i]}: {err.message}") from err
@@ -156,6 +160,7 @@ def embed_files(
             computed=len(unique) - len(failed),
             failed=int(np.isnan(out[:, 0]).sum()) if failed else 0,
             seconds=time.perf_counter() - started,
+            **timing,
         )
     return out
 
@@ -191,8 +196,13 @@ def _embed_stream(
     model: Embedder,
     batch_size: int,
     workers: int,
+    timing: dict[str, float],
 ) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, ImageDecodeError]]]]:
-    """Yield (indices, embeddings, failures) per batch; decoding runs ahead in threads."""
+    """Yield (indices, embeddings, failures) per batch; decoding runs ahead in threads.
+
+    `timing` accumulates `model_seconds` (in onnxruntime) and `decode_wait_seconds` (the model
+    idle, waiting for decoders: near zero when the pipeline keeps up).
+    """
     cfg = model.config.preprocess
     size = cfg.input_size
 
@@ -219,6 +229,9 @@ def _embed_stream(
                 queue.append(submit(batches[n + ahead]))
             good: list[int] = []
             bad: list[tuple[int, ImageDecodeError]] = []
+            waited = time.perf_counter()
+            futures_wait(futures)
+            timing["decode_wait_seconds"] += time.perf_counter() - waited
             for i, future in zip(batch, futures, strict=True):
                 result = future.result()
                 if isinstance(result, ImageDecodeError):
@@ -226,7 +239,9 @@ def _embed_stream(
                 else:
                     buffer[len(good)] = result
                     good.append(i)
+            started = time.perf_counter()
             vectors = model.embed_arrays(buffer[: len(good)])
+            timing["model_seconds"] += time.perf_counter() - started
             yield good, vectors, bad
 
 
