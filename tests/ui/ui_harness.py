@@ -95,6 +95,7 @@ def upload_photos(
     client: httpx.Client | TestClient,
     api_key: str,
     photos: list[tuple[int, str]] = PHOTOS,
+    expect: str = "pending_review",
 ) -> list[str]:
     """Upload drawn photos through the real upload API; all land in the review queue."""
     ids = []
@@ -106,7 +107,7 @@ def upload_photos(
             data={"user_id": f"forum-user-{seed}"},
         )
         assert response.status_code == 201, response.text
-        assert response.json()["decision"] == "pending_review"
+        assert response.json()["decision"] == expect
         ids.append(str(response.json()["id"]))
     return ids
 
