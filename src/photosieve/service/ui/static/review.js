@@ -237,6 +237,8 @@
         card.saving = false;
         clearVerdict(card);
         showError("Decision not saved: " + err.message);
+        // 409: the claim lapsed or the item was already decided; refresh the batch.
+        if (err.status === 409) window.setTimeout(claim, 1500);
       });
     var next = nextUndecided(selected);
     if (next >= 0) select(next);
