@@ -36,10 +36,13 @@ def train(
     hidden: str = typer.Option("512", help="hidden layer widths, comma-separated ('' = none)"),
     activation: str = typer.Option("relu", help="relu | gelu | tanh | sigmoid"),
     dropout: float = typer.Option(0.5),
-    epochs: int = typer.Option(40),
-    lr: float = typer.Option(1e-3),
+    epochs: int = typer.Option(30),
+    lr: float = typer.Option(1e-4),
     weight_decay: float = typer.Option(1e-2),
-    imbalance: str = typer.Option("weighted", help="weighted (loss) | balanced (sampling) | none"),
+    imbalance: str = typer.Option("balanced", help="balanced (sampling) | weighted (loss) | none"),
+    monitor: str = typer.Option(
+        "high_recall", help="early stopping on validation: high_recall | review_rate | ap"
+    ),
     loss: str = typer.Option("bce", help="bce | focal"),
     ensemble: int = typer.Option(5, help="heads with consecutive seeds, logits averaged"),
     seed: int = typer.Option(0),
@@ -64,6 +67,7 @@ def train(
         weight_decay=weight_decay,
         imbalance=imbalance,
         loss=loss,
+        monitor=monitor,
         ensemble=ensemble,
         seed=seed,
     )

@@ -89,6 +89,7 @@ class _TorchHead:
         "focal_gamma",
         "patience",
         "seed",
+        "monitor",
     )
 
     def __init__(
@@ -106,6 +107,7 @@ class _TorchHead:
         focal_gamma: float = 2.0,
         patience: int = 15,
         seed: int = 0,
+        monitor: str = "high_recall",
     ) -> None:
         self.hidden = tuple(int(h) for h in hidden)
         self.activation = activation
@@ -119,6 +121,7 @@ class _TorchHead:
         self.focal_gamma = focal_gamma
         self.patience = patience
         self.seed = seed
+        self.monitor = monitor
 
     def get_params(self, deep: bool = True) -> dict[str, Any]:
         """The constructor parameters (JSON-able), as scikit-learn's `get_params`."""
@@ -146,6 +149,10 @@ class _TorchHead:
         if self.imbalance not in ("weighted", "balanced", "none"):
             raise ValueError(
                 f"imbalance must be 'weighted', 'balanced' or 'none', got {self.imbalance!r}"
+            )
+        if self.monitor not in ("review_rate", "high_recall", "ap"):
+            raise ValueError(
+                f"monitor must be 'review_rate', 'high_recall' or 'ap', got {self.monitor!r}"
             )
         if self.loss not in ("bce", "focal"):
             raise ValueError(f"loss must be 'bce' or 'focal', got {self.loss!r}")

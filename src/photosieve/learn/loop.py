@@ -3,8 +3,9 @@
 One function, `train_network`, readable top to bottom: seed → standardise → AdamW with a cosine
 schedule → per epoch: mini-batches (shuffled, or class-balanced resampling), loss (BCE or focal,
 positives optionally up-weighted), gradient norms per layer, validation metric → keep the best
-epoch's weights. Early stopping watches the review rate at 99% recall on validation (lower is
-better), ties broken by average precision.
+epoch's weights. Early stopping watches a high-recall metric on validation (`monitor`: the
+review rate at 99% recall, its smooth partial-AUC version over 90–100% recall, or AP), ties
+broken by average precision.
 """
 
 from __future__ import annotations
@@ -20,7 +21,11 @@ import torch.nn.functional as F
 from torch import nn
 
 from photosieve.learn.grads import GradientRecorder, gradient_health, linear_layers
-from photosieve.learn.metrics import average_precision, review_rate_at_recall
+from photosieve.learn.metrics import (
+    average_precision,
+    high_recall_review_rate,
+    review_rate_at_recall,
+)
 
 MONITOR_RECALL = 0.99
 
@@ -38,6 +43,7 @@ class LoopConfig(Protocol):
     focal_gamma: float
     patience: int
     seed: int
+    monitor: str
 
 
 @dataclass
@@ -98,8 +104,17 @@ def _val_metrics(network: nn.Module, X: torch.Tensor, y: np.ndarray) -> dict[str
     network.train()
     return {
         "val_review_rate": review_rate_at_recall(scores, y, recall=MONITOR_RECALL),
+        "val_high_recall": high_recall_review_rate(scores, y, recall_from=0.9),
         "val_ap": average_precision(scores, y),
     }
+
+
+def monitor_key(record: dict[str, Any], monitor: str) -> tuple[float, float]:
+    """Sort key of an epoch (lower is better): the monitored metric, then −AP."""
+    if monitor == "ap":
+        return (-record["val_ap"], record["val_review_rate"])
+    name = "val_review_rate" if monitor == "review_rate" else "val_high_recall"
+    return (record[name], -record["val_ap"])
 
 
 def train_network(
@@ -156,7 +171,7 @@ def train_network(
             }
             if Xv is not None and val is not None:
                 record |= _val_metrics(network, Xv, val[1])
-                key = (record["val_review_rate"], -record["val_ap"])
+                key = monitor_key(record, cfg.monitor)
                 if best_key is None or key < best_key:
                     best_key, result.best_epoch = key, epoch
                     best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}

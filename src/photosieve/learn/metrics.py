@@ -70,6 +70,28 @@ def review_rate_at_recall(
     return prevalence * p_pos + (1.0 - prevalence) * p_neg
 
 
+def high_recall_review_rate(
+    scores: np.ndarray, labels: np.ndarray, *, recall_from: float = 0.9
+) -> float:
+    """Mean review rate over the recall targets from `recall_from` to 100% (lower is better).
+
+    For each of the lowest-scored positives that a recall ≥ `recall_from` must still catch, the
+    share of photos scored at or above it; averaged. It is the normalised area under the ROC
+    curve's high-recall end (a partial AUC), and moves smoothly where the single point at 99%
+    recall jumps with one hard positive: a steadier signal for early stopping.
+    """
+    scores = np.asarray(scores, dtype=np.float64)
+    labels = as_binary_labels(labels)
+    positives = np.sort(scores[labels == 1])
+    if positives.size == 0:
+        raise ValueError("need at least one positive (offensive) example")
+    n_tail = max(1, math.ceil((1.0 - recall_from) * positives.size))
+    ordered = np.sort(scores)
+    # share of photos with score ≥ each tail positive's score
+    at_or_above = 1.0 - np.searchsorted(ordered, positives[:n_tail], side="left") / scores.size
+    return float(at_or_above.mean())
+
+
 def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     """Average precision of the ranking (higher is better); NaN without positives."""
     labels = as_binary_labels(labels)
