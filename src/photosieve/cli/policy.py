@@ -9,8 +9,12 @@ from typing import Any
 
 import typer
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
+GROUP_SHOWN = ("n", "n_offensive", "missed_offensive", "recall", "review_rate")
+MAX_GROUP_ROWS = 15
+GROUP_ORDER = ("missed_offensive", "n_offensive", "review_rate")
 MANIFEST_HELP = "labelled manifest (CSV/Parquet); default <workdir>/bench/split.csv"
 
 
@@ -31,10 +35,10 @@ def _read(path: Path) -> Any:
 
 def _fmt(value: Any) -> str:
     if isinstance(value, float):
-        return f"{value:.4f}"
+        return "–" if value != value else f"{value:.4f}"
     if isinstance(value, list):
-        return "[" + ", ".join(_fmt(v) for v in value) + "]"
-    return str(value)
+        return escape("[" + ", ".join(_fmt(v) for v in value) + "]")
+    return escape(str(value))
 
 
 def _print_mapping(title: str, data: dict[str, Any]) -> None:
@@ -109,7 +113,13 @@ def register(app: typer.Typer) -> None:
         _print_mapping(f"evaluation ({split}, π = {prevalence:g})", ev.overall)
         Console().print(_frame_table("confusion by band", ev.confusion.reset_index()))
         for name, frame in ev.by_group.items():
-            Console().print(_frame_table(f"by {name}", frame.reset_index()))
+            shown = frame.sort_values(list(GROUP_ORDER), ascending=False)
+            shown = shown[list(GROUP_SHOWN)].head(MAX_GROUP_ROWS).reset_index()
+            more = len(frame) - len(shown)
+            title = f"by {name}" + (
+                f" (top {len(shown)}; all {len(frame)} in --json)" if more else ""
+            )
+            Console().print(_frame_table(title, shown))
         if json_out:
             json_out.write_text(json.dumps(ev.to_dict(), indent=2, default=str))
 

@@ -20,6 +20,9 @@ from photosieve.policy.certify import InsufficientPositivesError, RecallCertifie
 DEFAULT_TARGETS: tuple[float, ...] = (0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.993, 0.995, 0.997, 0.999)
 
 
+LOGIT_RANGE = 10.0  # histogram spans scores in [expit(-10), expit(10)]
+
+
 def _png(fig: Figure) -> bytes:
     buffer = io.BytesIO()
     fig.savefig(buffer, format="png", dpi=110, bbox_inches="tight")
@@ -61,12 +64,20 @@ def histogram_png(scores: np.ndarray, labels: np.ndarray, policy: DecisionPolicy
     y = binary_labels(labels)
     fig = Figure(figsize=(6.4, 4))
     ax = fig.subplots()
-    bins = [float(b) for b in np.linspace(0, 1, 51)]
-    ax.hist(scores[~y], bins=bins, alpha=0.6, color="tab:blue", label=f"ok ({(~y).sum()})")
-    ax.hist(scores[y], bins=bins, alpha=0.6, color="tab:orange", label=f"offensive ({y.sum()})")
+    # Logit x-axis: confident scores pile up near 0 and 1, where thresholds usually sit.
+    edges = 1.0 / (1.0 + np.exp(-np.linspace(-LOGIT_RANGE, LOGIT_RANGE, 61)))
+    bins = [float(b) for b in edges]
+    clipped = np.clip(scores, edges[0], edges[-1])
+    ax.hist(clipped[~y], bins=bins, alpha=0.6, color="tab:blue", label=f"ok ({(~y).sum()})")
+    ax.hist(clipped[y], bins=bins, alpha=0.6, color="tab:orange", label=f"offensive ({y.sum()})")
     _threshold_lines(ax, policy)
+    ax.set_xscale("logit")
+    ticks = [1e-4, 1e-3, 0.01, 0.1, 0.5, 0.9, 0.99, 0.999, 0.9999]
+    ax.set_xticks(ticks, [f"{t:g}" for t in ticks], fontsize=8)
+    ax.minorticks_off()
     ax.set_yscale("log")
-    ax.set(xlabel="score", ylabel="photos (log scale)", title="Scores per class (test split)")
+    ax.set(xlabel="score (logit scale; beyond the ends clipped)", ylabel="photos (log scale)",
+           title="Scores per class (evaluation set)")  # fmt: skip
     ax.legend(fontsize=8)
     return _png(fig)
 

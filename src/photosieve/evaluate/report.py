@@ -180,7 +180,8 @@ def render_report(
     overall = {k: v for k, v in ev.overall.items() if not isinstance(v, dict)}
     summary = pd.DataFrame({"value": [", ".join(f"{x:.4f}" for x in v) if isinstance(v, list) else v
                                       for v in overall.values()]}, index=list(overall))  # fmt: skip
-    groups = {name: _table(frame.sort_values(["missed_offensive", "n"], ascending=False))
+    order = ["missed_offensive", "n_offensive", "review_rate"]
+    groups = {name: _table(frame.sort_values(order, ascending=False))
               for name, frame in ev.by_group.items()}  # fmt: skip
     return render(
         title=title,
