@@ -236,9 +236,13 @@ class Moderator:
     ) -> ReviewDecision:
         """Record a reviewer's label for a claimed item and apply it; commits."""
         begin_write(session)
-        item = queue.mark_decided(session, item_id, reviewer.id)
-        upload = uploads.get(session, item.upload_id, for_update=True)
+        # Lock order everywhere: upload, then review item (appeals do the same): no deadlocks.
+        upload_id = session.scalar(select(ReviewItem.upload_id).where(ReviewItem.id == item_id))
+        if upload_id is None:
+            raise NotFoundError("not_found", f"no review item {item_id}")
+        upload = uploads.get(session, upload_id, for_update=True)
         assert upload is not None
+        item = queue.mark_decided(session, item_id, reviewer.id)
         decision = ReviewDecision(
             item_id=item.id,
             upload_id=upload.id,
