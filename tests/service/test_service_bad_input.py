@@ -182,3 +182,35 @@ def test_recovery_after_a_crash_between_commit_and_rename(service: Service) -> N
     assert images.staged() == [] and [p.name for p in images.files()] == [sha]
     reviewer = service.reviewer("rita")
     assert reviewer.get(f"/v1/uploads/{upload_id}/image").content == data
+
+
+def test_body_limit_stops_reading_at_the_limit() -> None:
+    """The middleware answers 413 and stops pulling chunks once the limit is passed."""
+    import asyncio
+
+    from starlette.requests import ClientDisconnect, Request
+    from starlette.responses import JSONResponse
+
+    from photosieve.service.limits import BodySizeLimit
+
+    async def app(scope: Any, receive: Any, send: Any) -> None:
+        body = await Request(scope, receive).body()  # a greedy app: wants everything
+        await JSONResponse({"size": len(body)})(scope, receive, send)
+
+    chunk, total_chunks, pulled = b"x" * 1000, 100, 0
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        nonlocal pulled
+        pulled += 1
+        return {"type": "http.request", "body": chunk, "more_body": pulled < total_chunks}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/", "headers": [], "query_string": b""}
+    with pytest.raises(ClientDisconnect):  # the app sees the client gone
+        asyncio.run(BodySizeLimit(app, max_bytes=5_000)(scope, receive, send))
+    assert sent[0]["status"] == 413
+    assert pulled == 6  # 6 kB read of 100 kB, then it stopped
+    assert len([m for m in sent if m["type"] == "http.response.start"]) == 1
