@@ -211,10 +211,13 @@ def summarise(rows: list[dict[str, Any]], n_trials: int) -> dict[str, dict[str, 
     return out
 
 
-def real_pool(workdir: Path) -> tuple[np.ndarray, np.ndarray, int] | None:
+def real_pool(
+    workdir: Path, bundle: Path | None = None
+) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Scores/labels of the bench bundle on held-out primary rows (calibration + test) and the
     calibration split's size, or None when the bundle is not built yet."""
-    bundle_dir, split_csv = workdir / "bench" / "bundle", workdir / "bench" / "split.csv"
+    bundle_dir = bundle or workdir / "bench" / "bundle"
+    split_csv = workdir / "bench" / "split.csv"
     if not (bundle_dir / "bundle.json").is_file() or not split_csv.is_file():
         return None
     from photosieve.data.manifest import read_manifest
@@ -280,6 +283,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
+    parser.add_argument("--bundle", type=Path, default=None, help="default <workdir>/bench/bundle")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--scenario",
@@ -295,7 +299,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario in ("all", "synthetic"):
         scenarios.append(run_scenario(synthetic_population(), args.trials, args.jobs, 0))
         print_table(scenarios[0])
-    pool = real_pool(args.workdir or default_workdir()) if args.scenario != "synthetic" else None
+    workdir = args.workdir or default_workdir()
+    pool = real_pool(workdir, args.bundle) if args.scenario != "synthetic" else None
     if args.scenario == "synthetic":
         pass
     elif pool is None:
@@ -305,6 +310,7 @@ def main(argv: list[str] | None = None) -> int:
         scenarios[-1]["pool_size"] = int(pool[0].size)
         scenarios[-1]["pool_positives"] = int(pool[1].sum())
         scenarios[-1]["pool"] = "bench bundle scores on primary calibration + test rows"
+        scenarios[-1]["bundle"] = str(args.bundle or workdir / "bench" / "bundle")
         print_table(scenarios[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.scenario != "all" and args.out.is_file():
