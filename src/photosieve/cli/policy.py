@@ -71,6 +71,7 @@ def register(app: typer.Typer) -> None:
         from photosieve.bundle import ModelBundle
         from photosieve.evaluate.scored import CALIBRATION_SOURCE, calibration_rows, score_rows
         from photosieve.policy.certify import InsufficientPositivesError, certify_policy
+        from photosieve.records import sha256_file
 
         model = ModelBundle.load(bundle)
         rows = calibration_rows(_read(split_csv))
@@ -83,7 +84,8 @@ def register(app: typer.Typer) -> None:
                 confidence=confidence,
                 target_precision=None if no_remove_band else target_precision,
                 prevalence=prevalence,
-                source=f"{split_csv.resolve()}: {CALIBRATION_SOURCE} ({len(rows)} photos)",
+                source=f"{split_csv.resolve()} (sha256 {sha256_file(split_csv)[:16]}): "
+                f"{CALIBRATION_SOURCE} ({len(rows)} photos)",
             )
         except InsufficientPositivesError as exc:
             raise typer.BadParameter(str(exc)) from exc
