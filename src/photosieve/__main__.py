@@ -1,0 +1,5 @@
+"""`python -m photosieve` runs the console command."""
+
+from photosieve.cli import app
+
+app()

@@ -1,0 +1,139 @@
+"""The main job (`photosieve demo`): build a certified bundle from labelled photos, then serve it.
+
+It runs the pipeline a team would run by hand — ingest → split → train (embeds on the way) →
+calibrate → evaluate → report — printing each command as it goes and skipping a step whose
+output is already there (like `make`), then creates a first admin login and an API key and
+starts the service on the embedded default (SQLite, local folders).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.panel import Panel
+
+from photosieve.paths import default_workdir, shared_data_dir
+
+FIRST_ADMIN = "admin"
+
+
+def _run(console: Console, args: list[str], output: Path | None) -> None:
+    """Run one `photosieve` step unless `output` already exists."""
+    shown = "photosieve " + shlex.join(args)
+    if output is not None and output.exists():
+        console.print(f"[dim]$ {shown}  (skipped: {output} exists)[/dim]")
+        return
+    console.rule(f"$ {shown}")
+    done = subprocess.run([sys.executable, "-m", "photosieve", *args], check=False)
+    if done.returncode != 0:
+        console.print(f"[bold red]step failed ({done.returncode}):[/bold red] {shown}")
+        raise typer.Exit(done.returncode)
+
+
+def _default_data() -> Path | None:
+    shared = shared_data_dir()
+    manifest = shared / "bench" / "manifest.csv" if shared else None
+    return manifest if manifest and manifest.is_file() else None
+
+
+def _first_login(workdir: Path) -> tuple[str, str]:
+    """Create the first admin (once) and remember its password in a 0600 file."""
+    from photosieve.service.config import Settings
+    from photosieve.service.security import create_user
+    from photosieve.store.accounts import get_user_by_name
+    from photosieve.store.db import make_engine, make_sessionmaker, migrate
+
+    secret_file = workdir / "service" / "first-login.txt"
+    engine = make_engine(Settings(workdir=workdir).resolved_database_url)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        if get_user_by_name(session, FIRST_ADMIN) is None:
+            password = secrets.token_urlsafe(12)
+            create_user(session, FIRST_ADMIN, password, "admin")
+            session.commit()
+            secret_file.parent.mkdir(parents=True, exist_ok=True)
+            secret_file.write_text(password + "\n")
+            secret_file.chmod(0o600)
+    engine.dispose()
+    password = secret_file.read_text().strip() if secret_file.exists() else "(set earlier)"
+    return FIRST_ADMIN, password
+
+
+def _api_key(workdir: Path) -> str:
+    from photosieve.service.config import Settings
+    from photosieve.store.accounts import create_api_key
+    from photosieve.store.db import make_engine, make_sessionmaker
+
+    engine = make_engine(Settings(workdir=workdir).resolved_database_url)
+    with make_sessionmaker(engine)() as session:
+        _, key = create_api_key(session, f"demo-{secrets.token_hex(3)}")
+        session.commit()
+    engine.dispose()
+    return key
+
+
+def demo(
+    data: Path | None = typer.Option(
+        None, help="Labelled photos: a manifest or folder [default: ../shared/data/bench]."
+    ),
+    workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
+    target_recall: float = typer.Option(0.99, help="Recall the approve band must certify."),
+    confidence: float = typer.Option(0.95, help="Confidence of the guarantee."),
+    host: str = typer.Option("127.0.0.1", help="Interface the service listens on."),
+    port: int = typer.Option(8000, help="TCP port of the service."),
+    serve: bool = typer.Option(True, help="Start the service at the end."),
+) -> None:
+    """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
+    console = Console()
+    work = (workdir or default_workdir()).resolve()
+    source = data or _default_data()
+    if source is None:
+        raise typer.BadParameter(
+            "no labelled photos: pass --data <manifest.csv|folder> (../shared/data/bench "
+            "is not beside the checkout)",
+            param_hint="--data",
+        )
+    out = work / "bench"
+    ingested, split, bundle = out / "ingested.csv", out / "split.csv", out / "bundle"
+    common = ["--workdir", str(work)]
+    _run(console, ["ingest", str(source), "--out", str(ingested)], ingested)
+    _run(console, ["split", str(ingested), "--out", str(split)], split)
+    _run(console, ["train", str(split), "--out", str(bundle), *common], bundle / "bundle.json")
+    calibrated = bundle / ".calibrated"
+    calibrate = ["calibrate", str(bundle), str(split), "--target-recall", str(target_recall)]
+    _run(console, [*calibrate, "--confidence", str(confidence), *common], calibrated)
+    calibrated.touch()
+    _run(console, ["evaluate", str(bundle), str(split), *common], None)
+    report = out / "report.html"
+    _run(console, ["report", str(bundle), str(split), "--out", str(report), *common], None)
+    if not serve:
+        return
+    user, password = _first_login(work)
+    key = _api_key(work)
+    console.print(
+        Panel.fit(
+            f"Reviewer UI  http://{host}:{port}/   sign in as [bold]{user}[/bold] / "
+            f"[bold]{password}[/bold]\n"
+            f"Upload API   POST http://{host}:{port}/v1/uploads  "
+            f"(Authorization: Bearer {key})\n"
+            f"API docs     http://{host}:{port}/docs\n"
+            f"Report       {report}",
+            title="photosieve is ready",
+        )
+    )
+    args = ["serve", "--host", host, "--port", str(port), "--bundle", str(bundle)]
+    env = {**os.environ, "PHOTOSIEVE_WORKDIR": str(work)}
+    served = subprocess.run([sys.executable, "-m", "photosieve", *args], env=env, check=False)
+    raise typer.Exit(served.returncode)
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the app."""
+    app.command("demo")(demo)
