@@ -12,6 +12,7 @@ from photosieve.evaluate.diagnose import (
     REMEDIES,
     analyse_gaps,
     diagnose_arrays,
+    own_recall_errors,
     print_diagnosis,
     split_errors,
 )
@@ -90,3 +91,13 @@ def test_diagnosis_uses_the_validation_recall_threshold_and_prints() -> None:
     print_diagnosis(diagnosis, console)
     text = console.export_text()
     assert "variance (train-dev − train)" in text and "largest gap" in text
+
+
+def test_own_recall_errors_use_each_splits_threshold() -> None:
+    scores = np.array([0.5, 0.8, 0.1, 0.3, 0.2, 0.25])
+    labels = np.array([1, 0, 0, 1, 0, 0])
+    splits = np.array(["train", "train", "train", "test", "test", "test"])
+    errs = own_recall_errors(scores, labels, splits, recall=1.0)
+    assert errs["train"] == pytest.approx(1 / 3)  # threshold 0.5: 0.8 is a false alarm
+    assert errs["test"] == 0.0  # threshold 0.3: nothing else above it
+    assert math.isnan(errs["validation"])
