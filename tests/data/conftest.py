@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-from conftest import encode
+from drawing import encode
 
 SavePhoto = Callable[..., Path]
 

@@ -47,7 +47,7 @@ def test_perceptual_hash_is_256_bits_and_robust() -> None:
     image = draw_scene(3)
     text = perceptual_hash(image)
     assert len(text) == 64 and int(text, 16) >= 0
-    from conftest import encode
+    from drawing import encode
 
     copy = load_image(encode(image.resize((80, 60)), "JPEG", quality=60))
     a, b = hashes_to_uint64([text, perceptual_hash(copy)])

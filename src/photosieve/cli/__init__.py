@@ -19,7 +19,6 @@ app = typer.Typer(
 )
 
 
-
 @app.command()
 def version() -> None:
     """Print photosieve's version."""
