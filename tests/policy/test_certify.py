@@ -139,3 +139,12 @@ def test_certify_policy_builds_bands_with_evidence() -> None:
     assert policy.decide(1.0) is Decision.REMOVE
     no_band = certify_policy(scores, labels, target_precision=None)
     assert no_band.remove_at is None and "precision" not in no_band.evidence
+
+
+def test_positives_for_misses_matches_the_binomial() -> None:
+    from photosieve.policy.certify import positives_for_misses
+
+    assert positives_for_misses(0, 0.99, 0.95) == 299
+    for m in (1, 2, 4):
+        n = positives_for_misses(m, 0.99, 0.95)
+        assert stats.binom.cdf(m, n, 0.01) <= 0.05 < stats.binom.cdf(m, n - 1, 0.01)

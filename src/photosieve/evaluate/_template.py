@@ -35,7 +35,9 @@ TEMPLATE = """<!doctype html>
 <p class="muted">bundle {{ bundle.version or "(unsaved)" }} · {{ data_note }}</p>
 
 <div class="verdict {{ 'go' if verdict else 'stop' }}">
-{% if verdict %}All checks pass: this bundle can be deployed with its certified policy.
+{% if verdict %}All checks pass: the certified policy holds on this data. Whether the review
+workload ({{ "%.1f"|format(100 * workload) }}% of uploads) is affordable is the remaining
+business decision.
 {% else %}Do not deploy as is: at least one check below fails.{% endif %}
 </div>
 <ul class="checks">

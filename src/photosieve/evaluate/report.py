@@ -23,7 +23,7 @@ from photosieve.evaluate._template import render
 from photosieve.evaluate.metrics import Evaluation, evaluate_policy
 from photosieve.evaluate.scored import score_rows, select_rows
 from photosieve.policy.bands import DecisionPolicy
-from photosieve.policy.certify import binary_labels
+from photosieve.policy.certify import binary_labels, positives_for_misses
 
 GROUP_CANDIDATES = ("source", "origin")
 
@@ -116,7 +116,7 @@ def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
     items.append((True, f"Review workload at {ev.prevalence:.0%} prevalence: "
                   f"{o['review_rate_at_prevalence']:.2%} of uploads (measured on this set: "
                   f"{o['review_rate']:.2%}); {o['automatic_share_at_prevalence']:.2%} handled "
-                  "automatically."))  # fmt: skip
+                  "automatically." + _more_positives_hint(policy)))  # fmt: skip
     prec = policy.evidence.get("precision")
     if policy.remove_at is not None and prec:
         items.append(
@@ -132,6 +132,27 @@ def checklist(policy: DecisionPolicy, ev: Evaluation) -> list[tuple[bool, str]]:
         items.append((True, f"No auto-remove band ({reason}): every non-approved photo goes "
                       "to a person."))  # fmt: skip
     return items
+
+
+def _more_positives_hint(policy: DecisionPolicy) -> str:
+    """What more calibration positives would buy: each extra allowed miss lowers the workload."""
+    rec = policy.evidence.get("recall", {})
+    n, allowed = rec.get("n_positives"), rec.get("max_misses_allowed")
+    if n is None or allowed is None:
+        return ""
+    more = [positives_for_misses(m, policy.target_recall, policy.confidence)
+            for m in (allowed + 1, allowed + 2)]  # fmt: skip
+    return (f" With {n} calibration positives at most {allowed} may be missed, so the "
+            f"{_ordinal(allowed + 1)}lowest-scoring one sets the threshold; {more[0]} "
+            f"positives would allow {allowed + 1} miss{'es' if allowed else ''}, {more[1]} "
+            f"would allow {allowed + 2}.")  # fmt: skip
+
+
+def _ordinal(k: int) -> str:
+    if k == 1:
+        return ""
+    suffix = "th" if 10 <= k % 100 <= 20 else {1: "st", 2: "nd", 3: "rd"}.get(k % 10, "th")
+    return f"{k}{suffix} "
 
 
 def _recall_upper(n_pos: Any, missed: Any, confidence: float) -> float:
@@ -186,6 +207,7 @@ def render_report(
     return render(
         title=title,
         verdict=all(ok for ok, _ in checks),
+        workload=ev.overall["review_rate_at_prevalence"],
         checks=checks,
         bundle={"version": model.version, "backbone": model.backbone_id,
                 "created": model.created_at, "data fingerprint": model.data_fingerprint},

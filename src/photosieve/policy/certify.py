@@ -115,6 +115,21 @@ def min_positives(target_recall: float, confidence: float) -> int:
     return n
 
 
+def positives_for_misses(misses: int, target_recall: float, confidence: float) -> int:
+    """Fewest calibration positives with which `misses` misses still certify the target."""
+    alpha, delta = 1.0 - target_recall, 1.0 - confidence
+    lo, hi = min_positives(target_recall, confidence), min_positives(target_recall, confidence)
+    while float(cp_upper(misses, hi, delta)) > alpha:  # bound shrinks with n: bracket, bisect
+        lo, hi = hi, hi * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if float(cp_upper(misses, mid, delta)) <= alpha:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
 class RecallCertifier:
     """The highest auto-approve threshold whose recall is certified ≥ `target_recall`."""
 
