@@ -1,1 +1,1 @@
-"""feedback stage."""
+"""Feedback stage: reviewers' decisions become labelled data for retraining and re-certifying."""

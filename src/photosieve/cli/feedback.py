@@ -1,0 +1,50 @@
+"""CLI commands of the feedback stage: `feedback export` (reviewers' labels → manifest)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+feedback_app = typer.Typer(help="Reviewers' decisions → labelled data.", no_args_is_help=True)
+
+
+@feedback_app.command("export")
+def export(
+    out: Path = typer.Option(
+        Path("work/feedback/labels.csv"), help="Manifest to write (feed it to `ingest`)."
+    ),
+) -> None:
+    """Write every standing human decision as a labelled manifest for retraining."""
+    from photosieve.feedback.export import export_labels
+    from photosieve.service.config import Settings
+    from photosieve.service.storage import ImageStore
+    from photosieve.store.db import make_engine, make_sessionmaker, migrate
+
+    settings = Settings()
+    engine = make_engine(settings.resolved_database_url)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        summary = export_labels(session, ImageStore(settings.resolved_data_dir), out)
+    engine.dispose()
+    table = Table(title=f"labels from reviewers → {out}")
+    table.add_column("review kind")
+    table.add_column("photos", justify="right")
+    for kind, count in sorted(summary.by_kind.items()):
+        table.add_row(kind, f"{count:,}")
+    table.add_row("total", f"{summary.rows:,} ({summary.offensive:,} offensive)")
+    console = Console()
+    console.print(table)
+    if summary.missing_files:
+        console.print(f"[yellow]{summary.missing_files} decided uploads have no stored photo[/]")
+    console.print(
+        "Only `audit` rows are a uniform random sample of production; the others were chosen "
+        f"by the model. Next: photosieve ingest {out} --out work/feedback/ingested.csv"
+    )
+
+
+def register(app: typer.Typer) -> None:
+    """Add this stage's commands to the app."""
+    app.add_typer(feedback_app, name="feedback")
