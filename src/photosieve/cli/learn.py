@@ -46,7 +46,7 @@ def train(
     loss: str = typer.Option("bce", help="bce | focal"),
     ensemble: int = typer.Option(5, help="heads with consecutive seeds, logits averaged"),
     seed: int = typer.Option(0),
-    threads: int = typer.Option(2, help="torch threads for training"),
+    threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
 ) -> None:
     """Train the head on a split manifest's train rows; write a model bundle."""
     import torch
