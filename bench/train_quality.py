@@ -110,7 +110,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--split", type=Path, default=Path("work/bench/split.csv"))
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--imbalance-study", action="store_true")
     parser.add_argument("--seeds", type=int, default=3, help="seeds per imbalance method")
     args = parser.parse_args()
