@@ -9,8 +9,9 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from ui_harness import Live, LiveServer, build_app, tiny_bundle, upload_photos
+from ui_harness import Live, build_app, tiny_bundle, upload_photos
 
+from live_server import LiveServer
 from photosieve.bundle import ModelBundle
 
 
