@@ -8,9 +8,10 @@ from typing import Any
 
 import numpy as np
 import pytest
-from service_harness import Service, build_service, drawn_photo, pg_available, pg_database
+from service_harness import Service, build_service, drawn_photo
 
 from photosieve.bundle import ModelBundle
+from postgres_db import pg_available, pg_database
 
 
 @pytest.fixture(scope="session")

@@ -6,11 +6,9 @@ head); tests steer decisions by swapping the bundle's `DecisionPolicy`, not by f
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import io
 import secrets
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +17,6 @@ import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from PIL import Image, ImageDraw
-from sqlalchemy import create_engine, text
 
 from photosieve.bundle import ModelBundle
 from photosieve.policy.bands import DecisionPolicy
@@ -29,7 +26,6 @@ from photosieve.service.app import create_app
 from photosieve.service.config import Settings
 from photosieve.store import accounts
 
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 PASSWORD = "correct horse battery"
 
 
@@ -55,32 +51,6 @@ def drawn_photo(seed: int, *, size: tuple[int, int] = (96, 80), shape: str = "ci
 def password_hash() -> str:
     """PASSWORD hashed once per session (argon2 is slow on purpose)."""
     return security.hash_password(PASSWORD)
-
-
-def pg_available() -> bool:
-    try:
-        engine = create_engine(PG_ADMIN_URL, connect_args={"connect_timeout": 2})
-        with engine.connect() as conn:
-            conn.execute(text("SELECT 1"))
-        engine.dispose()
-        return True
-    except Exception:
-        return False
-
-
-@contextlib.contextmanager
-def pg_database() -> Iterator[str]:
-    """A fresh, uniquely named PostgreSQL database, dropped afterwards."""
-    name = f"photosieve_test_{secrets.token_hex(6)}"
-    admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
 
 
 def make_scorer(bundle: ModelBundle, embedder: Any, policy: DecisionPolicy) -> Any:
