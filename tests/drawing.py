@@ -33,3 +33,22 @@ def encode(image: Image.Image, fmt: str = "JPEG", **kwargs: object) -> bytes:
     buffer = io.BytesIO()
     image.save(buffer, fmt, **kwargs)
     return buffer.getvalue()
+
+
+def striped_jpeg(seed: int, *, size: tuple[int, int], shape: str = "circle") -> bytes:
+    """A distinct drawn JPEG: noisy background, one shape and seed-dependent white stripes.
+
+    The stripes move the perceptual hash, so photos of different seeds are no near-duplicates.
+    """
+    rng = np.random.default_rng(seed)
+    pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 20, (size[1], size[0], 3)), 0, 255)
+    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(image)
+    w, h = size
+    box = (w // 5, h // 5, 4 * w // 5, 4 * h // 5)
+    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
+    (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=colour)
+    for i in range(int(rng.integers(2, 6))):
+        x = int(rng.integers(0, w))
+        draw.line((x, 0, (x * 7 + i * 13) % w, h), fill=(255, 255, 255), width=3)
+    return encode(image, "JPEG", quality=90)

@@ -7,17 +7,15 @@ head); tests steer decisions by swapping the bundle's `DecisionPolicy`, not by f
 from __future__ import annotations
 
 import functools
-import io
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
 
+from drawing import striped_jpeg
 from photosieve.bundle import ModelBundle
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.scoring import Scorer
@@ -30,21 +28,8 @@ PASSWORD = "correct horse battery"
 
 
 def drawn_photo(seed: int, *, size: tuple[int, int] = (96, 80), shape: str = "circle") -> bytes:
-    """A small, distinct JPEG: noisy background, one shape, a seed-dependent stripe pattern."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 20, (size[1], size[0], 3)), 0, 255)
-    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    box = (w // 5, h // 5, 4 * w // 5, 4 * h // 5)
-    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-    (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=colour)
-    for i in range(int(rng.integers(2, 6))):  # structure that moves the perceptual hash
-        x = int(rng.integers(0, w))
-        draw.line((x, 0, (x * 7 + i * 13) % w, h), fill=(255, 255, 255), width=3)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    """A small, distinct JPEG (96×80 by default): see `drawing.striped_jpeg`."""
+    return striped_jpeg(seed, size=size, shape=shape)
 
 
 @functools.cache

@@ -6,7 +6,6 @@ a `DecisionPolicy` with `approve_below=0` sends every upload to the review queue
 
 from __future__ import annotations
 
-import io
 import secrets
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,8 +15,8 @@ import httpx
 import numpy as np
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from PIL import Image, ImageDraw
 
+from drawing import striped_jpeg
 from photosieve.bundle import ModelBundle
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.service import security
@@ -30,21 +29,8 @@ REVIEW_ALL = DecisionPolicy(approve_below=0.0)  # every score ≥ 0 lands in the
 
 
 def drawn_jpeg(seed: int, *, shape: str = "circle", size: tuple[int, int] = (160, 128)) -> bytes:
-    """A distinct drawn JPEG: noisy background, one shape and seed-dependent stripes."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 20, (size[1], size[0], 3)), 0, 255)
-    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(image)
-    w, h = size
-    box = (w // 5, h // 5, 4 * w // 5, 4 * h // 5)
-    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-    (draw.ellipse if shape == "circle" else draw.rectangle)(box, fill=colour)
-    for i in range(int(rng.integers(2, 6))):  # moves the perceptual hash: no bank near-matches
-        x = int(rng.integers(0, w))
-        draw.line((x, 0, (x * 7 + i * 13) % w, h), fill=(255, 255, 255), width=3)
-    buffer = io.BytesIO()
-    image.save(buffer, "JPEG", quality=90)
-    return buffer.getvalue()
+    """A distinct drawn JPEG (160×128 by default): see `drawing.striped_jpeg`."""
+    return striped_jpeg(seed, size=size, shape=shape)
 
 
 def tiny_bundle(embedder: Any) -> ModelBundle:
