@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image, ImageDraw
 from typer.testing import CliRunner
 
+from drawing import draw_photo
 from photosieve.bundle import ModelBundle
 from photosieve.cli import app
 from photosieve.records import Decision
@@ -22,17 +22,6 @@ PLAN = [
     ("calibration", "offensive", "external:icons", 3),  # must never be used to calibrate
     ("test", "offensive", "primary", 10), ("test", "ok", "primary", 10),
 ]  # fmt: skip
-
-
-def _draw(seed: int, shape: str) -> Image.Image:
-    """A noisy background with one coloured circle or rectangle (like conftest's draw_photo)."""
-    rng = np.random.default_rng(seed)
-    pixels = np.clip(rng.integers(0, 255, 3) + rng.normal(0, 12, (96, 96, 3)), 0, 255)
-    image = Image.fromarray(pixels.astype(np.uint8), "RGB")
-    draw = ImageDraw.Draw(image)
-    colour = tuple(int(c) for c in rng.integers(0, 255, 3))
-    (draw.ellipse if shape == "circle" else draw.rectangle)((19, 19, 76, 76), fill=colour)
-    return image
 
 
 @pytest.fixture(scope="module")
@@ -50,7 +39,7 @@ def setup(
             seed += 1
             shape = "circle" if label == "offensive" else "rectangle"
             path = root / f"{seed}.jpg"
-            image = _draw(seed, shape)
+            image = draw_photo(seed, (96, 96), shape=shape)
             image.save(path, "JPEG", quality=90)
             rows.append({"path": str(path), "label": label, "source": source, "split": split,
                          "origin": f"{source}/{shape}"})  # fmt: skip
