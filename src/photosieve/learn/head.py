@@ -146,10 +146,7 @@ class _TorchHead:
             raise ValueError(f"hidden layer widths must be ≥ 1, got {self.hidden}")
         if not 0.0 <= self.dropout < 1.0:
             raise ValueError(f"dropout must be in [0, 1), got {self.dropout}")
-        if self.imbalance not in ("weighted", "balanced", "none"):
-            raise ValueError(
-                f"imbalance must be 'weighted', 'balanced' or 'none', got {self.imbalance!r}"
-            )
+        _check_imbalance(self.imbalance)
         if self.monitor not in ("review_rate", "high_recall", "ap"):
             raise ValueError(
                 f"monitor must be 'review_rate', 'high_recall' or 'ap', got {self.monitor!r}"
@@ -172,12 +169,7 @@ class _TorchHead:
         from photosieve.learn.loop import train_network
 
         self._check_params()
-        X_arr = _check_X(X)
-        y_arr = as_binary_labels(y)
-        if y_arr.shape[0] != X_arr.shape[0]:
-            raise ValueError(f"X has {X_arr.shape[0]} rows but y has {y_arr.shape[0]} labels")
-        if y_arr.min() == y_arr.max():
-            raise ValueError("training needs both classes (offensive and ok) in y")
+        X_arr, y_arr = _check_training_data(X, y)
         val = None
         if X_val is not None and y_val is not None:
             val = (_check_X(X_val, n_features=X_arr.shape[1]), as_binary_labels(y_val))
@@ -256,18 +248,10 @@ class LogisticHead(_TorchHead):
         """Fit on (X, y); validation data is accepted for interface parity and not used."""
         from sklearn.linear_model import LogisticRegression
 
-        if self.imbalance not in ("weighted", "balanced", "none"):
-            raise ValueError(
-                f"imbalance must be 'weighted', 'balanced' or 'none', got {self.imbalance!r}"
-            )
+        _check_imbalance(self.imbalance)
         if self.C <= 0:
             raise ValueError(f"C must be > 0, got {self.C}")
-        X_arr = _check_X(X)
-        y_arr = as_binary_labels(y)
-        if y_arr.shape[0] != X_arr.shape[0]:
-            raise ValueError(f"X has {X_arr.shape[0]} rows but y has {y_arr.shape[0]} labels")
-        if y_arr.min() == y_arr.max():
-            raise ValueError("training needs both classes (offensive and ok) in y")
+        X_arr, y_arr = _check_training_data(X, y)
         network = build_network(X_arr.shape[1], (), "relu", 0.0)
         mean = X_arr.mean(axis=0)
         std = X_arr.std(axis=0)
@@ -301,6 +285,22 @@ def _check_X(X: np.ndarray, n_features: int | None = None) -> np.ndarray:
     if not np.isfinite(arr).all():
         raise ValueError("embeddings contain NaN or infinite values")
     return arr
+
+
+def _check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Embeddings and 0/1 labels of a training set: same length, both classes present."""
+    X_arr = _check_X(X)
+    y_arr = as_binary_labels(y)
+    if y_arr.shape[0] != X_arr.shape[0]:
+        raise ValueError(f"X has {X_arr.shape[0]} rows but y has {y_arr.shape[0]} labels")
+    if y_arr.min() == y_arr.max():
+        raise ValueError("training needs both classes (offensive and ok) in y")
+    return X_arr, y_arr
+
+
+def _check_imbalance(imbalance: str) -> None:
+    if imbalance not in ("weighted", "balanced", "none"):
+        raise ValueError(f"imbalance must be 'weighted', 'balanced' or 'none', got {imbalance!r}")
 
 
 # --- saving and loading --------------------------------------------------------------------
