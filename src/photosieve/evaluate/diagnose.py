@@ -18,6 +18,7 @@ Errors are measured at the operating threshold the product uses (the bundle's ce
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -103,18 +104,11 @@ def split_errors(
     scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, threshold: float
 ) -> dict[str, float]:
     """Error rate per split (NaN for a split with no rows) at `threshold`."""
-    scores = np.asarray(scores, dtype=np.float64)
-    labels = as_binary_labels(labels)
-    splits = np.asarray(splits).astype(str)
-    out: dict[str, float] = {}
-    for split in Split:
-        mask = splits == split.value
-        out[split.value] = (
-            error_rate(scores[mask], labels[mask], threshold=threshold)
-            if mask.any()
-            else float("nan")
-        )
-    return out
+
+    def error(s: np.ndarray, y: np.ndarray) -> float:
+        return error_rate(s, y, threshold=threshold) if len(y) else float("nan")
+
+    return _per_split(scores, labels, splits, error)
 
 
 def own_recall_errors(
@@ -125,17 +119,29 @@ def own_recall_errors(
     Separates "the ranking is worse on this split" from "the operating threshold transfers
     badly to it"; NaN for a split without positives.
     """
+
+    def error(s: np.ndarray, y: np.ndarray) -> float:
+        if not y.any():
+            return float("nan")
+        return error_rate(s, y, threshold=threshold_at_recall(s, y, recall=recall))
+
+    return _per_split(scores, labels, splits, error)
+
+
+def _per_split(
+    scores: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    error: Callable[[np.ndarray, np.ndarray], float],
+) -> dict[str, float]:
+    """`error(scores, labels)` of each split's rows (every split, empty ones included)."""
     scores = np.asarray(scores, dtype=np.float64)
     labels = as_binary_labels(labels)
     splits = np.asarray(splits).astype(str)
     out: dict[str, float] = {}
     for split in Split:
         mask = splits == split.value
-        if not labels[mask].any():
-            out[split.value] = float("nan")
-            continue
-        t = threshold_at_recall(scores[mask], labels[mask], recall=recall)
-        out[split.value] = error_rate(scores[mask], labels[mask], threshold=t)
+        out[split.value] = error(scores[mask], labels[mask])
     return out
 
 
