@@ -46,6 +46,9 @@ def train(
     loss: str = typer.Option("bce", help="bce | focal"),
     ensemble: int = typer.Option(5, help="heads with consecutive seeds, logits averaged"),
     seed: int = typer.Option(0),
+    backbone: str = typer.Option(
+        "efficientnet_lite0_avgmax", help="registered backbone whose embeddings the head uses"
+    ),
     threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
 ) -> None:
     """Train the head on a split manifest's train rows; write a model bundle."""
@@ -70,6 +73,7 @@ def train(
         monitor=monitor,
         ensemble=ensemble,
         seed=seed,
+        backbone=backbone,
     )
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TextColumn("{task.fields[status]}"), console=console) as bar:

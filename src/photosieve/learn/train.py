@@ -51,7 +51,9 @@ class TrainConfig:
     ensemble: int = 5  # heads with seeds seed, seed+1, ... averaged (1 = a single head)
     patience: int = 10
     monitor: str = "high_recall"  # early stopping: review rate over 90–100% recall on val
-    backbone: str = "efficientnet_lite0"
+    # avg+max pooled embedding: small, dark or partly hidden objects are not averaged away;
+    # it beat the average pool on validation for both heads (bench/embedding_variants.py)
+    backbone: str = "efficientnet_lite0_avgmax"
     target_recall: float = 0.99
 
     def to_dict(self) -> dict[str, Any]:
