@@ -12,9 +12,11 @@ from typing import Any
 import numpy as np
 from sklearn.exceptions import NotFittedError
 
+from photosieve.learn.head import LogitScorer
 
-class EnsembleHead:
-    """Fits `n_members` copies of `base` with seeds `base.seed + i`; scores = mean logit."""
+
+class EnsembleHead(LogitScorer):
+    """Fits `n_members` copies of `base` with seeds `base.seed + i`; scores from the mean logit."""
 
     def __init__(self, base: Any, n_members: int = 3) -> None:
         self.base = base
@@ -64,11 +66,3 @@ class EnsembleHead:
         """Mean member logit (N,)."""
         self._check_fitted()
         return np.mean([m.decision_function(X) for m in self.members_], axis=0)
-
-    def score(self, X: np.ndarray) -> np.ndarray:
-        """P(offensive) in [0, 1] from the mean logit."""
-        return np.asarray(1.0 / (1.0 + np.exp(-self.decision_function(X))), dtype=np.float64)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        p = self.score(X)
-        return np.column_stack([1.0 - p, p])

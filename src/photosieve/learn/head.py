@@ -73,7 +73,24 @@ def build_network(
     return nn.Sequential(*layers)
 
 
-class _TorchHead:
+class LogitScorer:
+    """`score` and `predict_proba` of a head from its `decision_function` (logits)."""
+
+    def decision_function(self, X: np.ndarray) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, X: np.ndarray) -> np.ndarray:
+        """P(offensive) in [0, 1] for embeddings (N, D); higher = more likely offensive."""
+        logits = self.decision_function(X)
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        """(N, 2): columns P(ok), P(offensive), as scikit-learn classifiers."""
+        p = self.score(X)
+        return np.column_stack([1.0 - p, p])
+
+
+class _TorchHead(LogitScorer):
     """Shared estimator plumbing: parameters, validation, scoring; training is `learn.loop`."""
 
     _param_names: tuple[str, ...] = (
@@ -199,16 +216,6 @@ class _TorchHead:
         X_arr = _check_X(X, n_features=self.n_features_in_)
         with torch.no_grad():
             return self.network_(torch.from_numpy(X_arr))[:, 0].double().numpy()
-
-    def score(self, X: np.ndarray) -> np.ndarray:
-        """P(offensive) in [0, 1] for embeddings (N, D); higher = more likely offensive."""
-        logits = self.decision_function(X)
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
-
-    def predict_proba(self, X: np.ndarray) -> np.ndarray:
-        """(N, 2): columns P(ok), P(offensive), as scikit-learn classifiers."""
-        p = self.score(X)
-        return np.column_stack([1.0 - p, p])
 
 
 class MLPHead(_TorchHead):
