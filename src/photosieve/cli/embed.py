@@ -10,6 +10,7 @@ from rich.console import Console
 from rich.table import Table
 
 from photosieve.paths import default_workdir
+from photosieve.vision import DEFAULT_BACKBONE
 
 
 def embed(
@@ -22,12 +23,16 @@ def embed(
     skip_bad: bool = typer.Option(
         False, help="Give unreadable photos NaN rows instead of stopping."
     ),
+    backbone: str = typer.Option(DEFAULT_BACKBONE, help="Registered backbone to embed with."),
 ) -> None:
     """Embed photos with the backbone; cached, so unchanged photos cost nothing the second time."""
-    from photosieve.vision.backbone import backbone_config
+    from photosieve.vision.backbone import backbone_config, list_backbones
     from photosieve.vision.embed import embed_files, image_paths
     from photosieve.vision.preprocess import ImageDecodeError
 
+    if backbone not in list_backbones():
+        known = ", ".join(list_backbones())
+        raise typer.BadParameter(f"unknown backbone {backbone!r}; known: {known}")
     root = workdir.resolve() if workdir is not None else default_workdir()
     try:
         paths = image_paths(source)
@@ -41,6 +46,7 @@ def embed(
             paths,
             workdir=root,
             batch_size=batch_size,
+            backbone=backbone,
             on_error="nan" if skip_bad else "raise",
             stats=stats,
         )
@@ -55,7 +61,7 @@ def embed(
 
     seconds = max(stats["seconds"], 1e-9)
     computed = int(stats["computed"])
-    table = Table(title=f"embed · {backbone_config().id}")
+    table = Table(title=f"embed · {backbone_config(backbone).id}")
     table.add_column("images", justify="right")
     table.add_column("cached", justify="right")
     table.add_column("computed", justify="right")
@@ -74,7 +80,8 @@ def embed(
     console.print(table)
     console.print(f"embeddings (input order): {out_dir / f'{label}.npy'}", soft_wrap=True)
     console.print(f"paths:                    {out_dir / f'{label}.paths.txt'}", soft_wrap=True)
-    console.print(f"cache:                    {out_dir / backbone_config().id}", soft_wrap=True)
+    cache = out_dir / backbone_config(backbone).id
+    console.print(f"cache:                    {cache}", soft_wrap=True)
 
 
 def register(app: typer.Typer) -> None:

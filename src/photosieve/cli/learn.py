@@ -12,6 +12,8 @@ from typing import Any
 
 import typer
 
+from photosieve.vision import DEFAULT_BACKBONE
+
 
 def _hidden(text: str) -> tuple[int, ...]:
     try:
@@ -47,7 +49,7 @@ def train(
     ensemble: int = typer.Option(5, help="heads with consecutive seeds, logits averaged"),
     seed: int = typer.Option(0),
     backbone: str = typer.Option(
-        "efficientnet_lite0_avgmax", help="registered backbone whose embeddings the head uses"
+        DEFAULT_BACKBONE, help="registered backbone whose embeddings the head uses"
     ),
     threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
 ) -> None:

@@ -30,6 +30,7 @@ from photosieve.learn.metrics import (
     threshold_at_recall,
 )
 from photosieve.records import Split
+from photosieve.vision import DEFAULT_BACKBONE
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -53,7 +54,7 @@ class TrainConfig:
     monitor: str = "high_recall"  # early stopping: review rate over 90–100% recall on val
     # avg+max pooled embedding: small, dark or partly hidden objects are not averaged away;
     # it beat the average pool on validation for both heads (bench/embedding_variants.py)
-    backbone: str = "efficientnet_lite0_avgmax"
+    backbone: str = DEFAULT_BACKBONE
     target_recall: float = 0.99
 
     def to_dict(self) -> dict[str, Any]:
