@@ -138,11 +138,14 @@ def test_cli_embeds_a_folder_and_writes_aligned_output(
         (workdir / "onnx" / f.name).symlink_to(f)
     runner = CliRunner()
     folder = photos[0].parent
-    result = runner.invoke(app, ["embed", str(folder), "--workdir", str(workdir)])
+    args = ["embed", str(folder), "--workdir", str(workdir), "--backbone", "efficientnet_lite0"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
     assert "computed" in result.output and "7" in result.output
     vectors = np.load(workdir / "embeddings" / "photos.npy")
     listed = (workdir / "embeddings" / "photos.paths.txt").read_text().split()
     assert vectors.shape == (7, 1280) and listed == [str(p) for p in sorted(photos)]
+    result = runner.invoke(app, ["embed", str(folder), "--backbone", "resnet"])
+    assert result.exit_code != 0 and "known: efficientnet_lite0" in result.output
     result = runner.invoke(app, ["embed", str(tmp_path / "missing"), "--workdir", str(workdir)])
     assert result.exit_code != 0
