@@ -117,13 +117,14 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     if not args.split.is_file():
         raise SystemExit(f"{args.split} not found: run `photosieve ingest` and `photosieve split`")
-    data = load_split_arrays(args.split, workdir=args.workdir)
     cfg = TrainConfig()
+    data = load_split_arrays(args.split, workdir=args.workdir, backbone=cfg.backbone)
     head_scores, head_seconds = fit_head(cfg, data)
     peer_scores, peer_seconds = fit_peer(data)
     result: dict[str, Any] = {
         "split": str(args.split),
         "head_config": cfg.to_dict(),
+        "embeddings": f"{cfg.backbone} (head and peer see the same ones)",
         "peer": "StandardScaler + LogisticRegression(class_weight='balanced')",
         "fit_seconds": {"head": head_seconds, "peer": peer_seconds},
     }

@@ -10,6 +10,7 @@ import pandas as pd
 import pytest
 
 from photosieve.bundle import ModelBundle
+from photosieve.data.split import data_fingerprint as split_fingerprint
 from photosieve.evaluate.diagnose import diagnose_bundle
 from photosieve.learn.train import TrainConfig, data_fingerprint, train_bundle
 
@@ -48,7 +49,8 @@ def test_train_bundle_end_to_end(tmp_path: Path) -> None:
     assert len(epochs_seen) > 2 and outcome.warnings == []
     assert bundle.train_config["hidden"] == [16] and bundle.train_config["ensemble"] == 2
     assert bundle.backbone_id and bundle.preprocess.input_size > 0
-    assert len(bundle.data_fingerprint) == 64
+    # the same print `photosieve split` wrote for this manifest: one id for one data set
+    assert bundle.data_fingerprint == split_fingerprint(pd.read_csv(manifest))
     splits = bundle.metrics["splits"]
     assert set(splits) == {"train", "train_dev", "validation", "calibration", "test"}
     assert splits["test"]["average_precision"] > 0.9

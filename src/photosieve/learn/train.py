@@ -9,7 +9,6 @@ prints: progress goes through a callback so the CLI can draw a Rich bar.
 
 from __future__ import annotations
 
-import hashlib
 import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
@@ -20,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from photosieve.bundle import ModelBundle
+from photosieve.data.split import data_fingerprint
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.grads import VanishingGradientWarning
 from photosieve.learn.head import MLPHead
@@ -101,13 +101,6 @@ def read_split_manifest(path: str | Path) -> pd.DataFrame:
     return frame
 
 
-def data_fingerprint(frame: pd.DataFrame) -> str:
-    """SHA-256 over the sorted (sha256, label, split) rows: same photos and labels, same print."""
-    cols = [c for c in ("sha256", "label", "split") if c in frame.columns]
-    rows = sorted(frame[cols].astype(str).agg("|".join, axis=1).tolist())
-    return hashlib.sha256("\n".join(rows).encode()).hexdigest()
-
-
 def embed_manifest(
     frame: pd.DataFrame, *, workdir: Path | None, backbone: str, progress: bool
 ) -> np.ndarray:
@@ -136,7 +129,7 @@ def load_split_arrays(
     manifest: str | Path,
     *,
     workdir: Path | None = None,
-    backbone: str = "efficientnet_lite0",
+    backbone: str = DEFAULT_BACKBONE,
     progress: bool = False,
 ) -> SplitArrays:
     """Read a split manifest and embed its photos (benches and diagnosis use this)."""
