@@ -99,14 +99,19 @@ def prepare_bundle(folder: Path, threads: int) -> tuple[Path, str]:
     return bundle.save(folder / "bundle"), origin
 
 
-def bare_model(bundle_dir: Path, photos: list[Path], threads: int) -> dict[str, Any]:
-    """Single-image `Scorer.score_bytes` latency in this process (after one warm-up call)."""
-    from photosieve.scoring import Scorer
+def load_scorer(bundle_dir: Path | str, threads: int) -> Any:
+    """The bundle's `Scorer`, its embedder on the bundle's own backbone with `threads` threads."""
+    from photosieve.scoring import Scorer, backbone_for
     from photosieve.vision.embed import Embedder
 
-    scorer = Scorer(
-        ModelBundle.load(bundle_dir), Embedder(workdir=default_workdir(), threads=threads)
-    )
+    bundle = ModelBundle.load(bundle_dir)
+    backbone = backbone_for(bundle.backbone_id)
+    return Scorer(bundle, Embedder(backbone, workdir=default_workdir(), threads=threads))
+
+
+def bare_model(bundle_dir: Path, photos: list[Path], threads: int) -> dict[str, Any]:
+    """Single-image `Scorer.score_bytes` latency in this process (after one warm-up call)."""
+    scorer = load_scorer(bundle_dir, threads)
     blobs = [p.read_bytes() for p in photos]
     scorer.score_bytes(blobs[0])
     times = []
@@ -121,11 +126,9 @@ def serve(tmp: str, bundle_dir: str, port: int, threads: int, keys: Any) -> None
     """Child process: the real app on SQLite in `tmp`, served by uvicorn on loopback."""
     import uvicorn
 
-    from photosieve.scoring import Scorer
     from photosieve.service.app import create_app
     from photosieve.service.config import Settings
     from photosieve.store import accounts
-    from photosieve.vision.embed import Embedder
 
     folder = Path(tmp)
     settings = Settings(
@@ -135,8 +138,7 @@ def serve(tmp: str, bundle_dir: str, port: int, threads: int, keys: Any) -> None
         database_url=f"sqlite:///{folder / 'service.db'}",
         data_dir=folder / "images",
     )
-    embedder = Embedder(workdir=default_workdir(), threads=threads)
-    app = create_app(settings, scorer=Scorer(ModelBundle.load(bundle_dir), embedder))
+    app = create_app(settings, scorer=load_scorer(bundle_dir, threads))
     with app.state.sessions() as session:
         _, key = accounts.create_api_key(session, "bench")
         session.commit()
