@@ -104,11 +104,11 @@ def demo(
     ingested, split, bundle = out / "ingested.csv", out / "split.csv", out / "bundle"
     common = ["--workdir", str(work)]
     _run(console, ["ingest", str(source), "--out", str(ingested)], ingested)
-    _run(console, ["split", str(ingested), "--out", str(split)], split)
+    targets = ["--target-recall", str(target_recall), "--confidence", str(confidence)]
+    _run(console, ["split", str(ingested), "--out", str(split), *targets], split)
     _run(console, ["train", str(split), "--out", str(bundle), *common], bundle / "bundle.json")
     calibrated = bundle / ".calibrated"
-    calibrate = ["calibrate", str(bundle), str(split), "--target-recall", str(target_recall)]
-    _run(console, [*calibrate, "--confidence", str(confidence), *common], calibrated)
+    _run(console, ["calibrate", str(bundle), str(split), *targets, *common], calibrated)
     calibrated.touch()
     _run(console, ["evaluate", str(bundle), str(split), *common], None)
     report = out / "report.html"
@@ -119,15 +119,16 @@ def demo(
     key = _api_key(work)
     console.print(
         Panel.fit(
-            f"Reviewer UI  http://{host}:{port}/   sign in as [bold]{user}[/bold] / "
-            f"[bold]{password}[/bold]\n"
-            f"Upload API   POST http://{host}:{port}/v1/uploads  "
-            f"(Authorization: Bearer {key})\n"
+            f"Reviewer UI  http://{host}:{port}/   (sign in below)\n"
+            f"Upload API   POST http://{host}:{port}/v1/uploads  (API key below)\n"
             f"API docs     http://{host}:{port}/docs\n"
             f"Report       {report}",
             title="photosieve is ready",
         )
     )
+    # Secrets on plain lines of their own, so a terminal never wraps them mid-copy.
+    console.print(f"first login:  {user} / {password}", soft_wrap=True)
+    console.print(f"API key:      Authorization: Bearer {key}", soft_wrap=True)
     args = ["serve", "--host", host, "--port", str(port), "--bundle", str(bundle)]
     env = {**os.environ, "PHOTOSIEVE_WORKDIR": str(work)}
     served = subprocess.run([sys.executable, "-m", "photosieve", *args], env=env, check=False)

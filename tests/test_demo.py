@@ -1,0 +1,46 @@
+"""The main job end to end: `photosieve demo` builds a certified bundle from labelled photos.
+
+Runs the real pipeline (ingest → split → train → calibrate → evaluate → report) as the README's
+`make run` does, on drawn photos, without starting the server; a second run skips every step.
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drawing import striped_jpeg
+from photosieve.cli import app
+
+
+@pytest.mark.slow
+def test_demo_builds_a_certified_bundle_then_skips_done_steps(tmp_path: Path) -> None:
+    photos = tmp_path / "photos"
+    for label, shape, count in (("offensive", "rectangle", 60), ("ok", "circle", 140)):
+        folder = photos / label
+        folder.mkdir(parents=True)
+        for i in range(count):
+            seed = i if label == "ok" else 10_000 + i
+            (folder / f"{i:03d}.jpg").write_bytes(striped_jpeg(seed, size=(96, 80), shape=shape))
+    work = tmp_path / "work"
+    args = ["demo", "--data", str(photos), "--workdir", str(work), "--no-serve"]
+    args += ["--target-recall", "0.9"]  # 60 positives can certify 90%, not 99%
+
+    first = CliRunner().invoke(app, args)
+    assert first.exit_code == 0, first.output
+    bundle = json.loads((work / "bench" / "bundle" / "bundle.json").read_text())
+    policy = bundle["policy"]
+    assert policy["target_recall"] == 0.9 and 0.0 < policy["approve_below"] <= 1.0
+    assert policy["evidence"]["recall"]["recall_lower_bound"] >= 0.9
+    split = json.loads((work / "bench" / "split.json").read_text())
+    assert bundle["data_fingerprint"] == split["fingerprint"]
+    assert (work / "bench" / "report.html").stat().st_size > 10_000
+
+    again = CliRunner().invoke(app, args)
+    assert again.exit_code == 0, again.output
+    for step in ("ingest", "split", "train", "calibrate"):
+        assert f"photosieve {step} " in again.output
+    assert again.output.count("(skipped:") == 4
