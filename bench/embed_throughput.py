@@ -31,6 +31,7 @@ import onnxruntime as ort
 import pandas as pd
 
 from photosieve.paths import shared_data_dir
+from photosieve.vision import DEFAULT_BACKBONE
 from photosieve.vision.embed import Embedder, embed_files
 from photosieve.vision.onnx import available_cores, export_onnx
 from photosieve.vision.preprocess import PreprocessConfig, load_for_model
@@ -63,7 +64,13 @@ def end_to_end(embedder: Embedder, paths: list[Path], onnx_file: Path) -> dict[s
         stats: dict[str, float] = {}
         started, cpu = time.perf_counter(), time.process_time()
         vectors = embed_files(
-            paths, workdir=workdir, batch_size=BATCH, progress=False, embedder=embedder, stats=stats
+            paths,
+            workdir=workdir,
+            backbone=DEFAULT_BACKBONE,
+            batch_size=BATCH,
+            progress=False,
+            embedder=embedder,
+            stats=stats,
         )
         seconds, cpu_seconds = time.perf_counter() - started, time.process_time() - cpu
         if stats["computed"] != len(paths) or not np.isfinite(vectors).all():
@@ -108,8 +115,8 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="embed-bench-onnx-"))
     try:
-        onnx_file = export_onnx(workdir=work)
-        embedder = Embedder(workdir=work)
+        onnx_file = export_onnx(DEFAULT_BACKBONE, workdir=work)
+        embedder = Embedder(DEFAULT_BACKBONE, workdir=work)
         raw_batches = max(1, len(paths) // BATCH)
         raw: list[dict[str, float]] = []
         e2e: list[dict[str, float]] = []
