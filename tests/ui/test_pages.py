@@ -164,3 +164,5 @@ def test_audit_rows_estimate_recall_from_audits(
     assert rows["Auto-approved uploads (all time)"] == "2"
     assert rows["Estimated offensive missed"] == "0.2"
     assert rows["Estimated recall"] == "83.3%"
+    # Clopper–Pearson: miss rate ≤ beta.ppf(0.95, 2, 9) = 0.3942 → recall ≥ 1 / (1 + 0.788).
+    assert rows["Recall, 95% lower bound"] == "55.9%"

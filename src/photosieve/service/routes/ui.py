@@ -22,6 +22,7 @@ from fastapi.templating import Jinja2Templates
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from photosieve.policy.certify import cp_upper
 from photosieve.service import security
 from photosieve.service.deps import DbSession, MaybeUser, SettingsDep
 from photosieve.store import queue, stats
@@ -213,13 +214,17 @@ def history_page(
     return _page(request, "history.html", context, user=user)
 
 
+AUDIT_DELTA = 0.05  # one-sided: the production-recall bound holds with 95% confidence
+
+
 def audit_rows(session: Session, summary: dict[str, Any]) -> list[tuple[str, str]]:
     """Audit results and the production recall they imply (empty before the first audit).
 
     Audits are a random share of auto-approved uploads, so the offensive share among audited
     photos estimates the miss rate among all auto-approved ones; recall ≈ caught / (caught +
     estimated missed), where "caught" counts uploads the model did not approve that ended up
-    removed.
+    removed. The lower bound uses the exact one-sided 95% Clopper–Pearson upper bound on that
+    miss rate, as the calibration does: what the audits certify, not only what they suggest.
     """
     decided = int(summary["audits_decided"])
     if decided == 0:
@@ -249,6 +254,10 @@ def audit_rows(session: Session, summary: dict[str, Any]) -> list[tuple[str, str
     ]
     if caught + missed > 0:
         rows.append(("Estimated recall", f"{100 * caught / (caught + missed):.1f}%"))
+    missed_high = float(cp_upper(offensive, decided, AUDIT_DELTA)) * approved
+    if caught + missed_high > 0:
+        bound = 100 * caught / (caught + missed_high)
+        rows.append((f"Recall, {1 - AUDIT_DELTA:.0%} lower bound", f"{bound:.1f}%"))
     return rows
 
 
