@@ -277,6 +277,7 @@ def diagnose_bundle(
 ) -> Diagnosis:
     """Diagnose a `ModelBundle` on a split manifest (embeddings from the vision cache)."""
     from photosieve.learn.train import embed_manifest
+    from photosieve.scoring import backbone_for
 
     if isinstance(manifest, pd.DataFrame):
         frame = manifest
@@ -285,7 +286,7 @@ def diagnose_bundle(
 
         frame = read_manifest(manifest)
     if embeddings is None:
-        backbone = bundle.train_config.get("backbone", "efficientnet_lite0")
+        backbone = backbone_for(bundle.backbone_id)
         embeddings = embed_manifest(frame, workdir=workdir, backbone=backbone, progress=progress)
     scores = bundle.score_embeddings(embeddings)
     threshold = bundle.policy.approve_below if bundle.policy is not None else None

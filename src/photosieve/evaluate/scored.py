@@ -18,19 +18,6 @@ from photosieve.records import PRIMARY_SOURCE, Split
 CALIBRATION_SOURCE = f"split == '{Split.CALIBRATION.value}' and source == '{PRIMARY_SOURCE}'"
 
 
-def backbone_name(bundle: ModelBundle) -> str:
-    """The registered backbone name behind the bundle's backbone id."""
-    from photosieve.vision.backbone import list_backbones
-
-    for name in list_backbones():
-        if bundle.backbone_id == name or bundle.backbone_id.startswith(f"{name}-"):
-            return name
-    raise ValueError(
-        f"bundle backbone {bundle.backbone_id!r} is not one of the known backbones "
-        f"{list_backbones()}; was it trained with another photosieve version?"
-    )
-
-
 def select_rows(frame: pd.DataFrame, split: str | None, *, primary_only: bool) -> pd.DataFrame:
     """Rows of `split` (None = all), optionally only the primary source; refuses an empty result."""
     rows = frame
@@ -62,9 +49,11 @@ def score_rows(
     progress: bool = True,
 ) -> np.ndarray:
     """The bundle's scores (n,) for the photos in `rows["path"]` (embeddings cached)."""
+    from photosieve.scoring import backbone_for
     from photosieve.vision.embed import embed_files
 
     model = bundle if isinstance(bundle, ModelBundle) else ModelBundle.load(bundle)
     paths = [Path(p) for p in rows["path"]]
-    X = embed_files(paths, workdir=workdir, backbone=backbone_name(model), progress=progress)
+    backbone = backbone_for(model.backbone_id)
+    X = embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
     return model.score_embeddings(X)
