@@ -8,7 +8,7 @@ learns little; with ReLU (He init) the norms stay within an order of magnitude.
 
 Writes bench/results/activations.json and bench/results/activations.png.
 
-    .venv/bin/python bench/activations.py [--split work/bench/split.csv] [--epochs 20]
+    .venv/bin/python bench/activations.py [--split work/data/split.csv] [--epochs 20]
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ def plot(results: dict[str, dict[str, Any]], path: Path) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, default=Path("work/bench/split.csv"))
+    parser.add_argument("--split", type=Path, default=Path("work/data/split.csv"))
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--epochs", type=int, default=20)
     parser.add_argument("--seed", type=int, default=0)

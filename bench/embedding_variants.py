@@ -248,7 +248,7 @@ def summarise() -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, default=Path("work/bench/split.csv"))
+    parser.add_argument("--split", type=Path, default=Path("work/data/split.csv"))
     parser.add_argument("--cache", type=Path, default=Path("work/variants"))
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--heads", default=",".join(HEADS))

@@ -10,8 +10,8 @@ auto-approved (score ≥ threshold), at the calibration mix and at a 1% producti
 Scenarios:
   synthetic — scores of positives ~ Beta(6, 1.2), negatives ~ Beta(0.6, 8), 8.5% offensive;
   real      — resampling (with replacement) the bench bundle's scores on held-out primary rows
-              (`work/bench/bundle` scored on the calibration and test rows of
-              `work/bench/split.csv`), calibration sets the size of the real calibration split;
+              (`work/bundle` scored on the calibration and test rows of
+              `work/data/split.csv`), calibration sets the size of the real calibration split;
               when those artefacts exist.
 
 Methods: photosieve (`RecallCertifier`), threshold 0.5, sklearn `TunedThresholdClassifierCV`
@@ -216,12 +216,14 @@ def real_pool(
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Scores/labels of the bench bundle on held-out primary rows (calibration + test) and the
     calibration split's size, or None when the bundle is not built yet."""
-    bundle_dir = bundle or workdir / "bench" / "bundle"
-    split_csv = workdir / "bench" / "split.csv"
+    from photosieve.config import Workdir
+
+    bundle_dir = bundle or Workdir(workdir).bundle
+    split_csv = Workdir(workdir).split
     if not (bundle_dir / "bundle.json").is_file() or not split_csv.is_file():
         return None
     from photosieve.data.manifest import read_manifest
-    from photosieve.evaluate.scored import score_rows
+    from photosieve.scoring import score_rows
 
     df = read_manifest(split_csv)
     held_out = df[(df["source"] == "primary") & df["split"].isin(["calibration", "test"])]
@@ -283,7 +285,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--trials", type=int, default=1000)
     parser.add_argument("--jobs", type=int, default=2)
     parser.add_argument("--workdir", type=Path, default=None)
-    parser.add_argument("--bundle", type=Path, default=None, help="default <workdir>/bench/bundle")
+    parser.add_argument("--bundle", type=Path, default=None, help="default <workdir>/bundle")
     parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument(
         "--scenario",
@@ -293,6 +295,7 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    from photosieve.config import Workdir
     from photosieve.paths import default_workdir
 
     scenarios = []
@@ -304,13 +307,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.scenario == "synthetic":
         pass
     elif pool is None:
-        print("real scores: work/bench/bundle or work/bench/split.csv missing — skipped")
+        print("real scores: work/bundle or work/data/split.csv missing — skipped")
     else:
         scenarios.append(run_scenario(pool_population(*pool), args.trials, args.jobs, 10**6))
         scenarios[-1]["pool_size"] = int(pool[0].size)
         scenarios[-1]["pool_positives"] = int(pool[1].sum())
         scenarios[-1]["pool"] = "bench bundle scores on primary calibration + test rows"
-        scenarios[-1]["bundle"] = str(args.bundle or workdir / "bench" / "bundle")
+        scenarios[-1]["bundle"] = str(args.bundle or Workdir(workdir).bundle)
         print_table(scenarios[-1])
     args.out.parent.mkdir(parents=True, exist_ok=True)
     if args.scenario != "all" and args.out.is_file():

@@ -10,7 +10,7 @@ One run measures, on real benchmark photos (../shared/data/bench, `primary` sour
 
 Reported per level: p50 / p99 / mean latency, throughput (uploads/s), the p50 overhead over the
 bare model's p50, and throughput as a share of the bare model's single-stream rate (1 / mean).
-The bundle is `work/bench/bundle` when the learn stage has produced it, else a small logistic
+The bundle is `work/bundle` when the learn stage has produced it, else a small logistic
 head fitted here on 64 bench photos; a bundle without a policy gets a bench-only
 `DecisionPolicy`. Writes bench/results/service_latency.json and prints a table.
 
@@ -40,6 +40,7 @@ from rich.console import Console
 from rich.table import Table
 
 from photosieve.bundle import ModelBundle
+from photosieve.config import Workdir
 from photosieve.paths import default_workdir, shared_data_dir
 from photosieve.policy.bands import DecisionPolicy
 
@@ -87,7 +88,7 @@ def prepare_bundle(folder: Path, threads: int) -> tuple[Path, str]:
     """Save the bundle the service will load (with a policy) into `folder`; says which one."""
     from photosieve.vision.embed import Embedder
 
-    trained = default_workdir() / "bench" / "bundle"
+    trained = Workdir.default().bundle
     if (trained / "bundle.json").is_file():
         bundle, origin = ModelBundle.load(trained), f"trained ({trained})"
     else:

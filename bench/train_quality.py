@@ -1,6 +1,6 @@
 """Head quality on the benchmark: the product's MLP head vs scikit-learn logistic regression.
 
-Same embeddings, same split (work/bench/split.csv): the head `photosieve train` fits
+Same embeddings, same split (work/data/split.csv): the head `photosieve train` fits
 (`TrainConfig()` defaults, early-stopped on validation) against the peer,
 `StandardScaler + LogisticRegression(class_weight="balanced")`. Reported on the test split
 (and validation): average precision and the review rate at 99% recall — raw, and at a
@@ -10,7 +10,7 @@ sampling and neither (three seeds each) and compares them on validation only.
 
 Writes bench/results/train_quality.json.
 
-    .venv/bin/python bench/train_quality.py [--split work/bench/split.csv] [--imbalance-study]
+    .venv/bin/python bench/train_quality.py [--split work/data/split.csv] [--imbalance-study]
 """
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ def imbalance_study(data: SplitArrays, base: TrainConfig, seeds: int) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, default=Path("work/bench/split.csv"))
+    parser.add_argument("--split", type=Path, default=Path("work/data/split.csv"))
     parser.add_argument("--workdir", type=Path, default=None)
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--imbalance-study", action="store_true")

@@ -7,7 +7,7 @@ max and GeM (p=3) pools; of earlier blocks (stage 5: 112×14×14, stage 7: 320×
 and max pools. Arrays are written in chunks to `work/variants/chunks/` (resumable) and joined
 into `work/variants/<view>_<pool>.npy` float16, row-aligned with the split manifest.
 
-    .venv/bin/python bench/variant_features.py [--split work/bench/split.csv] [--threads 1]
+    .venv/bin/python bench/variant_features.py [--split work/data/split.csv] [--threads 1]
 """
 
 from __future__ import annotations
@@ -102,7 +102,7 @@ def join(outdir: Path, n: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--split", type=Path, default=Path("work/bench/split.csv"))
+    parser.add_argument("--split", type=Path, default=Path("work/data/split.csv"))
     parser.add_argument("--out", type=Path, default=Path("work/variants"))
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--reverse", action="store_true", help="last chunk first (a 2nd worker)")

@@ -31,13 +31,13 @@ def test_demo_builds_a_certified_bundle_then_skips_done_steps(tmp_path: Path) ->
 
     first = CliRunner().invoke(app, args)
     assert first.exit_code == 0, first.output
-    bundle = json.loads((work / "bench" / "bundle" / "bundle.json").read_text())
+    bundle = json.loads((work / "bundle" / "bundle.json").read_text())
     policy = bundle["policy"]
     assert policy["target_recall"] == 0.9 and 0.0 < policy["approve_below"] <= 1.0
     assert policy["evidence"]["recall"]["recall_lower_bound"] >= 0.9
-    split = json.loads((work / "bench" / "split.json").read_text())
+    split = json.loads((work / "data" / "split.json").read_text())
     assert bundle["data_fingerprint"] == split["fingerprint"]
-    assert (work / "bench" / "report.html").stat().st_size > 10_000
+    assert (work / "report.html").stat().st_size > 10_000
 
     again = CliRunner().invoke(app, args)
     assert again.exit_code == 0, again.output

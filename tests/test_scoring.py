@@ -12,6 +12,7 @@ import pytest
 from PIL import Image, ImageDraw
 
 from photosieve.bundle import ModelBundle
+from photosieve.config import DEFAULT_BACKBONE
 from photosieve.learn.head import LogisticHead
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.records import Decision
@@ -133,7 +134,7 @@ def test_mismatched_backbone_is_refused(bundle: ModelBundle, embedder: Embedder)
         Scorer(other, embedder)
     with pytest.raises(ValueError, match="not installed"):
         backbone_for("efficientnet_lite0-0000000000")
-    assert backbone_for(embedder.config.id) == "efficientnet_lite0"
+    assert backbone_for(embedder.config.id) == DEFAULT_BACKBONE  # the library default
     resized = dataclasses.replace(
         bundle, preprocess=dataclasses.replace(bundle.preprocess, input_size=192)
     )

@@ -1,7 +1,7 @@
-"""Where photosieve keeps its working files (embedding cache, ONNX exports, bundles).
+"""Where photosieve finds its folders: the working folder's root and the benchmark data.
 
-Default `./work` under the current directory; `PHOTOSIEVE_WORKDIR` or a command's `--workdir`
-overrides it. Read at call time, never at import.
+The working folder's layout is `photosieve.config.Workdir`; this module only answers "which
+root" (`$PHOTOSIEVE_WORKDIR` or `./work`, read at call time) and where `../shared/data` is.
 """
 
 from __future__ import annotations
@@ -9,10 +9,12 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from photosieve.config import Workdir
+
 
 def default_workdir() -> Path:
-    """The working folder: `$PHOTOSIEVE_WORKDIR` or `./work`."""
-    return Path(os.environ.get("PHOTOSIEVE_WORKDIR", "work")).resolve()
+    """The working folder's root: `$PHOTOSIEVE_WORKDIR` or `./work` (see `config.Workdir`)."""
+    return Workdir.default().root
 
 
 def shared_data_dir() -> Path | None:

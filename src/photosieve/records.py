@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 
 class Label(enum.StrEnum):
     """What a person decided a photo is."""
@@ -55,6 +57,26 @@ MANIFEST_COLUMNS: tuple[str, ...] = (
 def is_external(source: str) -> bool:
     """True for photos from another distribution (training only)."""
     return source != PRIMARY_SOURCE
+
+
+def binary_labels(labels: Any) -> np.ndarray:
+    """Labels as a 1-D bool array (True = offensive); accepts bools, 0/1 or 'offensive'/'ok'."""
+    arr = np.asarray(labels)
+    if arr.ndim != 1:
+        raise ValueError(f"labels must be one-dimensional, got shape {arr.shape}")
+    if arr.dtype.kind == "b":
+        return arr
+    if arr.dtype.kind in "OUS":
+        text = arr.astype(str)
+        unknown = set(text.tolist()) - {Label.OFFENSIVE.value, Label.OK.value}
+        if unknown:
+            raise ValueError(f"unknown labels {sorted(unknown)[:5]}; expected 'offensive' or 'ok'")
+        return np.asarray(text == Label.OFFENSIVE.value)
+    if arr.size and not np.isin(arr, (0, 1)).all():
+        raise ValueError(
+            f"numeric labels must be 0 (ok) or 1 (offensive), got {np.unique(arr)[:5]}"
+        )
+    return arr.astype(bool)
 
 
 def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:

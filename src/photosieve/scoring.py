@@ -3,7 +3,9 @@
 The one place where serving (and batch scoring) turns a photo into a decision. The `Scorer`
 checks that its `Embedder` is the backbone the bundle was trained on (same id, same
 preprocessing) and decodes uploads with the same `load_image` path as `embed_files`, so a photo
-scores the same online as it did in training and calibration.
+scores the same online as it did in training and calibration. `score_rows` scores the rows of a
+labelled manifest (calibration, evaluation); `calibration_rows` is the only selection
+calibration may see: primary-source rows of the calibration split, never external data.
 """
 
 from __future__ import annotations
@@ -13,10 +15,11 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 
 from photosieve.bundle import ModelBundle
-from photosieve.records import Decision
+from photosieve.records import PRIMARY_SOURCE, Decision, Split
 from photosieve.vision.backbone import backbone_config, list_backbones
 from photosieve.vision.embed import Embedder, embed_files
 from photosieve.vision.preprocess import load_image
@@ -99,3 +102,44 @@ class Scorer:
             paths, workdir=self.embedder.workdir, embedder=self.embedder, progress=progress
         )
         return self.score_embeddings(X)
+
+
+CALIBRATION_SOURCE = f"split == '{Split.CALIBRATION.value}' and source == '{PRIMARY_SOURCE}'"
+
+
+def select_rows(frame: pd.DataFrame, split: str | None, *, primary_only: bool) -> pd.DataFrame:
+    """Rows of `split` (None = all), optionally only the primary source; refuses an empty result."""
+    rows = frame
+    if split is not None:
+        if "split" not in rows.columns:
+            raise ValueError(f"the manifest has no 'split' column to select split {split!r}")
+        rows = rows[rows["split"] == split]
+    if primary_only and "source" in rows.columns:
+        rows = rows[rows["source"] == PRIMARY_SOURCE]
+    if rows.empty:
+        where = f"split {split!r}" if split else "the manifest"
+        raise ValueError(
+            f"no {'primary-source ' if primary_only else ''}rows in {where}; "
+            "run `photosieve split` or pass another manifest/split"
+        )
+    return rows.reset_index(drop=True)
+
+
+def calibration_rows(frame: pd.DataFrame) -> pd.DataFrame:
+    """The calibration sample: primary-source rows of the calibration split only."""
+    return select_rows(frame, Split.CALIBRATION.value, primary_only=True)
+
+
+def score_rows(
+    bundle: ModelBundle | str | Path,
+    rows: pd.DataFrame,
+    *,
+    workdir: Path | None = None,
+    progress: bool = True,
+) -> np.ndarray:
+    """The bundle's scores (n,) for the photos in `rows["path"]` (embeddings cached)."""
+    model = bundle if isinstance(bundle, ModelBundle) else ModelBundle.load(bundle)
+    paths = [Path(p) for p in rows["path"]]
+    backbone = backbone_for(model.backbone_id)
+    X = embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
+    return model.score_embeddings(X)

@@ -35,7 +35,7 @@ def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Pa
     assert settings.audit_rate == 0.25 and settings.max_upload_bytes == 12345
     assert settings.resolved_database_url == f"sqlite:///{tmp_path / 'service' / 'photosieve.db'}"
     assert settings.resolved_data_dir == tmp_path / "service" / "images"
-    assert settings.resolved_bundle_path == tmp_path / "bench" / "bundle"
+    assert settings.resolved_bundle_path == tmp_path / "bundle"
     monkeypatch.setenv("PHOTOSIEVE_AUDIT_RATE", "1.5")
     with pytest.raises(ValidationError):
         Settings()

@@ -19,9 +19,14 @@ def vision_workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.getbasetemp() / "photosieve-vision-work"
 
 
+# The vision tests pin the plain 1280-d backbone (the product's avg+max variant has its own
+# tests in test_avgmax.py); the library's default is the product's, `config.DEFAULT_BACKBONE`.
+PLAIN = "efficientnet_lite0"
+
+
 @pytest.fixture(scope="session")
 def embedder(vision_workdir: Path) -> Embedder:
-    return Embedder(workdir=vision_workdir, threads=1)
+    return Embedder(PLAIN, workdir=vision_workdir, threads=1)
 
 
 def jpeg_of(array: np.ndarray, quality: int = 95) -> bytes:

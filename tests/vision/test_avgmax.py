@@ -39,15 +39,17 @@ def test_embedding_is_average_then_max_pool_of_the_same_map(avgmax: EfficientNet
     cfg = avgmax.config
     assert feats.shape == (2, cfg.embed_dim) and cfg.embed_dim == 2560
     assert cfg == backbone_config(NAME)
-    assert cfg.id.startswith(f"{NAME}-") and cfg.id != backbone_config().id  # own cache key
+    assert (
+        cfg.id.startswith(f"{NAME}-") and cfg.id != backbone_config("efficientnet_lite0").id
+    )  # own cache key
     assert cfg.preprocess == plain.config.preprocess
 
 
 def test_pooling_must_match_embed_dim() -> None:
     with pytest.raises(ValueError, match="2560-d"):
-        EfficientNetLite(backbone_config(), pooling="avgmax")
+        EfficientNetLite(backbone_config("efficientnet_lite0"), pooling="avgmax")
     with pytest.raises(ValueError, match="unknown pooling"):
-        EfficientNetLite(backbone_config(), pooling="median")
+        EfficientNetLite(backbone_config("efficientnet_lite0"), pooling="median")
 
 
 def test_onnx_matches_pytorch_on_real_photos(

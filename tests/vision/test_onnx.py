@@ -16,6 +16,8 @@ from photosieve.vision.embed import Embedder
 from photosieve.vision.onnx import available_cores, create_session, export_onnx, onnx_path
 from photosieve.vision.preprocess import load_for_model, load_image, preprocess
 
+PLAIN = "efficientnet_lite0"  # the backbone the `embedder` fixture pins (conftest.py)
+
 
 def test_onnx_matches_pytorch_on_real_photos(
     embedder: Embedder, bench_dir: Path, tmp_path: Path
@@ -29,7 +31,7 @@ def test_onnx_matches_pytorch_on_real_photos(
         sources.append(path)
     cfg = embedder.config.preprocess
     onnx_out = embedder.embed_arrays(np.stack([load_for_model(s, cfg) for s in sources]))
-    model = create_backbone()
+    model = create_backbone(PLAIN)
     with torch.no_grad():
         x = torch.from_numpy(np.stack([preprocess(s, cfg) for s in sources]))
         torch_out = model.forward_features(x).numpy()
@@ -41,15 +43,15 @@ def test_onnx_matches_pytorch_on_real_photos(
 
 
 def test_export_is_cached_by_backbone_id(embedder: Embedder, vision_workdir: Path) -> None:
-    path = onnx_path(workdir=vision_workdir)
+    path = onnx_path(PLAIN, workdir=vision_workdir)
     assert path.is_file() and embedder.config.id in path.name
     mtime = path.stat().st_mtime_ns
-    assert export_onnx(workdir=vision_workdir) == path
+    assert export_onnx(PLAIN, workdir=vision_workdir) == path
     assert path.stat().st_mtime_ns == mtime  # not exported again
 
 
 def test_session_threads_and_batch_axis(vision_workdir: Path) -> None:
-    path = export_onnx(workdir=vision_workdir)
+    path = export_onnx(PLAIN, workdir=vision_workdir)
     session = create_session(path)
     assert session.get_inputs()[0].shape[0] == "batch"
     assert available_cores() >= 1

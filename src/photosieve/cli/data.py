@@ -12,19 +12,17 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from photosieve.config import CERTIFY, Workdir
 from photosieve.data.dedupe import NEAR_DUPLICATE_DISTANCE
 from photosieve.data.ingest import IngestResult, ingest
 from photosieve.data.manifest import INGESTED_COLUMNS, read_manifest, write_manifest
 from photosieve.data.plan import (
-    DEFAULT_CONFIDENCE,
     DEFAULT_MARGIN,
-    DEFAULT_TARGET_RECALL,
     MAX_CALIBRATION,
     REST_RATIOS,
     parse_fractions,
 )
 from photosieve.data.split import SplitResult, split_manifest
-from photosieve.paths import default_workdir
 from photosieve.records import MANIFEST_COLUMNS, PRIMARY_SOURCE, Label
 
 
@@ -86,7 +84,9 @@ def _ingest_tables(console: Console, result: IngestResult) -> None:
 
 def ingest_command(
     source: Path = typer.Argument(..., help="A folder <root>/<label>/... or a .csv/.parquet."),
-    out: Path | None = typer.Option(None, help="Accepted rows [default: work/ingested.csv]."),
+    out: Path | None = typer.Option(
+        None, help="Accepted rows [default: <workdir>/data/ingested.csv]."
+    ),
     rejects: Path | None = typer.Option(None, help="Rejected rows [default: <out>.rejects]."),
     conflicts: Path | None = typer.Option(None, help="Label conflicts [<out>.conflicts]."),
     positive_name: str = typer.Option("offensive", help="Input label meaning offensive."),
@@ -98,10 +98,12 @@ def ingest_command(
         NEAR_DUPLICATE_DISTANCE, help="Near-duplicate pHash distance (bits of 256)."
     ),
     workers: int | None = typer.Option(None, help="Decoding threads [default: CPU count]."),
+    workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
 ) -> None:
     """Validate, hash and group labelled photos; write accepted rows, rejects and conflicts."""
     console = Console()
-    out = out or default_workdir() / "ingested.csv"
+    out = out or Workdir.of(workdir).ingested
+    out.parent.mkdir(parents=True, exist_ok=True)
     with Progress(
         "[progress.description]{task.description}",
         BarColumn(),
@@ -174,22 +176,26 @@ def _split_table(console: Console, result: SplitResult) -> None:
 
 def split_command(
     ingested: Path = typer.Argument(..., help="Output of `photosieve ingest` (.csv/.parquet)."),
-    out: Path | None = typer.Option(None, help="Split manifest [default: work/split.csv]."),
+    out: Path | None = typer.Option(
+        None, help="Split manifest [default: <workdir>/data/split.csv]."
+    ),
     seed: int = typer.Option(0, help="Seed of every random choice."),
     fractions: str | None = typer.Option(
         None,
         help="e.g. train=0.6,train_dev=0.05,validation=0.1,calibration=0.15,test=0.1 "
         "[default: planned: calibration sized by positives needed for the target].",
     ),
-    target_recall: float = typer.Option(DEFAULT_TARGET_RECALL, help="Recall to certify."),
-    confidence: float = typer.Option(DEFAULT_CONFIDENCE, help="Confidence of the guarantee."),
+    target_recall: float = typer.Option(CERTIFY.target_recall, help="Recall to certify."),
+    confidence: float = typer.Option(CERTIFY.confidence, help="Confidence of the guarantee."),
     external_in_train_dev: bool = typer.Option(
         True, help="train_dev mirrors the training mix, external photos included."
     ),
+    workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
 ) -> None:
     """Split ingested photos by duplicate group, stratified; write manifest + fingerprint."""
     console = Console()
-    out = out or default_workdir() / "split.csv"
+    out = out or Workdir.of(workdir).split
+    out.parent.mkdir(parents=True, exist_ok=True)
     try:
         frame = read_manifest(ingested, columns=INGESTED_COLUMNS)
         result = split_manifest(

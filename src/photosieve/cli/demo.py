@@ -13,13 +13,15 @@ import secrets
 import shlex
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import typer
 from rich.console import Console
 from rich.panel import Panel
 
-from photosieve.paths import default_workdir, shared_data_dir
+from photosieve.config import CERTIFY, Workdir
+from photosieve.paths import shared_data_dir
 
 FIRST_ADMIN = "admin"
 
@@ -31,10 +33,15 @@ def _run(console: Console, args: list[str], output: Path | None) -> None:
         console.print(f"[dim]$ {shown}  (skipped: {output} exists)[/dim]")
         return
     console.rule(f"$ {shown}")
+    started = time.monotonic()
     done = subprocess.run([sys.executable, "-m", "photosieve", *args], check=False)
+    seconds = time.monotonic() - started
     if done.returncode != 0:
-        console.print(f"[bold red]step failed ({done.returncode}):[/bold red] {shown}")
+        console.print(
+            f"[bold red]step failed ({done.returncode}) after {seconds:.0f} s:[/] {shown}"
+        )
         raise typer.Exit(done.returncode)
+    console.print(f"[dim]{args[0]} took {seconds:.1f} s[/dim]")
 
 
 def _default_data() -> Path | None:
@@ -50,7 +57,7 @@ def _first_login(workdir: Path) -> tuple[str, str]:
     from photosieve.store.accounts import get_user_by_name
     from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
-    secret_file = workdir / "service" / "first-login.txt"
+    secret_file = Workdir(workdir).first_login
     engine = make_engine(Settings(workdir=workdir).resolved_database_url)
     migrate(engine)
     with make_sessionmaker(engine)() as session:
@@ -84,15 +91,18 @@ def demo(
         None, help="Labelled photos: a manifest or folder [default: ../shared/data/bench]."
     ),
     workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
-    target_recall: float = typer.Option(0.99, help="Recall the approve band must certify."),
-    confidence: float = typer.Option(0.95, help="Confidence of the guarantee."),
+    target_recall: float = typer.Option(
+        CERTIFY.target_recall, help="Recall the approve band must certify."
+    ),
+    confidence: float = typer.Option(CERTIFY.confidence, help="Confidence of the guarantee."),
     host: str = typer.Option("127.0.0.1", help="Interface the service listens on."),
     port: int = typer.Option(8000, help="TCP port of the service."),
     serve: bool = typer.Option(True, help="Start the service at the end."),
 ) -> None:
     """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
     console = Console()
-    work = (workdir or default_workdir()).resolve()
+    layout = Workdir.of(workdir)
+    work = layout.root
     source = data or _default_data()
     if source is None:
         raise typer.BadParameter(
@@ -100,8 +110,7 @@ def demo(
             "is not beside the checkout)",
             param_hint="--data",
         )
-    out = work / "bench"
-    ingested, split, bundle = out / "ingested.csv", out / "split.csv", out / "bundle"
+    ingested, split, bundle = layout.ingested, layout.split, layout.bundle
     common = ["--workdir", str(work)]
     _run(console, ["ingest", str(source), "--out", str(ingested)], ingested)
     targets = ["--target-recall", str(target_recall), "--confidence", str(confidence)]
@@ -111,7 +120,7 @@ def demo(
     _run(console, ["calibrate", str(bundle), str(split), *targets, *common], calibrated)
     calibrated.touch()
     _run(console, ["evaluate", str(bundle), str(split), *common], None)
-    report = out / "report.html"
+    report = layout.report
     _run(console, ["report", str(bundle), str(split), "--out", str(report), *common], None)
     if not serve:
         return

@@ -9,8 +9,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from photosieve.paths import default_workdir
-from photosieve.vision import DEFAULT_BACKBONE
+from photosieve.config import DEFAULT_BACKBONE, Workdir
 
 
 def embed(
@@ -33,7 +32,7 @@ def embed(
     if backbone not in list_backbones():
         known = ", ".join(list_backbones())
         raise typer.BadParameter(f"unknown backbone {backbone!r}; known: {known}")
-    root = workdir.resolve() if workdir is not None else default_workdir()
+    root = Workdir.of(workdir).root
     try:
         paths = image_paths(source)
     except ValueError as exc:
@@ -54,7 +53,7 @@ def embed(
         typer.echo(f"error: {exc} (use --skip-bad to carry on past unreadable photos)", err=True)
         raise typer.Exit(1) from exc
     label = name or (source.parent.name if source.stem == "manifest" else source.stem)
-    out_dir = root / "embeddings"
+    out_dir = Workdir(root).embeddings
     out_dir.mkdir(parents=True, exist_ok=True)
     np.save(out_dir / f"{label}.npy", vectors)
     (out_dir / f"{label}.paths.txt").write_text("".join(f"{p}\n" for p in paths))

@@ -8,14 +8,18 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
+from photosieve.config import Workdir
+
 feedback_app = typer.Typer(help="Reviewers' decisions → labelled data.", no_args_is_help=True)
 
 
 @feedback_app.command("export")
 def export(
-    out: Path = typer.Option(
-        Path("work/feedback/labels.csv"), help="Manifest to write (feed it to `ingest`)."
+    out: Path | None = typer.Option(
+        None,
+        help="Manifest to write (feed it to `ingest`) [default: <workdir>/feedback/labels.csv].",
     ),
+    workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
 ) -> None:
     """Write every standing human decision as a labelled manifest for retraining."""
     from photosieve.feedback.export import export_labels
@@ -23,7 +27,8 @@ def export(
     from photosieve.service.storage import ImageStore
     from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
-    settings = Settings()
+    settings = Settings() if workdir is None else Settings(workdir=workdir.resolve())
+    out = out or Workdir(settings.workdir).feedback_labels
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     with make_sessionmaker(engine)() as session:
@@ -41,7 +46,7 @@ def export(
         console.print(f"[yellow]{summary.missing_files} decided uploads have no stored photo[/]")
     console.print(
         "Only `audit` rows are a uniform random sample of production; the others were chosen "
-        f"by the model. Next: photosieve ingest {out} --out work/feedback/ingested.csv"
+        f"by the model. Next: photosieve ingest {out}"
     )
 
 

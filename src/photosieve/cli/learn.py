@@ -12,7 +12,7 @@ from typing import Any
 
 import typer
 
-from photosieve.vision import DEFAULT_BACKBONE
+from photosieve.config import DEFAULT_BACKBONE, Workdir
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -33,7 +33,9 @@ def train(
     manifest: Path = typer.Argument(
         ..., help="split manifest (CSV/Parquet) from `photosieve split`"
     ),
-    out: Path = typer.Option(Path("work/bench/bundle"), help="where to write the model bundle"),
+    out: Path | None = typer.Option(
+        None, help="where to write the model bundle [default: <workdir>/bundle]"
+    ),
     workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     hidden: str = typer.Option("512", help="hidden layer widths, comma-separated ('' = none)"),
     activation: str = typer.Option("relu", help="relu | gelu | tanh | sigmoid"),
@@ -62,6 +64,7 @@ def train(
     from photosieve.learn.train import TrainConfig, train_bundle
 
     torch.set_num_threads(max(1, threads))
+    out = out or Workdir.of(workdir).bundle
     console = Console()
     cfg = TrainConfig(
         hidden=_hidden(hidden),
@@ -125,7 +128,9 @@ def train(
 
 
 def diagnose(
-    bundle_path: Path = typer.Argument(Path("work/bench/bundle"), help="model bundle folder"),
+    bundle_path: Path | None = typer.Argument(
+        None, help="model bundle folder [default: <workdir>/bundle]"
+    ),
     split_manifest: Path | None = typer.Option(
         None, help="split manifest (default: the one the bundle was trained on)"
     ),
@@ -138,7 +143,7 @@ def diagnose(
     from photosieve.bundle import ModelBundle
     from photosieve.evaluate.diagnose import diagnose_bundle, print_diagnosis
 
-    bundle = ModelBundle.load(bundle_path)
+    bundle = ModelBundle.load(bundle_path or Workdir.of(workdir).bundle)
     manifest = split_manifest or bundle.train_config.get("manifest")
     if not manifest:
         raise typer.BadParameter("the bundle names no manifest; pass --split-manifest")

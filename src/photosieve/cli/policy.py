@@ -12,16 +12,17 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from photosieve.config import CERTIFY, CertifyConfig, Workdir
+
 GROUP_SHOWN = ("n", "n_offensive", "missed_offensive", "recall", "review_rate")
 MAX_GROUP_ROWS = 15
 GROUP_ORDER = ("missed_offensive", "n_offensive", "review_rate")
-MANIFEST_HELP = "labelled manifest (CSV/Parquet); default <workdir>/bench/split.csv"
+MANIFEST_HELP = "labelled manifest (CSV/Parquet) [default: <workdir>/data/split.csv]"
+PREVALENCE_HELP = "production prevalence of offensive photos [default: the bundle policy's]"
 
 
 def _manifest(path: Path | None, workdir: Path | None) -> Path:
-    from photosieve.paths import default_workdir
-
-    chosen = path or (workdir or default_workdir()) / "bench" / "split.csv"
+    chosen = path or Workdir.of(workdir).split
     if not chosen.is_file():
         raise typer.BadParameter(f"{chosen} does not exist; pass a labelled manifest")
     return chosen
@@ -58,38 +59,35 @@ def register(app: typer.Typer) -> None:
     def calibrate(
         bundle: Path = typer.Argument(..., help="model bundle folder (updated in place)"),
         split_csv: Path = typer.Argument(..., help="split manifest with a calibration split"),
-        target_recall: float = typer.Option(0.99, help="certified recall of the approve band"),
-        confidence: float = typer.Option(0.95, help="confidence of each guarantee"),
-        target_precision: float = typer.Option(0.99, help="certified remove-band precision"),
-        prevalence: float = typer.Option(0.01, help="production prevalence for the precision"),
+        target_recall: float = typer.Option(
+            CERTIFY.target_recall, help="certified recall of the approve band"
+        ),
+        confidence: float = typer.Option(CERTIFY.confidence, help="confidence of each guarantee"),
+        target_precision: float = typer.Option(
+            CERTIFY.target_precision, help="certified remove-band precision"
+        ),
+        prevalence: float = typer.Option(
+            CERTIFY.prevalence, help="production prevalence the policy is stated at"
+        ),
         no_remove_band: bool = typer.Option(
             False, "--no-remove-band", help="send everything not approved to review"
         ),
         workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     ) -> None:
         """Certify the decision thresholds on the calibration split and store them in the bundle."""
-        from photosieve.bundle import ModelBundle
-        from photosieve.evaluate.scored import CALIBRATION_SOURCE, calibration_rows, score_rows
-        from photosieve.policy.certify import InsufficientPositivesError, certify_policy
-        from photosieve.records import sha256_file
+        from photosieve.calibrate import calibrate_bundle
+        from photosieve.policy.certify import InsufficientPositivesError
 
-        model = ModelBundle.load(bundle)
-        rows = calibration_rows(_read(split_csv))
-        scores = score_rows(model, rows, workdir=workdir)
         try:
-            policy = certify_policy(
-                scores,
-                rows["label"].to_numpy(),
-                target_recall=target_recall,
-                confidence=confidence,
-                target_precision=None if no_remove_band else target_precision,
-                prevalence=prevalence,
-                source=f"{split_csv.resolve()} (sha256 {sha256_file(split_csv)[:16]}): "
-                f"{CALIBRATION_SOURCE} ({len(rows)} photos)",
+            cfg = CertifyConfig(target_recall, confidence, target_precision, prevalence)
+            model = calibrate_bundle(
+                bundle, split_csv, cfg, remove_band=not no_remove_band, workdir=workdir
             )
-        except InsufficientPositivesError as exc:
+        except (InsufficientPositivesError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from exc
-        model.with_policy(policy).save(bundle)
+        model.save(bundle)
+        policy = model.policy
+        assert policy is not None  # calibrate_bundle always sets one
         _print_mapping("approve band (certified recall)", policy.evidence["recall"])
         if "precision" in policy.evidence:
             _print_mapping("remove band (certified precision)", policy.evidence["precision"])
@@ -101,7 +99,7 @@ def register(app: typer.Typer) -> None:
         bundle: Path = typer.Argument(..., help="calibrated model bundle folder"),
         manifest: Path | None = typer.Argument(None, help=MANIFEST_HELP),
         split: str = typer.Option("test", help="split to evaluate; 'all' for every row"),
-        prevalence: float = typer.Option(0.01, help="production prevalence of offensive photos"),
+        prevalence: float | None = typer.Option(None, help=PREVALENCE_HELP),
         json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
         workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     ) -> None:
@@ -112,7 +110,7 @@ def register(app: typer.Typer) -> None:
             bundle, _manifest(manifest, workdir), split=split, prevalence=prevalence,
             workdir=workdir,
         )  # fmt: skip
-        _print_mapping(f"evaluation ({split}, π = {prevalence:g})", ev.overall)
+        _print_mapping(f"evaluation ({split}, π = {ev.prevalence:g})", ev.overall)
         Console().print(_frame_table("confusion by band", ev.confusion.reset_index()))
         for name, frame in ev.by_group.items():
             shown = frame.sort_values(list(GROUP_ORDER), ascending=False)
@@ -131,7 +129,7 @@ def register(app: typer.Typer) -> None:
         manifest: Path | None = typer.Argument(None, help=MANIFEST_HELP),
         out: Path = typer.Option(Path("report.html"), help="HTML file to write"),
         split: str = typer.Option("test", help="split to evaluate; 'all' for every row"),
-        prevalence: float = typer.Option(0.01, help="production prevalence of offensive photos"),
+        prevalence: float | None = typer.Option(None, help=PREVALENCE_HELP),
         workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     ) -> None:
         """Write a self-contained HTML report (plots, tables, diagnosis) to decide on deployment."""

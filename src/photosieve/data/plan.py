@@ -12,10 +12,9 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping
 
+from photosieve.config import CERTIFY
 from photosieve.records import Split
 
-DEFAULT_TARGET_RECALL = 0.99
-DEFAULT_CONFIDENCE = 0.95
 # Extra positives planned into calibration beyond the bare minimum: whole duplicate groups make
 # split sizes land a little off target, and a few more positives keep a certified threshold from
 # hanging on one photo.
@@ -108,8 +107,8 @@ def parse_fractions(text: str) -> dict[Split, float]:
 def plan_fractions(
     n_positives: int,
     *,
-    target_recall: float = DEFAULT_TARGET_RECALL,
-    confidence: float = DEFAULT_CONFIDENCE,
+    target_recall: float = CERTIFY.target_recall,
+    confidence: float = CERTIFY.confidence,
     margin: float = DEFAULT_MARGIN,
 ) -> dict[Split, float]:
     """Fractions for `n_positives` primary positives: calibration first, by positives needed.

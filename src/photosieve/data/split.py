@@ -22,11 +22,10 @@ from dataclasses import dataclass
 import numpy as np
 import pandas as pd
 
+from photosieve.config import CERTIFY
 from photosieve.data.dedupe import NEAR_DUPLICATE_DISTANCE, duplicate_groups
 from photosieve.data.plan import (
     CERTIFYING_SPLITS,
-    DEFAULT_CONFIDENCE,
-    DEFAULT_TARGET_RECALL,
     certifiable_recall,
     check_fractions,
     plan_fractions,
@@ -180,8 +179,8 @@ def split_manifest(
     *,
     fractions: Mapping[Split, float] | None = None,
     seed: int = 0,
-    target_recall: float = DEFAULT_TARGET_RECALL,
-    confidence: float = DEFAULT_CONFIDENCE,
+    target_recall: float = CERTIFY.target_recall,
+    confidence: float = CERTIFY.confidence,
     external_in_train_dev: bool = True,
 ) -> SplitResult:
     """Assign every photo a split; fractions default to `plan_fractions` for the target."""

@@ -28,6 +28,7 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+from photosieve.config import CERTIFY
 from photosieve.learn.metrics import as_binary_labels, error_rate, threshold_at_recall
 from photosieve.records import Split
 
@@ -112,7 +113,11 @@ def split_errors(
 
 
 def own_recall_errors(
-    scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, recall: float = 0.99
+    scores: np.ndarray,
+    labels: np.ndarray,
+    splits: np.ndarray,
+    *,
+    recall: float = CERTIFY.target_recall,
 ) -> dict[str, float]:
     """Error per split at that split's own `recall` threshold: ranking quality alone.
 
@@ -239,7 +244,7 @@ def diagnose_arrays(
     splits: np.ndarray,
     *,
     operating_threshold: float | None = None,
-    target_recall: float = 0.99,
+    target_recall: float = CERTIFY.target_recall,
     human_error: float = 0.0,
 ) -> Diagnosis:
     """Diagnosis from scores; without a threshold, the one reaching `target_recall` on val."""
@@ -290,7 +295,7 @@ def diagnose_bundle(
         embeddings = embed_manifest(frame, workdir=workdir, backbone=backbone, progress=progress)
     scores = bundle.score_embeddings(embeddings)
     threshold = bundle.policy.approve_below if bundle.policy is not None else None
-    target = float(bundle.train_config.get("target_recall", 0.99))
+    target = float(bundle.train_config.get("target_recall", CERTIFY.target_recall))
     diagnosis = diagnose_arrays(
         scores,
         frame["label"].to_numpy(),

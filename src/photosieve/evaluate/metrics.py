@@ -15,22 +15,14 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from scipy import stats
 from sklearn.metrics import average_precision_score, roc_auc_score
 
+from photosieve.config import CERTIFY
 from photosieve.policy.bands import DecisionPolicy
-from photosieve.policy.certify import binary_labels
-from photosieve.records import Decision
+from photosieve.policy.certify import cp_interval
+from photosieve.records import Decision, binary_labels
 
 DECISIONS = (Decision.APPROVE.value, Decision.REVIEW.value, Decision.REMOVE.value)
-
-
-def cp_interval(k: int, n: int, confidence: float = 0.95) -> tuple[float, float]:
-    """Two-sided exact Clopper–Pearson interval for k successes in n (NaNs when n = 0)."""
-    if n == 0:
-        return float("nan"), float("nan")
-    ci = stats.binomtest(k, n).proportion_ci(confidence, method="exact")
-    return float(ci.low), float(ci.high)
 
 
 def _rate(k: int, n: int) -> float:
@@ -42,8 +34,8 @@ def band_metrics(
     labels: Sequence[Any] | np.ndarray,
     policy: DecisionPolicy,
     *,
-    prevalence: float = 0.01,
-    confidence: float = 0.95,
+    prevalence: float = CERTIFY.prevalence,
+    confidence: float = CERTIFY.confidence,
 ) -> dict[str, Any]:
     """Counts per (class, band) and the rates a deployment decision needs, for one set."""
     if not 0.0 < prevalence < 1.0:
@@ -138,8 +130,8 @@ def evaluate_policy(
     labels: Sequence[Any] | np.ndarray,
     policy: DecisionPolicy,
     *,
-    prevalence: float = 0.01,
-    confidence: float = 0.95,
+    prevalence: float = CERTIFY.prevalence,
+    confidence: float = CERTIFY.confidence,
     groups: Mapping[str, Sequence[Any] | np.ndarray] | None = None,
 ) -> Evaluation:
     """Evaluate `policy` on scores/labels; `groups` maps a column name to per-photo values."""

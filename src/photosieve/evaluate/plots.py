@@ -14,8 +14,10 @@ import pandas as pd
 from matplotlib.figure import Figure
 from sklearn.metrics import precision_recall_curve
 
+from photosieve.config import CERTIFY
 from photosieve.policy.bands import DecisionPolicy
-from photosieve.policy.certify import InsufficientPositivesError, RecallCertifier, binary_labels
+from photosieve.policy.certify import InsufficientPositivesError, RecallCertifier
+from photosieve.records import binary_labels
 
 DEFAULT_TARGETS: tuple[float, ...] = (0.9, 0.93, 0.95, 0.97, 0.98, 0.99, 0.993, 0.995, 0.997, 0.999)
 
@@ -89,8 +91,8 @@ def review_recall_curve(
     test_labels: np.ndarray,
     *,
     targets: Sequence[float] = DEFAULT_TARGETS,
-    confidence: float = 0.95,
-    prevalence: float = 0.01,
+    confidence: float = CERTIFY.confidence,
+    prevalence: float = CERTIFY.prevalence,
 ) -> pd.DataFrame:
     """Per target recall: certified threshold (calibration) and its test recall / review rate."""
     y_test = binary_labels(test_labels)

@@ -18,19 +18,19 @@ import numpy as np
 import pandas as pd
 
 from photosieve.bundle import ModelBundle
+from photosieve.data.manifest import read_manifest
 from photosieve.evaluate import plots
 from photosieve.evaluate._template import render
 from photosieve.evaluate.metrics import Evaluation, evaluate_policy
-from photosieve.evaluate.scored import score_rows, select_rows
 from photosieve.policy.bands import DecisionPolicy
-from photosieve.policy.certify import binary_labels, positives_for_misses
+from photosieve.policy.certify import positives_for_misses
+from photosieve.records import binary_labels
+from photosieve.scoring import calibration_rows, score_rows, select_rows
 
 GROUP_CANDIDATES = ("source", "origin")
 
 
 def _rows(manifest: str | Path, split: str) -> pd.DataFrame:
-    from photosieve.data.manifest import read_manifest
-
     frame = read_manifest(manifest, columns=("path", "label"))
     if split != "all" and "split" not in frame.columns:
         split = "all"  # an unsplit manifest (e.g. photos from a new source): use every row
@@ -52,12 +52,16 @@ def evaluate_bundle(
     manifest: str | Path,
     *,
     split: str = "test",
-    prevalence: float = 0.01,
+    prevalence: float | None = None,
     workdir: Path | None = None,
 ) -> Evaluation:
-    """Score `split` of `manifest` (or every row with split='all') and evaluate the policy."""
+    """Score `split` of `manifest` (or every row with split='all') and evaluate the policy.
+
+    `prevalence` defaults to the one the bundle's policy was certified at.
+    """
     model = ModelBundle.load(bundle)
     policy = _require_policy(model)
+    prevalence = policy.prevalence if prevalence is None else prevalence
     rows = _rows(manifest, split)
     scores = score_rows(model, rows, workdir=workdir)
     return evaluate_policy(
@@ -229,15 +233,14 @@ def write_report(
     out: str | Path,
     *,
     split: str = "test",
-    prevalence: float = 0.01,
+    prevalence: float | None = None,
     workdir: Path | None = None,
 ) -> Path:
-    """Evaluate `bundle` on `manifest` and write the HTML report to `out`."""
-    from photosieve.data.manifest import read_manifest
-    from photosieve.evaluate.scored import calibration_rows
-
+    """Evaluate `bundle` on `manifest` and write the HTML report to `out` (prevalence: as in
+    `evaluate_bundle`)."""
     model = ModelBundle.load(bundle)
     policy = _require_policy(model)
+    prevalence = policy.prevalence if prevalence is None else prevalence
     rows = _rows(manifest, split)
     scores = score_rows(model, rows, workdir=workdir)
     labels = rows["label"].to_numpy()

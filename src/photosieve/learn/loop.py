@@ -20,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from photosieve.config import CERTIFY
 from photosieve.learn.grads import GradientRecorder, gradient_health, linear_layers
 from photosieve.learn.metrics import (
     average_precision,
@@ -27,7 +28,7 @@ from photosieve.learn.metrics import (
     review_rate_at_recall,
 )
 
-MONITOR_RECALL = 0.99
+MONITOR_RECALL = CERTIFY.target_recall
 
 
 class LoopConfig(Protocol):

@@ -12,26 +12,18 @@ import math
 import numpy as np
 from sklearn.metrics import average_precision_score
 
+from photosieve.config import CERTIFY
+from photosieve.records import binary_labels
+
 
 def as_binary_labels(y: object) -> np.ndarray:
-    """Labels as a 0/1 int array; accepts 0/1, bools or "offensive"/"ok" strings."""
-    arr = np.asarray(y)
-    if arr.ndim != 1:
-        raise ValueError(f"labels must be one-dimensional, got shape {arr.shape}")
-    if arr.dtype.kind in "OUS":
-        values = set(arr.astype(str).tolist())
-        unknown = values - {"offensive", "ok"}
-        if unknown:
-            raise ValueError(f"labels must be 'offensive' or 'ok', got {sorted(unknown)[:5]}")
-        return (arr.astype(str) == "offensive").astype(np.int64)
-    if arr.dtype == bool:
-        return arr.astype(np.int64)
-    if arr.size and not np.isin(arr, (0, 1)).all():
-        raise ValueError("numeric labels must be 0 (ok) or 1 (offensive)")
-    return arr.astype(np.int64)
+    """Labels as a 0/1 int64 array (what the loss and the samplers take); see `binary_labels`."""
+    return binary_labels(y).astype(np.int64)
 
 
-def threshold_at_recall(scores: np.ndarray, labels: np.ndarray, *, recall: float = 0.99) -> float:
+def threshold_at_recall(
+    scores: np.ndarray, labels: np.ndarray, *, recall: float = CERTIFY.target_recall
+) -> float:
     """The highest threshold t such that scores ≥ t keeps at least `recall` of the positives."""
     if not 0.0 < recall <= 1.0:
         raise ValueError(f"recall must be in (0, 1], got {recall}")
@@ -48,7 +40,7 @@ def review_rate_at_recall(
     scores: np.ndarray,
     labels: np.ndarray,
     *,
-    recall: float = 0.99,
+    recall: float = CERTIFY.target_recall,
     prevalence: float | None = None,
 ) -> float:
     """Share of photos scored at or above the threshold reaching `recall` (lower is better).
@@ -110,7 +102,7 @@ def error_rate(scores: np.ndarray, labels: np.ndarray, *, threshold: float) -> f
 
 
 def ranking_summary(
-    scores: np.ndarray, labels: np.ndarray, *, recall: float = 0.99
+    scores: np.ndarray, labels: np.ndarray, *, recall: float = CERTIFY.target_recall
 ) -> dict[str, float]:
     """AP and review rates (raw and at 1% prevalence) for one split, as plain floats."""
     labels = as_binary_labels(labels)
@@ -122,6 +114,6 @@ def ranking_summary(
     if labels.sum() > 0:
         out["review_rate_at_recall"] = review_rate_at_recall(scores, labels, recall=recall)
         out["review_rate_at_recall_prev1pct"] = review_rate_at_recall(
-            scores, labels, recall=recall, prevalence=0.01
+            scores, labels, recall=recall, prevalence=CERTIFY.prevalence
         )
     return out

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 
 from photosieve.bundle import ModelBundle
+from photosieve.config import CERTIFY
 from photosieve.data.split import data_fingerprint
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.grads import VanishingGradientWarning
@@ -55,7 +56,7 @@ class TrainConfig:
     # avg+max pooled embedding: small, dark or partly hidden objects are not averaged away;
     # it beat the average pool on validation for both heads (bench/embedding_variants.py)
     backbone: str = DEFAULT_BACKBONE
-    target_recall: float = 0.99
+    target_recall: float = CERTIFY.target_recall
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)
@@ -147,7 +148,7 @@ def split_metrics(
     scores: np.ndarray,
     frame: pd.DataFrame,
     *,
-    target_recall: float = 0.99,
+    target_recall: float = CERTIFY.target_recall,
 ) -> dict[str, Any]:
     """Ranking and error metrics per split (and per source within train).
 

@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from photosieve.config import CERTIFY
 from photosieve.records import Decision
 
 
@@ -21,9 +22,12 @@ class DecisionPolicy:
 
     approve_below: float
     remove_at: float | None = None
-    target_recall: float = 0.99
+    target_recall: float = CERTIFY.target_recall
     target_precision: float | None = None
-    confidence: float = 0.95
+    confidence: float = CERTIFY.confidence
+    # The production prevalence of offensive photos the remove band was certified at; evaluation
+    # and reports state the review rate at this same prevalence unless told otherwise.
+    prevalence: float = CERTIFY.prevalence
     # Free-form evidence: calibration counts, observed recall, certified bound, data source.
     evidence: dict[str, Any] = field(default_factory=dict)
 
@@ -56,4 +60,8 @@ class DecisionPolicy:
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> DecisionPolicy:
+        data = dict(data)
+        if "prevalence" not in data:  # bundles calibrated before the policy carried it
+            stated = (data.get("evidence") or {}).get("precision", {}).get("prevalence")
+            data["prevalence"] = stated if stated is not None else CERTIFY.prevalence
         return cls(**data)

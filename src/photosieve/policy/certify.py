@@ -35,8 +35,9 @@ import numpy as np
 from scipy import stats
 from sklearn.exceptions import NotFittedError
 
+from photosieve.config import CERTIFY
 from photosieve.policy.bands import DecisionPolicy
-from photosieve.records import Label
+from photosieve.records import binary_labels
 
 # Remove-band candidates: fixed before seeing data (0.5 … 0.9999, denser towards 1).
 DEFAULT_REMOVE_GRID: tuple[float, ...] = tuple(
@@ -57,23 +58,6 @@ class InsufficientPositivesError(ValueError):
             f"it needs {n_required}; add {self.n_missing} more offensive photos drawn uniformly "
             "from production (not external data, not actively selected), or lower the target"
         )
-
-
-def binary_labels(labels: Sequence[Any] | np.ndarray) -> np.ndarray:
-    """Labels as a bool array (True = offensive); accepts bools, 0/1 or 'offensive'/'ok'."""
-    arr = np.asarray(labels)
-    if arr.dtype.kind in "OUS":
-        values = {str(v) for v in np.unique(arr)}
-        unknown = values - {Label.OFFENSIVE.value, Label.OK.value}
-        if unknown:
-            raise ValueError(f"unknown labels {sorted(unknown)}; expected 'offensive' or 'ok'")
-        return np.asarray(arr == Label.OFFENSIVE.value)
-    if arr.dtype.kind == "b":
-        return arr
-    values_num = set(np.unique(arr).tolist())
-    if not values_num <= {0, 1}:
-        raise ValueError(f"numeric labels must be 0/1, got {sorted(values_num)[:5]}")
-    return arr.astype(bool)
 
 
 def _check_scores(scores: Sequence[float] | np.ndarray, labels: np.ndarray) -> np.ndarray:
@@ -106,6 +90,14 @@ def cp_lower(k: np.ndarray | int, n: np.ndarray | int, delta: float) -> np.ndarr
     return np.where(k_arr <= 0, 0.0, bound)
 
 
+def cp_interval(k: int, n: int, confidence: float = CERTIFY.confidence) -> tuple[float, float]:
+    """Two-sided exact Clopper–Pearson interval for `k` events in `n` (NaNs when n = 0)."""
+    if n == 0:
+        return float("nan"), float("nan")
+    half = (1.0 - confidence) / 2.0
+    return float(cp_lower(k, n, half)), float(cp_upper(k, n, half))
+
+
 def min_positives(target_recall: float, confidence: float) -> int:
     """Fewest positives that certify `target_recall` at `confidence` with zero misses."""
     alpha, delta = 1.0 - target_recall, 1.0 - confidence
@@ -133,7 +125,11 @@ def positives_for_misses(misses: int, target_recall: float, confidence: float) -
 class RecallCertifier:
     """The highest auto-approve threshold whose recall is certified ≥ `target_recall`."""
 
-    def __init__(self, target_recall: float = 0.99, confidence: float = 0.95) -> None:
+    def __init__(
+        self,
+        target_recall: float = CERTIFY.target_recall,
+        confidence: float = CERTIFY.confidence,
+    ) -> None:
         self.target_recall = target_recall
         self.confidence = confidence
 
@@ -199,10 +195,10 @@ class PrecisionCertifier:
 
     def __init__(
         self,
-        target_precision: float = 0.99,
-        confidence: float = 0.95,
+        target_precision: float = CERTIFY.target_precision,
+        confidence: float = CERTIFY.confidence,
         *,
-        prevalence: float | None = 0.01,
+        prevalence: float | None = CERTIFY.prevalence,
         candidates: Sequence[float] | None = None,
         min_threshold: float = 0.0,
     ) -> None:
@@ -295,10 +291,10 @@ def certify_policy(
     scores: Sequence[float] | np.ndarray,
     labels: Sequence[Any] | np.ndarray,
     *,
-    target_recall: float = 0.99,
-    confidence: float = 0.95,
-    target_precision: float | None = 0.99,
-    prevalence: float | None = 0.01,
+    target_recall: float = CERTIFY.target_recall,
+    confidence: float = CERTIFY.confidence,
+    target_precision: float | None = CERTIFY.target_precision,
+    prevalence: float | None = CERTIFY.prevalence,
     source: str = "",
 ) -> DecisionPolicy:
     """A `DecisionPolicy` with a certified approve threshold and, when certifiable, a remove band.
@@ -322,5 +318,6 @@ def certify_policy(
         target_recall=target_recall,
         target_precision=target_precision,
         confidence=confidence,
+        prevalence=CERTIFY.prevalence if prevalence is None else prevalence,
         evidence=evidence,
     )

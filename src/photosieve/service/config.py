@@ -12,6 +12,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from photosieve.config import Workdir
 from photosieve.paths import default_workdir
 
 PLACEHOLDER_SECRET = "change-me"
@@ -24,11 +25,11 @@ class Settings(BaseSettings):
 
     environment: Literal["development", "test", "production"] = "development"
     workdir: Path = Field(default_factory=default_workdir)
-    # None → SQLite file `<workdir>/service/photosieve.db` (WAL).
+    # None → SQLite file `<workdir>/service/photosieve.db` (WAL; `config.Workdir`).
     database_url: str | None = None
     # None → `<workdir>/service/images` (content-addressed by SHA-256).
     data_dir: Path | None = None
-    # None → `<workdir>/bench/bundle` (the trained bundle of the main job).
+    # None → `<workdir>/bundle` (the trained bundle of the main job).
     bundle_path: Path | None = None
     secret_key: str = PLACEHOLDER_SECRET
     session_https_only: bool = False
@@ -58,14 +59,14 @@ class Settings(BaseSettings):
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
-        return f"sqlite:///{self.workdir / 'service' / 'photosieve.db'}"
+        return f"sqlite:///{Workdir(self.workdir).database}"
 
     @property
     def resolved_data_dir(self) -> Path:
-        return self.data_dir if self.data_dir is not None else self.workdir / "service" / "images"
+        return self.data_dir if self.data_dir is not None else Workdir(self.workdir).images
 
     @property
     def resolved_bundle_path(self) -> Path:
         if self.bundle_path is not None:
             return self.bundle_path
-        return self.workdir / "bench" / "bundle"
+        return Workdir(self.workdir).bundle

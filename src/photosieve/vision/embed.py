@@ -32,9 +32,10 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from photosieve.paths import default_workdir
+from photosieve.config import DEFAULT_BACKBONE, Workdir
+from photosieve.records import sha256_file
 from photosieve.vision.backbone import BackboneConfig, backbone_config
-from photosieve.vision.cache import EmbeddingCache, file_sha256
+from photosieve.vision.cache import EmbeddingCache
 from photosieve.vision.onnx import INPUT_NAME, available_cores, create_session, export_onnx
 from photosieve.vision.preprocess import ImageDecodeError, load_for_model, resize_for_model
 
@@ -51,13 +52,13 @@ class Embedder:
 
     def __init__(
         self,
-        backbone: str = "efficientnet_lite0",
+        backbone: str = DEFAULT_BACKBONE,
         workdir: Path | None = None,
         *,
         threads: int | None = None,
     ) -> None:
         self.backbone = backbone
-        self.workdir = Path(workdir) if workdir is not None else default_workdir()
+        self.workdir = Workdir.of(workdir).root
         self.config: BackboneConfig = backbone_config(backbone)
         self.threads = threads or available_cores()
         self.batches_run = 0  # model calls so far (lets callers check the cache did its job)
@@ -92,7 +93,7 @@ def embed_files(
     paths: Sequence[Path],
     *,
     workdir: Path | None = None,
-    backbone: str = "efficientnet_lite0",
+    backbone: str = DEFAULT_BACKBONE,
     batch_size: int = 32,
     progress: bool = True,
     on_error: OnError = "raise",
@@ -112,7 +113,7 @@ def embed_files(
     if on_error not in ("raise", "nan"):
         raise ValueError(f"on_error must be 'raise' or 'nan', got {on_error!r}")
     started = time.perf_counter()
-    root = Path(workdir) if workdir is not None else default_workdir()
+    root = Workdir.of(workdir).root
     cfg = embedder.config if embedder is not None else backbone_config(backbone)
     paths = [Path(p) for p in paths]
     cache = EmbeddingCache(root, cfg.id, cfg.embed_dim)
@@ -172,7 +173,7 @@ def _hash_all(paths: Sequence[Path], workers: int, bar: Progress | None) -> list
 
     def one(path: Path) -> str:
         try:
-            return file_sha256(path)
+            return sha256_file(path)
         except OSError as exc:
             raise ImageDecodeError("missing", f"{path}: cannot read the file: {exc}") from exc
 

@@ -20,7 +20,7 @@ import onnxruntime as ort
 import torch
 from torch import nn
 
-from photosieve.paths import default_workdir
+from photosieve.config import DEFAULT_BACKBONE, Workdir
 from photosieve.vision.backbone import EfficientNetLite, backbone_config, create_backbone
 
 INPUT_NAME = "image"
@@ -50,13 +50,12 @@ class UInt8Features(nn.Module):
         return self.backbone.forward_features(x)
 
 
-def onnx_path(backbone: str = "efficientnet_lite0", workdir: Path | None = None) -> Path:
+def onnx_path(backbone: str = DEFAULT_BACKBONE, workdir: Path | None = None) -> Path:
     """Where the export of `backbone` lives (whether or not it exists yet)."""
-    root = Path(workdir) if workdir is not None else default_workdir()
-    return root / "onnx" / f"{backbone_config(backbone).id}.onnx"
+    return Workdir.of(workdir).onnx / f"{backbone_config(backbone).id}.onnx"
 
 
-def export_onnx(backbone: str = "efficientnet_lite0", workdir: Path | None = None) -> Path:
+def export_onnx(backbone: str = DEFAULT_BACKBONE, workdir: Path | None = None) -> Path:
     """Export the backbone's feature extractor to ONNX unless the cached export exists."""
     target = onnx_path(backbone, workdir)
     if target.is_file():

@@ -1,0 +1,115 @@
+"""Every pipeline default, once: the certification targets, the production prevalence, the
+product's backbone, and the working folder's layout (`Workdir`).
+
+Stages, commands and the service take their defaults from here; nothing else types 0.99, 0.95
+or 0.01 as a default. Frozen dataclasses: a run records the config that made it (the bundle
+stores its policy and training config, `split.json` its targets). Nothing is read at import;
+`Workdir.default()` reads `PHOTOSIEVE_WORKDIR` when called.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+# What the product trains and serves with unless told otherwise (a registered name in
+# `vision.backbone`): max pooling keeps a small object's evidence that average pooling dilutes
+# (bench/embedding_variants.py). A plain string so commands can name it without importing torch.
+DEFAULT_BACKBONE = "efficientnet_lite0_avgmax"
+
+
+@dataclass(frozen=True)
+class CertifyConfig:
+    """The promise the calibrate stage certifies, and the prevalence it is stated at.
+
+    `target_recall` at `confidence` for the auto-approve band; `target_precision` for the
+    auto-remove band, certified at the production `prevalence` of offensive photos — the same
+    prevalence evaluation and reports state the review rate at.
+    """
+
+    target_recall: float = 0.99
+    confidence: float = 0.95
+    target_precision: float = 0.99
+    prevalence: float = 0.01
+
+    def __post_init__(self) -> None:
+        for name in ("target_recall", "confidence", "target_precision", "prevalence"):
+            value = getattr(self, name)
+            if not 0.0 < value < 1.0:
+                raise ValueError(f"{name} must be strictly between 0 and 1, got {value}")
+
+
+# The product's promise: recall ≥ 99% with 95% confidence, review rate stated at 1% prevalence.
+CERTIFY = CertifyConfig()
+
+
+@dataclass(frozen=True)
+class Workdir:
+    """Where every stage reads and writes its working files, under one root folder.
+
+    ``<root>/data/{ingested,split}.csv`` manifests (split.json beside the split),
+    ``<root>/embeddings/<backbone id>/`` the embedding cache, ``<root>/onnx/`` exported graphs,
+    ``<root>/bundle/`` the trained bundle, ``<root>/report.html``, ``<root>/feedback/`` labels
+    exported from reviewers, ``<root>/service/`` the service's database, images and secrets.
+    """
+
+    root: Path
+
+    @classmethod
+    def default(cls) -> Workdir:
+        """`$PHOTOSIEVE_WORKDIR` or `./work`, resolved at call time."""
+        return cls(Path(os.environ.get("PHOTOSIEVE_WORKDIR", "work")).resolve())
+
+    @classmethod
+    def of(cls, root: Path | str | None) -> Workdir:
+        """The workdir at `root`, or the default when `root` is None."""
+        return cls.default() if root is None else cls(Path(root).resolve())
+
+    @property
+    def data(self) -> Path:
+        return self.root / "data"
+
+    @property
+    def ingested(self) -> Path:
+        return self.data / "ingested.csv"
+
+    @property
+    def split(self) -> Path:
+        return self.data / "split.csv"
+
+    @property
+    def embeddings(self) -> Path:
+        return self.root / "embeddings"
+
+    @property
+    def onnx(self) -> Path:
+        return self.root / "onnx"
+
+    @property
+    def bundle(self) -> Path:
+        return self.root / "bundle"
+
+    @property
+    def report(self) -> Path:
+        return self.root / "report.html"
+
+    @property
+    def feedback_labels(self) -> Path:
+        return self.root / "feedback" / "labels.csv"
+
+    @property
+    def service(self) -> Path:
+        return self.root / "service"
+
+    @property
+    def database(self) -> Path:
+        return self.service / "photosieve.db"
+
+    @property
+    def images(self) -> Path:
+        return self.service / "images"
+
+    @property
+    def first_login(self) -> Path:
+        return self.service / "first-login.txt"
