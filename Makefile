@@ -23,6 +23,7 @@ test: $(STAMP) browser
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
+	$(BIN)/lint-imports
 	$(BIN)/pytest -q
 
 ## Debian chromium for the reviewer-UI browser test (Playwright drives it; no browser download).

@@ -5,7 +5,7 @@ config, the fingerprint of the data it was trained on, its metrics and, once cal
 certified decision policy. Layout::
 
     <bundle>/bundle.json   metadata (this module's `ModelBundle` fields, minus the head)
-    <bundle>/head.pt       the head's state (`photosieve.learn.head.save_head`)
+    <bundle>/head.pt       the head's state (`photosieve.learn.persist.save_head`)
 """
 
 from __future__ import annotations
@@ -22,6 +22,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from photosieve.learn.persist import load_head, save_head
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.vision.preprocess import PreprocessConfig
 
@@ -66,8 +67,6 @@ class ModelBundle:
 
     def save(self, path: str | Path) -> Path:
         """Write the bundle folder atomically (a crash leaves the old bundle or none)."""
-        from photosieve.learn.head import save_head
-
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target.parent))
@@ -88,8 +87,6 @@ class ModelBundle:
     @classmethod
     def load(cls, path: str | Path) -> ModelBundle:
         """Read a bundle folder written by `save`."""
-        from photosieve.learn.head import load_head
-
         folder = Path(path)
         meta_path = folder / META_FILE
         if not meta_path.is_file():

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 from rich.console import Console
 
+from photosieve.cli.diagnosis_view import print_diagnosis
 from photosieve.evaluate.diagnose import (
     REMEDIES,
     analyse_gaps,
     diagnose_arrays,
     own_recall_errors,
-    print_diagnosis,
     split_errors,
 )
 

@@ -9,8 +9,9 @@ import pytest
 from sklearn.exceptions import NotFittedError
 
 from photosieve.learn.ensemble import EnsembleHead
-from photosieve.learn.head import LogisticHead, MLPHead, load_head, make_activation, save_head
+from photosieve.learn.head import LogisticHead, MLPHead, make_activation
 from photosieve.learn.metrics import average_precision
+from photosieve.learn.persist import load_head, save_head
 
 
 def toy(n: int, seed: int, d: int = 16) -> tuple[np.ndarray, np.ndarray]:

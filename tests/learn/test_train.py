@@ -10,9 +10,11 @@ import pandas as pd
 import pytest
 
 from photosieve.bundle import ModelBundle
+from photosieve.data.split import data_fingerprint
 from photosieve.data.split import data_fingerprint as split_fingerprint
 from photosieve.evaluate.diagnose import diagnose_bundle
-from photosieve.learn.train import TrainConfig, data_fingerprint, train_bundle
+from photosieve.learn.train import TrainConfig
+from photosieve.pipeline import train_bundle
 
 
 def make_split(tmp_path: Path, n: int = 400, d: int = 24) -> tuple[Path, np.ndarray]:

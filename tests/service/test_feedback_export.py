@@ -9,7 +9,7 @@ from service_harness import REVIEW_ALL, Service, drawn_photo
 
 from photosieve.data.ingest import ingest
 from photosieve.feedback.export import export_labels
-from photosieve.service.storage import ImageStore
+from photosieve.store.images import ImageStore
 
 
 def test_decisions_export_as_ingestable_labels(service: Service, tmp_path: Path) -> None:

@@ -153,7 +153,7 @@ def test_failed_commit_leaves_neither_row_nor_file(
 def test_failed_publish_leaves_neither_row_nor_file(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from photosieve.service.storage import StagedImage
+    from photosieve.store.images import StagedImage
 
     service.set_policy(APPROVE_ALL)
     service.settings.audit_rate = 1.0  # a queue item too, to be compensated

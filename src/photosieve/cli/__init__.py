@@ -16,6 +16,7 @@ app = typer.Typer(
     help="Moderate avatar photos: ingest → split → embed → train → calibrate → evaluate → serve.",
     no_args_is_help=True,
     add_completion=False,
+    rich_markup_mode=None,
 )
 
 

@@ -12,6 +12,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeElapsedColumn
 from rich.table import Table
 
+from photosieve.cli.console import console as make_console
 from photosieve.config import CERTIFY, Workdir
 from photosieve.data.dedupe import NEAR_DUPLICATE_DISTANCE
 from photosieve.data.ingest import IngestResult, ingest
@@ -83,7 +84,9 @@ def _ingest_tables(console: Console, result: IngestResult) -> None:
 
 
 def ingest_command(
-    source: Path = typer.Argument(..., help="A folder <root>/<label>/... or a .csv/.parquet."),
+    source: Path = typer.Argument(
+        ..., metavar="SOURCE", help="A folder <root>/<label>/... or a .csv/.parquet."
+    ),
     out: Path | None = typer.Option(
         None, help="Accepted rows [default: <workdir>/data/ingested.csv]."
     ),
@@ -101,7 +104,7 @@ def ingest_command(
     workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
 ) -> None:
     """Validate, hash and group labelled photos; write accepted rows, rejects and conflicts."""
-    console = Console()
+    console = make_console()
     out = out or Workdir.of(workdir).ingested
     out.parent.mkdir(parents=True, exist_ok=True)
     with Progress(
@@ -175,7 +178,9 @@ def _split_table(console: Console, result: SplitResult) -> None:
 
 
 def split_command(
-    ingested: Path = typer.Argument(..., help="Output of `photosieve ingest` (.csv/.parquet)."),
+    ingested: Path = typer.Argument(
+        ..., metavar="INGESTED", help="Output of `photosieve ingest` (.csv/.parquet)."
+    ),
     out: Path | None = typer.Option(
         None, help="Split manifest [default: <workdir>/data/split.csv]."
     ),
@@ -193,7 +198,7 @@ def split_command(
     workdir: Path | None = typer.Option(None, help="Working folder [default: ./work]."),
 ) -> None:
     """Split ingested photos by duplicate group, stratified; write manifest + fingerprint."""
-    console = Console()
+    console = make_console()
     out = out or Workdir.of(workdir).split
     out.parent.mkdir(parents=True, exist_ok=True)
     try:

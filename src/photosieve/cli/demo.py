@@ -20,6 +20,7 @@ import typer
 from rich.console import Console
 from rich.panel import Panel
 
+from photosieve.cli.console import console as make_console
 from photosieve.config import CERTIFY, Workdir
 from photosieve.paths import shared_data_dir
 
@@ -100,7 +101,7 @@ def demo(
     serve: bool = typer.Option(True, help="Start the service at the end."),
 ) -> None:
     """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
-    console = Console()
+    console = make_console()
     layout = Workdir.of(workdir)
     work = layout.root
     source = data or _default_data()

@@ -6,14 +6,16 @@ from pathlib import Path
 
 import numpy as np
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from photosieve.cli.console import console as make_console
 from photosieve.config import DEFAULT_BACKBONE, Workdir
 
 
 def embed(
-    source: Path = typer.Argument(..., help="A folder of photos (recursive) or a manifest CSV."),
+    source: Path = typer.Argument(
+        ..., metavar="SOURCE", help="A folder of photos (recursive) or a manifest CSV."
+    ),
     workdir: Path | None = typer.Option(None, help="Working folder (default ./work)."),
     batch_size: int = typer.Option(32, min=1, help="Photos per model call."),
     name: str | None = typer.Option(
@@ -75,7 +77,7 @@ def embed(
         f"{seconds:,.1f}",
         f"{computed / seconds:,.1f}" if computed else "—",
     )
-    console = Console()
+    console = make_console()
     console.print(table)
     console.print(f"embeddings (input order): {out_dir / f'{label}.npy'}", soft_wrap=True)
     console.print(f"paths:                    {out_dir / f'{label}.paths.txt'}", soft_wrap=True)

@@ -5,9 +5,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
+from photosieve.cli.console import console as make_console
 from photosieve.config import Workdir
 
 feedback_app = typer.Typer(help="Reviewers' decisions → labelled data.", no_args_is_help=True)
@@ -24,7 +24,7 @@ def export(
     """Write every standing human decision as a labelled manifest for retraining."""
     from photosieve.feedback.export import export_labels
     from photosieve.service.config import Settings
-    from photosieve.service.storage import ImageStore
+    from photosieve.store.images import ImageStore
     from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
     settings = Settings() if workdir is None else Settings(workdir=workdir.resolve())
@@ -40,7 +40,7 @@ def export(
     for kind, count in sorted(summary.by_kind.items()):
         table.add_row(kind, f"{count:,}")
     table.add_row("total", f"{summary.rows:,} ({summary.offensive:,} offensive)")
-    console = Console()
+    console = make_console()
     console.print(table)
     if summary.missing_files:
         console.print(f"[yellow]{summary.missing_files} decided uploads have no stored photo[/]")

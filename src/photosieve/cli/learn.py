@@ -11,7 +11,9 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from rich.table import Table
 
+from photosieve.cli.console import console as make_console
 from photosieve.config import DEFAULT_BACKBONE, Workdir
 
 
@@ -31,7 +33,7 @@ def _fmt(value: Any) -> str:
 
 def train(
     manifest: Path = typer.Argument(
-        ..., help="split manifest (CSV/Parquet) from `photosieve split`"
+        ..., metavar="MANIFEST", help="split manifest (CSV/Parquet) from `photosieve split`"
     ),
     out: Path | None = typer.Option(
         None, help="where to write the model bundle [default: <workdir>/bundle]"
@@ -57,15 +59,14 @@ def train(
 ) -> None:
     """Train the head on a split manifest's train rows; write a model bundle."""
     import torch
-    from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
-    from rich.table import Table
 
-    from photosieve.learn.train import TrainConfig, train_bundle
+    from photosieve.learn.train import TrainConfig
+    from photosieve.pipeline import train_bundle
 
     torch.set_num_threads(max(1, threads))
     out = out or Workdir.of(workdir).bundle
-    console = Console()
+    console = make_console()
     cfg = TrainConfig(
         hidden=_hidden(hidden),
         activation=activation,
@@ -129,7 +130,7 @@ def train(
 
 def diagnose(
     bundle_path: Path | None = typer.Argument(
-        None, help="model bundle folder [default: <workdir>/bundle]"
+        None, metavar="BUNDLE_PATH", help="model bundle folder [default: <workdir>/bundle]"
     ),
     split_manifest: Path | None = typer.Option(
         None, help="split manifest (default: the one the bundle was trained on)"
@@ -138,17 +139,17 @@ def diagnose(
     human_error: float = typer.Option(0.0, help="human-level error (reviewers ≈ 0)"),
 ) -> None:
     """Bias / variance / data-mismatch table of a trained bundle."""
-    from rich.console import Console
 
     from photosieve.bundle import ModelBundle
-    from photosieve.evaluate.diagnose import diagnose_bundle, print_diagnosis
+    from photosieve.cli.diagnosis_view import print_diagnosis
+    from photosieve.evaluate.diagnose import diagnose_bundle
 
     bundle = ModelBundle.load(bundle_path or Workdir.of(workdir).bundle)
     manifest = split_manifest or bundle.train_config.get("manifest")
     if not manifest:
         raise typer.BadParameter("the bundle names no manifest; pass --split-manifest")
     result = diagnose_bundle(bundle, Path(manifest), workdir=workdir, human_error=human_error)
-    print_diagnosis(result, Console())
+    print_diagnosis(result, make_console())
 
 
 def register(app: typer.Typer) -> None:

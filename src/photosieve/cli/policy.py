@@ -8,10 +8,10 @@ from pathlib import Path
 from typing import Any
 
 import typer
-from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from photosieve.cli.console import console as make_console
 from photosieve.config import CERTIFY, CertifyConfig, Workdir
 
 GROUP_SHOWN = ("n", "n_offensive", "missed_offensive", "recall", "review_rate")
@@ -49,7 +49,7 @@ def _print_mapping(title: str, data: dict[str, Any]) -> None:
     for key, value in data.items():
         if not isinstance(value, dict):
             table.add_row(key, _fmt(value))
-    Console().print(table)
+    make_console().print(table)
 
 
 def register(app: typer.Typer) -> None:
@@ -57,8 +57,12 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def calibrate(
-        bundle: Path = typer.Argument(..., help="model bundle folder (updated in place)"),
-        split_csv: Path = typer.Argument(..., help="split manifest with a calibration split"),
+        bundle: Path = typer.Argument(
+            ..., metavar="BUNDLE", help="model bundle folder (updated in place)"
+        ),
+        split_csv: Path = typer.Argument(
+            ..., metavar="SPLIT_CSV", help="split manifest with a calibration split"
+        ),
         target_recall: float = typer.Option(
             CERTIFY.target_recall, help="certified recall of the approve band"
         ),
@@ -75,7 +79,7 @@ def register(app: typer.Typer) -> None:
         workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     ) -> None:
         """Certify the decision thresholds on the calibration split and store them in the bundle."""
-        from photosieve.calibrate import calibrate_bundle
+        from photosieve.pipeline import calibrate_bundle
         from photosieve.policy.certify import InsufficientPositivesError
 
         try:
@@ -96,8 +100,8 @@ def register(app: typer.Typer) -> None:
 
     @app.command()
     def evaluate(
-        bundle: Path = typer.Argument(..., help="calibrated model bundle folder"),
-        manifest: Path | None = typer.Argument(None, help=MANIFEST_HELP),
+        bundle: Path = typer.Argument(..., metavar="BUNDLE", help="calibrated model bundle folder"),
+        manifest: Path | None = typer.Argument(None, metavar="MANIFEST", help=MANIFEST_HELP),
         split: str = typer.Option("test", help="split to evaluate; 'all' for every row"),
         prevalence: float | None = typer.Option(None, help=PREVALENCE_HELP),
         json_out: Path | None = typer.Option(None, "--json", help="also write the results here"),
@@ -111,7 +115,7 @@ def register(app: typer.Typer) -> None:
             workdir=workdir,
         )  # fmt: skip
         _print_mapping(f"evaluation ({split}, π = {ev.prevalence:g})", ev.overall)
-        Console().print(_frame_table("confusion by band", ev.confusion.reset_index()))
+        make_console().print(_frame_table("confusion by band", ev.confusion.reset_index()))
         for name, frame in ev.by_group.items():
             shown = frame.sort_values(list(GROUP_ORDER), ascending=False)
             shown = shown[list(GROUP_SHOWN)].head(MAX_GROUP_ROWS).reset_index()
@@ -119,14 +123,14 @@ def register(app: typer.Typer) -> None:
             title = f"by {name}" + (
                 f" (top {len(shown)}; all {len(frame)} in --json)" if more else ""
             )
-            Console().print(_frame_table(title, shown))
+            make_console().print(_frame_table(title, shown))
         if json_out:
             json_out.write_text(json.dumps(ev.to_dict(), indent=2, default=str))
 
     @app.command()
     def report(
-        bundle: Path = typer.Argument(..., help="calibrated model bundle folder"),
-        manifest: Path | None = typer.Argument(None, help=MANIFEST_HELP),
+        bundle: Path = typer.Argument(..., metavar="BUNDLE", help="calibrated model bundle folder"),
+        manifest: Path | None = typer.Argument(None, metavar="MANIFEST", help=MANIFEST_HELP),
         out: Path = typer.Option(Path("report.html"), help="HTML file to write"),
         split: str = typer.Option("test", help="split to evaluate; 'all' for every row"),
         prevalence: float | None = typer.Option(None, help=PREVALENCE_HELP),

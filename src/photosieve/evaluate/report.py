@@ -21,9 +21,10 @@ from photosieve.bundle import ModelBundle
 from photosieve.data.manifest import read_manifest
 from photosieve.evaluate import plots
 from photosieve.evaluate._template import render
+from photosieve.evaluate.diagnose import diagnose_arrays
 from photosieve.evaluate.metrics import Evaluation, evaluate_policy
 from photosieve.policy.bands import DecisionPolicy
-from photosieve.policy.certify import positives_for_misses
+from photosieve.policy.certify import cp_interval, positives_for_misses
 from photosieve.records import binary_labels
 from photosieve.scoring import calibration_rows, score_rows, select_rows
 
@@ -72,17 +73,9 @@ def evaluate_bundle(
 
 def diagnosis_table(
     scores: np.ndarray, labels: np.ndarray, splits: np.ndarray, *, operating_threshold: float
-) -> pd.DataFrame | None:
-    """The bias / variance / mismatch table (`photosieve.evaluate.diagnose`), or None."""
-    import importlib
-
-    try:
-        diagnose = importlib.import_module("photosieve.evaluate.diagnose")
-    except ImportError:
-        return None
-    result = diagnose.diagnose_arrays(
-        scores, labels, splits, operating_threshold=operating_threshold
-    )
+) -> pd.DataFrame:
+    """The bias / variance / mismatch table (`photosieve.evaluate.diagnose`)."""
+    result = diagnose_arrays(scores, labels, splits, operating_threshold=operating_threshold)
     table = pd.DataFrame(result.rows())
     table["largest"] = np.where(table["largest"].astype(bool), "◀ largest: " + result.remedies, "")
     return table.set_index("name")
@@ -160,8 +153,6 @@ def _ordinal(k: int) -> str:
 
 
 def _recall_upper(n_pos: Any, missed: Any, confidence: float) -> float:
-    from photosieve.evaluate.metrics import cp_interval
-
     return cp_interval(int(n_pos) - int(missed), int(n_pos), confidence)[1] if n_pos else 1.0
 
 

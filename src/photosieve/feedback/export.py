@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from photosieve.service.storage import ImageStore
+from photosieve.store.images import ImageStore
 from photosieve.store.models import ReviewDecision, ReviewItem, Upload
 
 EXPORT_COLUMNS: tuple[str, ...] = (

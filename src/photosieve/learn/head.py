@@ -1,4 +1,4 @@
-"""The classifier heads on frozen backbone embeddings, and how a head is saved and loaded.
+"""The classifier heads on frozen backbone embeddings (saving and loading: `learn.persist`).
 
 `MLPHead` (ReLU hidden layers by default) and `LogisticHead` (no hidden layer: the simple
 baseline) share one training loop (`learn.loop`) and follow scikit-learn's estimator contract:
@@ -9,20 +9,18 @@ std, which are part of the network's state, so a saved head needs nothing else t
 
 from __future__ import annotations
 
-import json
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from sklearn.exceptions import NotFittedError
+from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from photosieve.learn.grads import warn_if_vanishing
+from photosieve.learn.loop import train_network
 from photosieve.learn.metrics import as_binary_labels
-
-HEAD_FORMAT = 1
 
 # The activation registry: one name → one module factory. Unknown names list the known ones.
 ACTIVATIONS: dict[str, Callable[[], nn.Module]] = {
@@ -90,7 +88,7 @@ class LogitScorer:
         return np.column_stack([1.0 - p, p])
 
 
-class _TorchHead(LogitScorer):
+class TorchHead(LogitScorer):
     """Shared estimator plumbing: parameters, validation, scoring; training is `learn.loop`."""
 
     _param_names: tuple[str, ...] = (
@@ -146,7 +144,7 @@ class _TorchHead(LogitScorer):
         params["hidden"] = list(params["hidden"])
         return params
 
-    def set_params(self, **params: Any) -> _TorchHead:
+    def set_params(self, **params: Any) -> TorchHead:
         for name, value in params.items():
             if name not in self._param_names:
                 raise ValueError(f"unknown parameter {name!r}; known: {self._param_names}")
@@ -181,10 +179,8 @@ class _TorchHead(LogitScorer):
         X_val: np.ndarray | None = None,
         y_val: np.ndarray | None = None,
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
-    ) -> _TorchHead:
+    ) -> TorchHead:
         """Train on (X, y); with (X_val, y_val), keep the epoch best on validation."""
-        from photosieve.learn.loop import train_network
-
         self._check_params()
         X_arr, y_arr = _check_training_data(X, y)
         val = None
@@ -218,11 +214,11 @@ class _TorchHead(LogitScorer):
             return self.network_(torch.from_numpy(X_arr))[:, 0].double().numpy()
 
 
-class MLPHead(_TorchHead):
+class MLPHead(TorchHead):
     """A multi-layer perceptron head (ReLU by default): the product's model."""
 
 
-class LogisticHead(_TorchHead):
+class LogisticHead(TorchHead):
     """Logistic regression on standardised embeddings (no hidden layer): the baseline.
 
     Fitted exactly (L-BFGS, scikit-learn) rather than by SGD: the problem is convex, so the
@@ -253,8 +249,6 @@ class LogisticHead(_TorchHead):
         on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
     ) -> LogisticHead:
         """Fit on (X, y); validation data is accepted for interface parity and not used."""
-        from sklearn.linear_model import LogisticRegression
-
         _check_imbalance(self.imbalance)
         if self.C <= 0:
             raise ValueError(f"C must be > 0, got {self.C}")
@@ -308,73 +302,3 @@ def _check_training_data(X: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.n
 def _check_imbalance(imbalance: str) -> None:
     if imbalance not in ("weighted", "balanced", "none"):
         raise ValueError(f"imbalance must be 'weighted', 'balanced' or 'none', got {imbalance!r}")
-
-
-# --- saving and loading --------------------------------------------------------------------
-
-HEAD_CLASSES: dict[str, type[_TorchHead]] = {"MLPHead": MLPHead, "LogisticHead": LogisticHead}
-
-
-def head_to_payload(head: Any) -> dict[str, Any]:
-    """A `torch.save`-able dict of plain types and tensors (loadable with weights_only=True)."""
-    from photosieve.learn.ensemble import EnsembleHead
-
-    if isinstance(head, EnsembleHead):
-        head._check_fitted()
-        spec = {"class": "EnsembleHead", "format": HEAD_FORMAT}
-        return {"spec": json.dumps(spec), "members": [head_to_payload(m) for m in head.members_]}
-    if not isinstance(head, _TorchHead):
-        raise ValueError(
-            f"cannot save a {type(head).__name__}; save_head supports {sorted(HEAD_CLASSES)}"
-            " and EnsembleHead"
-        )
-    head._check_fitted()
-    spec = {
-        "class": type(head).__name__,
-        "format": HEAD_FORMAT,
-        "params": head.get_params(),
-        "n_features_in": head.n_features_in_,
-        "best_epoch": head.best_epoch_,
-        "gradient_health": head.gradient_health_,
-    }
-    return {"spec": json.dumps(spec), "state": head.network_.state_dict()}
-
-
-def head_from_payload(payload: dict[str, Any]) -> Any:
-    """Inverse of `head_to_payload`."""
-    spec = json.loads(payload["spec"])
-    if spec.get("format") != HEAD_FORMAT:
-        raise ValueError(f"head format {spec.get('format')!r} is not supported; retrain")
-    if spec["class"] == "EnsembleHead":
-        from photosieve.learn.ensemble import EnsembleHead
-
-        return EnsembleHead.from_members([head_from_payload(m) for m in payload["members"]])
-    cls = HEAD_CLASSES.get(spec["class"])
-    if cls is None:
-        raise ValueError(f"unknown head class {spec['class']!r}; known: {sorted(HEAD_CLASSES)}")
-    head = cls(**spec["params"])
-    network = build_network(spec["n_features_in"], head.hidden, head.activation, head.dropout)
-    network.load_state_dict(payload["state"])
-    head.network_ = network.eval()
-    head.n_features_in_ = spec["n_features_in"]
-    head.history_ = []
-    head.best_epoch_ = spec.get("best_epoch", 0)
-    head.gradient_health_ = spec.get("gradient_health", {})
-    return head
-
-
-def save_head(head: Any, path: str | Path) -> Path:
-    """Write a fitted head to `path` (a `.pt` file: JSON spec + state dict)."""
-    target = Path(path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    torch.save(head_to_payload(head), target)
-    return target
-
-
-def load_head(path: str | Path) -> Any:
-    """Read a head written by `save_head` (safe: `weights_only=True`, no pickled code)."""
-    source = Path(path)
-    if not source.is_file():
-        raise ValueError(f"no head file at {source}; train one with `photosieve train`")
-    payload = torch.load(source, map_location="cpu", weights_only=True)
-    return head_from_payload(payload)

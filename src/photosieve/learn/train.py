@@ -1,26 +1,24 @@
-"""The train stage: split manifest → embeddings → fitted head → `ModelBundle` with metrics.
+"""Training the head: `TrainConfig`, the split manifest's arrays, `fit_head` and per-split metrics.
 
-`train_bundle(manifest, cfg)` reads the split manifest, embeds every photo (cached by the vision
-stage), fits the head on the `train` rows (external sources included) with early stopping on
-`validation`, and returns a bundle carrying the head, the backbone's id and preprocessing, the
-exact `TrainConfig`, a fingerprint of the data and ranking metrics per split. Nothing here
-prints: progress goes through a callback so the CLI can draw a Rich bar.
+`fit_head(X, frame, cfg)` fits the head `cfg` describes on the `train` rows (external sources
+included) with early stopping on `validation`; `split_metrics` gives ranking and error metrics
+per split. Packaging the result as a `ModelBundle` is the train stage in `photosieve.pipeline`.
+Nothing here prints: progress goes through a callback so the CLI can draw a Rich bar.
 """
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from photosieve.bundle import ModelBundle
 from photosieve.config import CERTIFY
-from photosieve.data.split import data_fingerprint
+from photosieve.data.manifest import read_manifest
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.grads import VanishingGradientWarning
 from photosieve.learn.head import MLPHead
@@ -32,6 +30,7 @@ from photosieve.learn.metrics import (
 )
 from photosieve.records import Split
 from photosieve.vision import DEFAULT_BACKBONE
+from photosieve.vision.embed import embed_files
 
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
@@ -82,18 +81,8 @@ class TrainConfig:
         return EnsembleHead(head, self.ensemble) if self.ensemble > 1 else head
 
 
-@dataclass
-class TrainOutcome:
-    """A trained bundle plus what the CLI reports beside it."""
-
-    bundle: ModelBundle
-    warnings: list[str] = field(default_factory=list)
-
-
 def read_split_manifest(path: str | Path) -> pd.DataFrame:
     """The split manifest as a DataFrame (validated by the data stage's reader)."""
-    from photosieve.data.manifest import read_manifest
-
     frame = read_manifest(path)
     if not (frame["split"] == Split.TRAIN.value).any():
         raise ValueError(f"{path}: no rows with split 'train'; run `photosieve split` first")
@@ -106,8 +95,6 @@ def embed_manifest(
     frame: pd.DataFrame, *, workdir: Path | None, backbone: str, progress: bool
 ) -> np.ndarray:
     """(N, D) embeddings aligned with the manifest's rows (vision stage's cache)."""
-    from photosieve.vision.embed import embed_files
-
     paths = [Path(p) for p in frame["path"]]
     return embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
 
@@ -176,26 +163,15 @@ def split_metrics(
     return out
 
 
-def train_bundle(
-    manifest: str | Path,
-    cfg: TrainConfig | None = None,
+def fit_head(
+    X: np.ndarray,
+    frame: pd.DataFrame,
+    cfg: TrainConfig,
     *,
-    workdir: Path | None = None,
-    progress: bool = True,
     on_epoch: EpochCallback | None = None,
-    embeddings: np.ndarray | None = None,
-) -> TrainOutcome:
-    """Train a head on the manifest's `train` rows; return a bundle with metrics per split.
-
-    `embeddings` (aligned with the manifest's rows) skips the embedding step (tests, benches).
-    """
-    cfg = cfg or TrainConfig()
-    frame = read_split_manifest(manifest)
-    X = (
-        embeddings
-        if embeddings is not None
-        else embed_manifest(frame, workdir=workdir, backbone=cfg.backbone, progress=progress)
-    )
+) -> tuple[MLPHead | EnsembleHead, list[str]]:
+    """The head `cfg` describes, fitted on the `train` rows with early stopping on `validation`,
+    and the distinct vanishing-gradient warnings it raised."""
     if X.shape[0] != len(frame):
         raise ValueError(f"{X.shape[0]} embeddings for {len(frame)} manifest rows")
     y = as_binary_labels(frame["label"].to_numpy())
@@ -206,19 +182,4 @@ def train_bundle(
         warnings.simplefilter("always", VanishingGradientWarning)
         head.fit(X[train], y[train], X_val=X[val], y_val=y[val], on_epoch=on_epoch)
     messages = sorted({str(w.message) for w in caught if w.category is VanishingGradientWarning})
-
-    from photosieve.vision.backbone import backbone_config
-
-    backbone = backbone_config(cfg.backbone)
-    metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
-    metrics["gradient_health"] = head.gradient_health_
-    metrics["best_epoch"] = head.best_epoch_
-    bundle = ModelBundle(
-        head=head,
-        backbone_id=backbone.id,
-        preprocess=backbone.preprocess,
-        train_config=cfg.to_dict() | {"manifest": str(Path(manifest).resolve())},
-        data_fingerprint=data_fingerprint(frame),
-        metrics=metrics,
-    )
-    return TrainOutcome(bundle=bundle, warnings=messages)
+    return head, messages

@@ -20,8 +20,8 @@ from photosieve.service.config import PLACEHOLDER_SECRET, Settings
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
-from photosieve.service.storage import ImageStore
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
+from photosieve.store.images import ImageStore
 from photosieve.store.models import Upload
 
 log = logging.getLogger(__name__)

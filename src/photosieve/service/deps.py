@@ -14,7 +14,7 @@ from sqlalchemy.orm import Session
 from photosieve.service import security
 from photosieve.service.config import Settings
 from photosieve.service.moderation import Moderator
-from photosieve.service.storage import ImageStore
+from photosieve.store.images import ImageStore
 from photosieve.store.models import ApiKey, User
 
 

@@ -28,9 +28,9 @@ from photosieve.records import Decision, Label, sha256_bytes
 from photosieve.service import hashbank
 from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
-from photosieve.service.storage import ImageStore
 from photosieve.store import bank, queue, uploads
 from photosieve.store.db import begin_write
+from photosieve.store.images import ImageStore
 from photosieve.store.models import (
     ItemKind,
     KnownBadHash,

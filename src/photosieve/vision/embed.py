@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Literal
 
 import numpy as np
+import pandas as pd
 from PIL import Image
 from rich.progress import (
     BarColumn,
@@ -293,8 +294,6 @@ def image_paths(source: Path) -> list[Path]:
         )
     if not source.is_file():
         raise ValueError(f"{source} is neither a folder of photos nor a manifest file")
-    import pandas as pd
-
     suffix = source.suffix.lower()
     if suffix == ".csv":
         frame = pd.read_csv(source, usecols=lambda c: c == "path", dtype=str)

@@ -1,0 +1,107 @@
+"""The pipeline's stages as plain functions over files and configs; the CLI only wraps them.
+
+`train_bundle(split_manifest, TrainConfig)` → a `ModelBundle` (head, backbone id and
+preprocessing, the exact config, the data fingerprint, metrics per split);
+`calibrate_bundle(bundle, split_manifest, CertifyConfig)` → the bundle with a certified policy.
+Both return new objects; callers save them. Driving the pipeline from Python (retraining, benches,
+tests) goes through these, not through the commands.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from photosieve.bundle import ModelBundle
+from photosieve.config import CERTIFY, CertifyConfig
+from photosieve.data.manifest import read_manifest
+from photosieve.data.split import data_fingerprint
+from photosieve.learn.train import (
+    EpochCallback,
+    TrainConfig,
+    embed_manifest,
+    fit_head,
+    read_split_manifest,
+    split_metrics,
+)
+from photosieve.policy.certify import certify_policy
+from photosieve.records import sha256_file
+from photosieve.scoring import CALIBRATION_SOURCE, calibration_rows, score_rows
+from photosieve.vision.backbone import backbone_config
+
+
+@dataclass
+class TrainOutcome:
+    """A trained bundle plus what the CLI reports beside it."""
+
+    bundle: ModelBundle
+    warnings: list[str] = field(default_factory=list)
+
+
+def train_bundle(
+    split_manifest: str | Path,
+    cfg: TrainConfig | None = None,
+    *,
+    workdir: Path | None = None,
+    progress: bool = True,
+    on_epoch: EpochCallback | None = None,
+    embeddings: np.ndarray | None = None,
+) -> TrainOutcome:
+    """Train a head on the manifest's `train` rows; return a bundle with metrics per split.
+
+    `embeddings` (aligned with the manifest's rows) skips the embedding step (tests, benches).
+    """
+    cfg = cfg or TrainConfig()
+    frame = read_split_manifest(split_manifest)
+    X = (
+        embeddings
+        if embeddings is not None
+        else embed_manifest(frame, workdir=workdir, backbone=cfg.backbone, progress=progress)
+    )
+    head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
+    backbone = backbone_config(cfg.backbone)
+    metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
+    metrics["gradient_health"] = head.gradient_health_
+    metrics["best_epoch"] = head.best_epoch_
+    bundle = ModelBundle(
+        head=head,
+        backbone_id=backbone.id,
+        preprocess=backbone.preprocess,
+        train_config=cfg.to_dict() | {"manifest": str(Path(split_manifest).resolve())},
+        data_fingerprint=data_fingerprint(frame),
+        metrics=metrics,
+    )
+    return TrainOutcome(bundle=bundle, warnings=messages)
+
+
+def calibrate_bundle(
+    bundle: ModelBundle | str | Path,
+    split_manifest: str | Path,
+    cfg: CertifyConfig = CERTIFY,
+    *,
+    remove_band: bool = True,
+    workdir: Path | None = None,
+    progress: bool = True,
+) -> ModelBundle:
+    """`bundle` with a policy certified on `split_manifest`'s calibration sample at `cfg`.
+
+    Only primary-source rows of the calibration split are used (`scoring.calibration_rows`).
+    Raises `InsufficientPositivesError` when they cannot certify the target with zero misses.
+    """
+    model = bundle if isinstance(bundle, ModelBundle) else ModelBundle.load(bundle)
+    manifest = Path(split_manifest)
+    rows = calibration_rows(read_manifest(manifest, columns=("path", "label")))
+    scores = score_rows(model, rows, workdir=workdir, progress=progress)
+    policy = certify_policy(
+        scores,
+        rows["label"].to_numpy(),
+        target_recall=cfg.target_recall,
+        confidence=cfg.confidence,
+        target_precision=cfg.target_precision if remove_band else None,
+        prevalence=cfg.prevalence,
+        source=f"{manifest.resolve()} (sha256 {sha256_file(manifest)[:16]}): "
+        f"{CALIBRATION_SOURCE} ({len(rows)} photos)",
+    )
+    return model.with_policy(policy)
