@@ -8,9 +8,11 @@ starts the service on the embedded default (SQLite, local folders).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shlex
+import socket
 import subprocess
 import sys
 import time
@@ -127,22 +129,38 @@ def demo(
         return
     user, password = _first_login(work)
     key = _api_key(work)
-    console.print(
-        Panel.fit(
-            f"Reviewer UI  http://{host}:{port}/   (sign in below)\n"
-            f"Upload API   POST http://{host}:{port}/v1/uploads  (API key below)\n"
-            f"API docs     http://{host}:{port}/docs\n"
-            f"Report       {report}",
-            title="photosieve is ready",
-        )
-    )
-    # Secrets on plain lines of their own, so a terminal never wraps them mid-copy.
-    console.print(f"first login:  {user} / {password}", soft_wrap=True)
-    console.print(f"API key:      Authorization: Bearer {key}", soft_wrap=True)
     args = ["serve", "--host", host, "--port", str(port), "--bundle", str(bundle)]
     env = {**os.environ, "PHOTOSIEVE_WORKDIR": str(work)}
-    served = subprocess.run([sys.executable, "-m", "photosieve", *args], env=env, check=False)
-    raise typer.Exit(served.returncode)
+    server = subprocess.Popen([sys.executable, "-m", "photosieve", *args], env=env)
+    try:
+        if not _wait_for_port(server, host, port):
+            raise typer.Exit(server.wait() or 1)
+        console.print(
+            Panel.fit(
+                f"Reviewer UI  http://{host}:{port}/   (sign in below)\n"
+                f"Upload API   POST http://{host}:{port}/v1/uploads  (API key below)\n"
+                f"API docs     http://{host}:{port}/docs\n"
+                f"Report       {report}",
+                title="photosieve is ready",
+            )
+        )
+        # Secrets on plain lines of their own, so a terminal never wraps them mid-copy.
+        console.print(f"first login:  {user} / {password}", soft_wrap=True)
+        console.print(f"API key:      Authorization: Bearer {key}", soft_wrap=True)
+        raise typer.Exit(server.wait())
+    finally:
+        if server.poll() is None:
+            server.terminate()
+            server.wait()
+
+
+def _wait_for_port(server: subprocess.Popen[bytes], host: str, port: int) -> bool:
+    """Wait until the service accepts connections (True) or its process has exited (False)."""
+    while server.poll() is None:
+        with contextlib.suppress(OSError), socket.create_connection((host, port), timeout=1):
+            return True
+        time.sleep(0.2)
+    return False
 
 
 def register(app: typer.Typer) -> None:

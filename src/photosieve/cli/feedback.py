@@ -24,8 +24,8 @@ def export(
     """Write every standing human decision as a labelled manifest for retraining."""
     from photosieve.feedback.export import export_labels
     from photosieve.service.config import Settings
-    from photosieve.store.images import ImageStore
     from photosieve.store.db import make_engine, make_sessionmaker, migrate
+    from photosieve.store.images import ImageStore
 
     settings = Settings() if workdir is None else Settings(workdir=workdir.resolve())
     out = out or Workdir(settings.workdir).feedback_labels

@@ -105,7 +105,10 @@ def train(
     bundle = outcome.bundle
     bundle.save(out)
     metrics = bundle.metrics
-    table = Table(title=f"photosieve train → {out} (version {bundle.version})")
+    table = Table(
+        title=f"photosieve train → {out} (bundle version {bundle.version}; calibrating gives the "
+        "deployed version)"
+    )
     for col in ("split", "photos", "offensive", "AP", "review @99% recall", "@1% prev.", "recall"):
         table.add_column(col, justify="right")
     for split, row in metrics["splits"].items():

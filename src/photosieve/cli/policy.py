@@ -79,13 +79,15 @@ def register(app: typer.Typer) -> None:
         workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
     ) -> None:
         """Certify the decision thresholds on the calibration split and store them in the bundle."""
+        from photosieve.bundle import ModelBundle
         from photosieve.pipeline import calibrate_bundle
         from photosieve.policy.certify import InsufficientPositivesError
 
+        trained = ModelBundle.load(bundle)
         try:
             cfg = CertifyConfig(target_recall, confidence, target_precision, prevalence)
             model = calibrate_bundle(
-                bundle, split_csv, cfg, remove_band=not no_remove_band, workdir=workdir
+                trained, split_csv, cfg, remove_band=not no_remove_band, workdir=workdir
             )
         except (InsufficientPositivesError, ValueError) as exc:
             raise typer.BadParameter(str(exc)) from exc
@@ -97,6 +99,10 @@ def register(app: typer.Typer) -> None:
             _print_mapping("remove band (certified precision)", policy.evidence["precision"])
         band = "none" if policy.remove_at is None else f"score ≥ {policy.remove_at:g}"
         typer.echo(f"approve if score < {policy.approve_below:.6g}; remove: {band}; saved {bundle}")
+        # The version is a hash of the weights *and* the policy: this is the id the service reports.
+        typer.echo(
+            f"deployed model version {model.version} (was {trained.version} before calibration)"
+        )
 
     @app.command()
     def evaluate(

@@ -1,0 +1,83 @@
+"""Every command writes under the workdir it is given (`--workdir` or `PHOTOSIEVE_WORKDIR`),
+in the one layout `config.Workdir` names, and nothing under `./work` of the current folder."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from drawing import striped_jpeg
+from photosieve.cli import app
+from photosieve.cli.demo import _wait_for_port
+from photosieve.config import Workdir
+
+
+def _photos(root: Path) -> Path:
+    for label, shape, count in (("offensive", "rectangle", 12), ("ok", "circle", 30)):
+        folder = root / label
+        folder.mkdir(parents=True)
+        for i in range(count):
+            seed = i if label == "ok" else 10_000 + i
+            (folder / f"{i:03d}.jpg").write_bytes(striped_jpeg(seed, size=(64, 48), shape=shape))
+    return root
+
+
+def test_ingest_and_split_default_into_the_env_workdir(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = _photos(tmp_path / "photos")
+    elsewhere = tmp_path / "cwd"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(tmp_path / "w"))
+    runner = CliRunner()
+    layout = Workdir(tmp_path / "w")
+    ingested = runner.invoke(app, ["ingest", str(photos)])
+    assert ingested.exit_code == 0, ingested.output
+    assert layout.ingested.is_file()
+    split = runner.invoke(app, ["split", str(layout.ingested), "--fractions", _FRACTIONS])
+    assert split.exit_code == 0, split.output
+    assert layout.split.is_file() and layout.split.with_suffix(".json").is_file()
+    assert not (elsewhere / "work").exists()
+
+
+def test_workdir_option_wins_over_the_environment(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    photos = _photos(tmp_path / "photos")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(tmp_path / "env"))
+    result = CliRunner().invoke(app, ["ingest", str(photos), "--workdir", str(tmp_path / "opt")])
+    assert result.exit_code == 0, result.output
+    assert Workdir(tmp_path / "opt").ingested.is_file()
+    assert not (tmp_path / "env").exists() and not (tmp_path / "work").exists()
+
+
+_FRACTIONS = "train=0.5,train_dev=0.1,validation=0.1,calibration=0.2,test=0.1"
+
+
+def test_ready_means_the_port_accepts(tmp_path: Path) -> None:
+    """The demo prints "ready" only once the service accepts connections."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    listener = (
+        "import socket, time; time.sleep(1.0); s = socket.socket(); "
+        f"s.bind(('127.0.0.1', {port})); s.listen(); time.sleep(30)"
+    )
+    server = subprocess.Popen([sys.executable, "-c", listener])
+    try:
+        started = time.monotonic()
+        assert _wait_for_port(server, "127.0.0.1", port)
+        assert time.monotonic() - started >= 0.9
+    finally:
+        server.kill()
+        server.wait()
+    dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
+    assert not _wait_for_port(dead, "127.0.0.1", port)
