@@ -60,15 +60,23 @@ def evaluate_bundle(
 
     `prevalence` defaults to the one the bundle's policy was certified at.
     """
-    model = ModelBundle.load(bundle)
+    return _evaluated(ModelBundle.load(bundle), manifest, split, prevalence, workdir)[0]
+
+
+def _evaluated(
+    model: ModelBundle, manifest: str | Path, split: str, prevalence: float | None,
+    workdir: Path | None,
+) -> tuple[Evaluation, np.ndarray, np.ndarray]:  # fmt: skip
+    """The evaluation of `split`, with the scores and labels it was computed from."""
     policy = _require_policy(model)
-    prevalence = policy.prevalence if prevalence is None else prevalence
     rows = _rows(manifest, split)
     scores = score_rows(model, rows, workdir=workdir)
-    return evaluate_policy(
-        scores, rows["label"].to_numpy(), policy, prevalence=prevalence,
+    labels = rows["label"].to_numpy()
+    ev = evaluate_policy(
+        scores, labels, policy, prevalence=policy.prevalence if prevalence is None else prevalence,
         confidence=policy.confidence, groups=_groups(rows),
     )  # fmt: skip
+    return ev, scores, labels
 
 
 def diagnosis_table(
@@ -231,19 +239,14 @@ def write_report(
     `evaluate_bundle`)."""
     model = ModelBundle.load(bundle)
     policy = _require_policy(model)
-    prevalence = policy.prevalence if prevalence is None else prevalence
-    rows = _rows(manifest, split)
-    scores = score_rows(model, rows, workdir=workdir)
-    labels = rows["label"].to_numpy()
-    ev = evaluate_policy(scores, labels, policy, prevalence=prevalence,
-                         confidence=policy.confidence, groups=_groups(rows))  # fmt: skip
+    ev, scores, labels = _evaluated(model, manifest, split, prevalence, workdir)
     curve, diagnosis = None, None
     frame = read_manifest(manifest, columns=("path", "label"))
     if "split" in frame.columns and (frame["split"] == "calibration").any():
         cal = calibration_rows(frame)
         curve = plots.review_recall_curve(
             score_rows(model, cal, workdir=workdir), cal["label"].to_numpy(), scores, labels,
-            confidence=policy.confidence, prevalence=prevalence,
+            confidence=policy.confidence, prevalence=ev.prevalence,
         )  # fmt: skip
     if "split" in frame.columns and (frame["split"] == "train").any():
         everything = frame.reset_index(drop=True)

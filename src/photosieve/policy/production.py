@@ -139,11 +139,6 @@ class _Tally:
         return int(self.positives.size) - below, census_misses, strata
 
 
-def _bound(caught: int, misses: int) -> float:
-    total = caught + misses
-    return caught / total if total else 0.0
-
-
 def recall_bound(
     ev: ProductionEvidence, threshold: float, *, confidence: float = CERTIFY.confidence
 ) -> RecallBound:
@@ -151,19 +146,26 @@ def recall_bound(
     return _recall_bound(_Tally(ev), threshold, confidence)
 
 
-def _recall_bound(tally: _Tally, threshold: float, confidence: float) -> RecallBound:
+def _recall_bound(
+    tally: _Tally, threshold: float, confidence: float, *, anytime: bool = False
+) -> RecallBound:
+    """The bound at `threshold`: exact per-stratum counts (Bonferroni) or the anytime one."""
     caught, census_misses, strata = tally.at(threshold)
-    delta_h = (1.0 - confidence) / max(len(strata), 1)
-    upper = sum(binomial_count_upper(k, p, n, delta_h) for p, (k, n) in strata.items())
+    if anytime:
+        upper = anytime_count_upper(strata, 1.0 - confidence) if strata else 0
+    else:
+        delta_h = (1.0 - confidence) / max(len(strata), 1)
+        upper = sum(binomial_count_upper(k, p, n, delta_h) for p, (k, n) in strata.items())
     misses = census_misses + upper
     return RecallBound(
         threshold=float(threshold),
-        recall_lower_bound=_bound(caught, misses),
+        recall_lower_bound=caught / (caught + misses) if caught + misses else 0.0,
         caught=caught,
         census_misses=census_misses,
         audited_misses=sum(k for k, _ in strata.values()),
         misses_upper_bound=misses,
         confidence=confidence,
+        anytime=anytime,
     )
 
 
@@ -214,19 +216,7 @@ def anytime_recall_bound(
 ) -> RecallBound:
     """Lower bound on recall at `threshold` valid simultaneously over every look (after every
     batch), for the admin page; `ev` holds everything decided since the bound started."""
-    caught, census_misses, strata = _Tally(ev).at(threshold)
-    upper = anytime_count_upper(strata, 1.0 - confidence) if strata else 0
-    misses = census_misses + upper
-    return RecallBound(
-        threshold=float(threshold),
-        recall_lower_bound=_bound(caught, misses),
-        caught=caught,
-        census_misses=census_misses,
-        audited_misses=sum(k for k, _ in strata.values()),
-        misses_upper_bound=misses,
-        confidence=confidence,
-        anytime=True,
-    )
+    return _recall_bound(_Tally(ev), threshold, confidence, anytime=True)
 
 
 def certify_threshold(
