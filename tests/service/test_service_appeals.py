@@ -117,3 +117,19 @@ def test_a_hash_match_appeal_goes_past_the_reviewer_who_confirmed_the_match(
     (appeal,) = _claim(sam)
     assert appeal["upload_id"] == copy["id"] and appeal["kind"] == "appeal"
     assert _decide(sam, appeal["id"], "ok").json()["upload_status"] == "approved"
+
+
+def test_undoing_the_removal_withdraws_its_open_appeal(service: Service) -> None:
+    service.set_policy(REVIEW_ALL)
+    api = service.api()
+    upload = service.upload(api, drawn_photo(5)).json()
+    rita = service.reviewer("rita")
+    (item,) = _claim(rita)
+    decision = _decide(rita, item["id"], "offensive").json()
+    assert api.post(f"/v1/uploads/{upload['id']}/appeal", json={"reason": "why"}).status_code == 200
+    undone = rita.post(f"/v1/review/decisions/{decision['decision_id']}/undo")
+    assert undone.status_code == 200 and undone.json()["upload_status"] == "pending_review"
+    status = api.get(f"/v1/uploads/{upload['id']}").json()
+    assert status["appealed"] is False and status["appeal_reason"] is None
+    assert _claim(service.reviewer("sam")) == []  # no orphan appeal left in the queue
+    assert [i["id"] for i in _claim(rita)] == [item["id"]]  # rita's item is hers again

@@ -13,13 +13,14 @@ Rules (routes only translate HTTP):
 
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from photosieve.store import queue, uploads
 from photosieve.store.db import begin_write
 from photosieve.store.models import (
     ItemKind,
+    ItemStatus,
     KnownBadHash,
     ReviewDecision,
     ReviewItem,
@@ -91,6 +92,24 @@ def appeal(
     item.recused_reviewer_id = remover_of(session, upload)
     session.commit()
     return upload
+
+
+def withdraw_if_moot(session: Session, upload: Upload, *, keep_item_id: int) -> None:
+    """After an undo left the upload not removed, drop its open appeal (nothing to appeal any
+    more; the user may appeal again if it is removed again). No commit."""
+    if upload.status == UploadStatus.REMOVED.value or upload.appealed_at is None:
+        return
+    session.execute(
+        delete(ReviewItem).where(
+            ReviewItem.upload_id == upload.id,
+            ReviewItem.kind == ItemKind.APPEAL.value,
+            ReviewItem.status != ItemStatus.DECIDED.value,
+            ReviewItem.id != keep_item_id,
+        )
+    )
+    upload.appealed_at = None
+    upload.appeal_reason = None
+    session.flush()
 
 
 def check_not_recused(session: Session, item_id: int, reviewer: User) -> None:

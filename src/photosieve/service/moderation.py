@@ -341,6 +341,7 @@ class Moderator:
             final=bool(still_decided),
         )
         bank.revert_decision(session, decision_id)
+        appeals.withdraw_if_moot(session, upload, keep_item_id=item.id)
         queue.reopen(
             session, item, reviewer.id, dt.timedelta(seconds=self.settings.claim_ttl_seconds)
         )
