@@ -206,3 +206,31 @@ def test_cli_clients_and_keys(
         unknown = runner.invoke(cli_app, ["apikey", "revoke", "nope"])
         assert unknown.exit_code != 0 and "no API key" in unknown.output
     app.state.engine.dispose()
+
+
+def test_demo_key_works_and_belongs_to_the_demo_client(
+    tmp_path: Path, tiny_bundle: Any, embedder: Any
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from photosieve.cli import demo
+    from photosieve.service.app import create_app
+    from photosieve.service.config import Settings
+
+    demo._first_login(tmp_path)
+    key = demo._api_key(tmp_path)
+    app = create_app(
+        Settings(workdir=tmp_path), scorer=make_scorer(tiny_bundle, embedder, APPROVE_ALL)
+    )
+    with TestClient(app) as client:
+        upload = client.post(
+            "/v1/uploads",
+            files={"image": ("a.jpg", drawn_photo(11), "image/jpeg")},
+            data={"user_id": "u"},
+            headers={"Authorization": f"Bearer {key}"},
+        )
+        assert upload.status_code == 201
+    with app.state.sessions() as session:
+        name = session.scalar(select(Client.name).join(Upload, Upload.client_id == Client.id))
+    assert name == demo.DEMO_CLIENT
+    app.state.engine.dispose()
