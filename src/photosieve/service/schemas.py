@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
@@ -15,6 +15,9 @@ UploadDecision = Literal["approved", "pending_review", "removed"]
 class ErrorDetail(BaseModel):
     reason: str = Field(description="short machine-readable code, e.g. not_an_image")
     message: str = Field(description="what went wrong and what to do about it")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="invalid_request: each field's problem (loc, msg, type)"
+    )
 
 
 class ErrorResponse(BaseModel):

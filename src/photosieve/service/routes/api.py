@@ -28,7 +28,7 @@ from photosieve.service.limits import BODY_TOO_LARGE
 from photosieve.service.moderation import IdempotencyKeyReused
 from photosieve.service.schemas import AppealRequest, ErrorResponse, UploadCreated, UploadPublic
 from photosieve.store import uploads
-from photosieve.store.queue import ForbiddenError, QueueError
+from photosieve.store.queue import QueueError
 from photosieve.vision.preprocess import ImageDecodeError
 
 router = APIRouter(prefix="/v1", tags=["uploads"])
@@ -107,7 +107,10 @@ async def _parse_form(request: Request, max_bytes: int) -> tuple[bytes, str]:
     "/uploads",
     status_code=status.HTTP_201_CREATED,
     response_model=UploadCreated,
-    responses=_ERRORS,
+    responses={
+        **_ERRORS,
+        200: {"model": UploadCreated, "description": "a retry: the Idempotency-Key's upload"},
+    },
     openapi_extra=_UPLOAD_BODY,
     summary="Moderate an uploaded photo",
 )
@@ -174,7 +177,6 @@ def appeal_upload(
         upload = appeals.appeal(session, upload_id, client_id=client.client_id, reason=reason)
     except QueueError as exc:
         code = 404 if exc.reason == "not_found" else 409
-        code = 403 if isinstance(exc, ForbiddenError) else code
         raise _error(code, exc.reason, exc.message) from exc
     return views.upload_public(upload)
 
