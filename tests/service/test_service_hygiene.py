@@ -84,6 +84,13 @@ def test_control_characters_in_login_need_no_credentials(service: Service, body:
 def test_control_characters_in_the_sign_in_form(service: Service) -> None:
     response = service.client().post("/login", data={"username": "a\x00", "password": "x"})
     assert _reason(response) == "control_characters"
+    # The same form as multipart (not checked by the middleware) is refused, never a 500.
+    client = service.client()
+    page = client.get("/login")
+    token = page.text.split('name="csrf_token" value="', 1)[1].split('"', 1)[0]
+    fields = {"username": "a\x00", "password": "x", "csrf_token": token}
+    multipart = client.post("/login", files={k: (None, v) for k, v in fields.items()})
+    assert multipart.status_code == 401, multipart.text
 
 
 def test_validation_errors_have_the_uniform_shape(service: Service) -> None:
@@ -91,6 +98,10 @@ def test_validation_errors_have_the_uniform_shape(service: Service) -> None:
     response = rita.post("/v1/review/items/1/decision", json={"label": "maybe"})
     assert _reason(response) == "invalid_request"
     assert response.json()["detail"]["errors"][0]["loc"] == ["body", "label"]
+    json_type = {"Content-Type": "application/json"}
+    for body in (b"[" * 100_000, b"{not json", b"\xff\xfe"):
+        odd = service.client().post("/v1/auth/login", content=body, headers=json_type)
+        assert 400 <= odd.status_code < 500, odd.text
 
 
 @pytest.fixture

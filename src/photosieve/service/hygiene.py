@@ -126,8 +126,8 @@ def _body_problem(kind: str, body: bytes) -> str | None:
     if kind == "json":
         try:
             strings = _strings(json.loads(text))
-        except ValueError:
-            return None
+        except (ValueError, RecursionError):
+            return None  # not JSON we can read: FastAPI's parser answers it
     else:
         pairs = parse_qsl(text, keep_blank_values=True)
         strings = [s for key, value in pairs for s in ((key, True), (value, False))]

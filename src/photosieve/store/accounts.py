@@ -35,7 +35,12 @@ def add_user(session: Session, username: str, password_hash: str, role: str) -> 
 
 
 def get_user_by_name(session: Session, username: str) -> User | None:
-    return session.scalar(select(User).where(User.username == username.strip()))
+    """The user with this name, or None (a name no user can have never reaches the database:
+    PostgreSQL refuses NUL in text with an error)."""
+    name = username.strip()
+    if not name or len(name) > 64 or not name.isprintable():
+        return None
+    return session.scalar(select(User).where(User.username == name))
 
 
 def get_user(session: Session, user_id: int) -> User | None:
