@@ -72,10 +72,18 @@ class Service:
         self.clients.append(client)
         return client
 
-    def api(self) -> TestClient:
+    def api(self, key: str | None = None) -> TestClient:
+        """A client sending `key` (default: the "forum" client's key)."""
         client = self.client()
-        client.headers["Authorization"] = f"Bearer {self.api_key}"
+        client.headers["Authorization"] = f"Bearer {key or self.api_key}"
         return client
+
+    def new_key(self, name: str, client: str | None = None) -> str:
+        """A new API key of `client` (default: a client named like the key)."""
+        with self.sessions() as session:
+            _, key = accounts.create_api_key(session, name, client=client)
+            session.commit()
+        return key
 
     def add_user(self, name: str, role: str = "reviewer") -> None:
         with self.sessions() as session:
@@ -92,9 +100,16 @@ class Service:
         sign_in(client, name)
         return client
 
-    def upload(self, client: TestClient, data: bytes, user_id: str = "u1") -> Any:
+    def upload(
+        self, client: TestClient, data: bytes, user_id: str = "u1", *, key: str | None = None
+    ) -> Any:
+        """POST a photo (with `key` as its Idempotency-Key, if given)."""
+        headers = {"Idempotency-Key": key} if key is not None else {}
         return client.post(
-            "/v1/uploads", files={"image": ("a.jpg", data, "image/jpeg")}, data={"user_id": user_id}
+            "/v1/uploads",
+            files={"image": ("a.jpg", data, "image/jpeg")},
+            data={"user_id": user_id},
+            headers=headers,
         )
 
 

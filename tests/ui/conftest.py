@@ -14,6 +14,16 @@ from ui_harness import Live, build_app, tiny_bundle, upload_photos
 from live_server import LiveServer
 from photosieve.bundle import ModelBundle
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+
 
 @pytest.fixture(scope="session")
 def ui_embedder() -> Any:
@@ -43,3 +53,15 @@ def live(ui_app: tuple[FastAPI, str]) -> Iterator[Live]:
     with LiveServer(app) as server, httpx.Client(base_url=server.url, timeout=30) as client:
         ids = upload_photos(client, api_key)
         yield Live(app, server.url, api_key, ids)
+
+
+@pytest.fixture
+def browser() -> Any:
+    if not CHROMIUM.is_file():
+        pytest.skip(f"{CHROMIUM} is missing (install Debian chromium: `make browser`)")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield browser
+        browser.close()

@@ -18,31 +18,10 @@ from ui_harness import PASSWORD, Live, upload_photos
 
 from photosieve.store.models import ReviewDecision
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 FILTER = "e => getComputedStyle(e).filter"
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 pytestmark = pytest.mark.browser
-
-
-@pytest.fixture
-def browser() -> Any:
-    if not CHROMIUM.is_file():
-        pytest.skip(f"{CHROMIUM} is missing (install Debian chromium: `make browser`)")
-    from playwright.sync_api import sync_playwright
-
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield browser
-        browser.close()
 
 
 def _publish(screenshot: Path) -> None:

@@ -27,6 +27,7 @@ from photosieve.config import CERTIFY, Workdir
 from photosieve.paths import shared_data_dir
 
 FIRST_ADMIN = "admin"
+DEMO_CLIENT = "demo"  # the tenant whose key the demo prints
 
 
 def _run(console: Console, args: list[str], output: Path | None) -> None:
@@ -79,11 +80,12 @@ def _first_login(workdir: Path) -> tuple[str, str]:
 def _api_key(workdir: Path) -> str:
     from photosieve.service.config import Settings
     from photosieve.store.accounts import create_api_key
-    from photosieve.store.db import make_engine, make_sessionmaker
+    from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
     engine = make_engine(Settings(workdir=workdir).resolved_database_url)
+    migrate(engine)
     with make_sessionmaker(engine)() as session:
-        _, key = create_api_key(session, f"demo-{secrets.token_hex(3)}")
+        _, key = create_api_key(session, f"demo-{secrets.token_hex(3)}", client=DEMO_CLIENT)
         session.commit()
     engine.dispose()
     return key

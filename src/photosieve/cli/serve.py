@@ -1,7 +1,9 @@
-"""CLI commands of the serve stage: `serve`, `user add`, `apikey create` (thin wrappers).
+"""CLI commands of the serve stage: `serve`, `user add`, `apikey create|list|revoke`,
+`client list|deactivate|activate` (thin wrappers).
 
 Each command reads `Settings` from the environment (`PHOTOSIEVE_*`), so `user add` and
-`apikey create` write to the same database `serve` uses.
+`apikey create` write to the same database `serve` uses. Every API key belongs to a client (a
+forum or site, the tenant): its keys see only that client's uploads.
 """
 
 from __future__ import annotations
@@ -14,6 +16,9 @@ from rich.table import Table
 
 user_app = typer.Typer(help="Manage reviewer and admin accounts.", no_args_is_help=True)
 apikey_app = typer.Typer(help="Manage API keys of upload clients.", no_args_is_help=True)
+client_app = typer.Typer(
+    help="Manage clients (tenants: the forums and sites sending uploads).", no_args_is_help=True
+)
 
 
 def _sessions() -> object:
@@ -76,19 +81,113 @@ def user_add(
 
 
 @apikey_app.command("create")
-def apikey_create(name: str = typer.Argument(..., help="Client name, e.g. 'forum'.")) -> None:
+def apikey_create(
+    name: str = typer.Argument(..., help="Key name, e.g. 'forum-2026'."),
+    client: str | None = typer.Option(
+        None, help="Client (tenant) the key belongs to; created if missing [default: NAME]."
+    ),
+) -> None:
     """Create an API key for an upload client; the key is printed once, never stored."""
     from photosieve.store.accounts import create_api_key
 
     sessions = _sessions()
     with sessions() as session:  # type: ignore[operator]
         try:
-            _, key = create_api_key(session, name)
+            row, key = create_api_key(session, name, client=client)
         except ValueError as exc:
             raise typer.BadParameter(str(exc)) from exc
         session.commit()
-    typer.echo(f"API key for {name!r} (shown once; send as `Authorization: Bearer <key>`):")
+        owner = client.strip() if client is not None else row.name
+    typer.echo(
+        f"API key {row.name!r} of client {owner!r} "
+        "(shown once; send as `Authorization: Bearer <key>`):"
+    )
     typer.echo(key)
+
+
+def _when(moment: object) -> str:
+    return "" if moment is None else f"{moment:%Y-%m-%d %H:%M}"
+
+
+@apikey_app.command("list")
+def apikey_list() -> None:
+    """List API keys (never the keys themselves: their first characters)."""
+    from photosieve.store.accounts import list_api_keys
+
+    table = Table(title="API keys")
+    for column in ("name", "client", "prefix", "created (UTC)", "revoked (UTC)"):
+        table.add_column(column)
+    with _sessions()() as session:  # type: ignore[operator]
+        for key, client in list_api_keys(session):
+            owner = client.name if client is not None else "-"
+            table.add_row(
+                key.name, owner, key.prefix + "…", _when(key.created_at), _when(key.revoked_at)
+            )
+    Console().print(table)
+
+
+@apikey_app.command("revoke")
+def apikey_revoke(name: str = typer.Argument(..., help="Key name (see `apikey list`).")) -> None:
+    """Revoke an API key: it is refused from now on (its uploads stay)."""
+    from photosieve.store.accounts import revoke_api_key
+
+    with _sessions()() as session:  # type: ignore[operator]
+        try:
+            row = revoke_api_key(session, name)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        session.commit()
+    typer.echo(f"revoked API key {row.name!r}")
+
+
+@client_app.command("list")
+def client_list() -> None:
+    """List clients with their live keys and uploads."""
+    from sqlalchemy import func, select
+
+    from photosieve.store.accounts import list_clients
+    from photosieve.store.models import ApiKey, Upload
+
+    table = Table(title="clients")
+    for column in ("name", "active", "live keys", "uploads", "created (UTC)"):
+        table.add_column(column)
+    with _sessions()() as session:  # type: ignore[operator]
+        for client in list_clients(session):
+            keys = session.scalar(
+                select(func.count())
+                .select_from(ApiKey)
+                .where(ApiKey.client_id == client.id, ApiKey.revoked_at.is_(None))
+            )
+            count = session.scalar(
+                select(func.count()).select_from(Upload).where(Upload.client_id == client.id)
+            )
+            active = "yes" if client.active else "no"
+            table.add_row(client.name, active, str(keys), str(count), _when(client.created_at))
+    Console().print(table)
+
+
+def _set_active(name: str, active: bool) -> None:
+    from photosieve.store.accounts import set_client_active
+
+    with _sessions()() as session:  # type: ignore[operator]
+        try:
+            client = set_client_active(session, name, active)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc)) from exc
+        session.commit()
+    typer.echo(f"client {client.name!r} is {'active' if active else 'deactivated'}")
+
+
+@client_app.command("deactivate")
+def client_deactivate(name: str = typer.Argument(..., help="Client name.")) -> None:
+    """Refuse every key of a client (uploads stay; `activate` undoes it)."""
+    _set_active(name, False)
+
+
+@client_app.command("activate")
+def client_activate(name: str = typer.Argument(..., help="Client name.")) -> None:
+    """Accept a deactivated client's keys again."""
+    _set_active(name, True)
 
 
 def register(app: typer.Typer) -> None:
@@ -96,3 +195,4 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     app.add_typer(user_app, name="user")
     app.add_typer(apikey_app, name="apikey")
+    app.add_typer(client_app, name="client")

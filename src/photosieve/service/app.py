@@ -12,11 +12,13 @@ import logging
 from collections.abc import AsyncIterator
 
 from fastapi import FastAPI
+from fastapi.exceptions import RequestValidationError
 from sqlalchemy import select
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
 from photosieve.service.config import PLACEHOLDER_SECRET, Settings
+from photosieve.service.hygiene import InputHygiene, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
@@ -97,7 +99,10 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         same_site="lax",
         https_only=settings.session_https_only,
     )
+    # Outermost first on the wire: the size limit, then input hygiene (bounded bodies only).
+    app.add_middleware(InputHygiene)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
+    app.add_exception_handler(RequestValidationError, validation_error_handler)
 
     from photosieve.service.routes import api, health, review, ui
 

@@ -2,14 +2,19 @@
 
 A declared `Content-Length` over the limit is answered 413 before a byte of the body is read; a
 streamed (chunked) body is counted as it arrives and cut off at the limit: the client gets the
-413, the app sees a disconnect and whatever it then sends is dropped.
+413, the app sees a disconnect (and `scope[BODY_TOO_LARGE]` is true, so a route can tell why)
+and whatever it then sends is dropped. A `ClientDisconnect` the cut-off causes is expected, not
+an error: it is swallowed here instead of logged as a server error with a traceback.
 """
 
 from __future__ import annotations
 
 import json
 
+from starlette.requests import ClientDisconnect
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+BODY_TOO_LARGE = "photosieve.body_too_large"  # scope key set when the limit cut a body off
 
 
 class BodySizeLimit:
@@ -67,6 +72,7 @@ class BodySizeLimit:
                 received += len(message.get("body", b""))
                 if received > self.max_bytes:
                     rejected = True
+                    scope[BODY_TOO_LARGE] = True
                     if not response_started:
                         await self._reject(send)
                     return {"type": "http.disconnect"}
@@ -80,4 +86,8 @@ class BodySizeLimit:
                 response_started = True
             await send(message)
 
-        await self.app(scope, limited_receive, guarded_send)
+        try:
+            await self.app(scope, limited_receive, guarded_send)
+        except ClientDisconnect:
+            if not rejected:
+                raise

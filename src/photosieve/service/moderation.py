@@ -4,14 +4,17 @@
 
 - upload: decode → pHash → score → known-bad near-match? removed : the policy's band
   (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
-  `audit`. File and rows are written together (see `storage`).
-- appeal: a removed, not yet person-decided upload is queued as `appeal`.
+  `audit`. File and rows are written together (see `storage`). Uploads belong to the sending
+  client; with an Idempotency-Key a retry returns the first upload (unique per client and key).
+- appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
+  reason; the reviewer whose decision removed it is recused from deciding it.
 - decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
 - undo: within the window, the reviewer's decision is reverted and the item is theirs again.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import io
 import random
@@ -22,10 +25,11 @@ from typing import Protocol
 
 from PIL import Image
 from sqlalchemy import Select, delete, func, select, update
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from photosieve.records import Decision, Label, sha256_bytes
-from photosieve.service import hashbank
+from photosieve.service import appeals, hashbank
 from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
 from photosieve.store import bank, queue, uploads
@@ -72,6 +76,18 @@ _STATUS_FOR = {
 class UploadOutcome:
     upload: Upload
     queued_as: str | None
+    replayed: bool = False  # an earlier upload with the same Idempotency-Key
+
+
+class IdempotencyKeyReused(ValueError):
+    """The client's Idempotency-Key already named an upload with another photo or user_id."""
+
+    reason = "idempotency_key_reused"
+
+
+def request_fingerprint(sha256: str, user_id: str) -> str:
+    """What an idempotent retry must repeat: the photo's bytes and the user_id."""
+    return sha256_bytes(f"{sha256}\n{user_id}".encode())
 
 
 class Moderator:
@@ -95,10 +111,30 @@ class Moderator:
 
     # ---- uploads -------------------------------------------------------------------------
     def moderate_upload(
-        self, data: bytes, user_id: str, *, api_key_id: int | None = None
+        self,
+        data: bytes,
+        user_id: str,
+        *,
+        api_key_id: int | None = None,
+        client_id: int | None = None,
+        idempotency_key: str | None = None,
     ) -> UploadOutcome:
-        """Decide, store and record one upload. Raises ImageDecodeError for bad images."""
+        """Decide, store and record one upload. Raises ImageDecodeError for bad images.
+
+        With an `idempotency_key` (needs `client_id`) a repeat returns the first upload
+        (`replayed=True`) without scoring again; the same key with another photo or user_id
+        raises IdempotencyKeyReused. Two racing requests with one key make one row: the unique
+        (client, key) index refuses the second insert, which then replays the first.
+        """
         started = time.perf_counter()
+        sha = sha256_bytes(data)
+        fingerprint = request_fingerprint(sha, user_id) if idempotency_key else None
+        if idempotency_key is not None:
+            if client_id is None:
+                raise ValueError("an idempotency key needs the client it belongs to")
+            replay = self._replay(client_id, idempotency_key, fingerprint)
+            if replay is not None:
+                return replay
         try:
             # Decoded as the training photos were (JPEG draft at the model's input size).
             image = load_image(
@@ -112,23 +148,38 @@ class Moderator:
             dims = probe.size
         image_hash = hashbank.phash(image)
         scored = self.scorer.score_images([image])[0]  # the slow part: outside any transaction
-        sha = sha256_bytes(data)
         staged = self.images.stage(data, sha)
+        new = uploads.NewUpload(
+            user_id=user_id,
+            sha256=sha,
+            phash=image_hash,
+            image_format=image_format,
+            width=dims[0],
+            height=dims[1],
+            size_bytes=len(data),
+            score=float(scored.score),
+            model_version=scored.model_version,
+            model_decision=Decision(scored.decision).value,
+            status="",  # set by _record
+            reason="",
+            api_key_id=api_key_id,
+            client_id=client_id,
+            idempotency_key=idempotency_key,
+            request_fingerprint=fingerprint,
+        )
         try:
             with self.sessions() as session:
                 begin_write(session)
-                outcome = self._record(
-                    session,
-                    scored,
-                    sha,
-                    image_hash,
-                    dims,
-                    image_format,
-                    len(data),
-                    user_id,
-                    api_key_id,
-                )
+                outcome = self._record(session, scored, new)
                 session.commit()
+        except IntegrityError:
+            staged.discard()
+            if idempotency_key is None or client_id is None:
+                raise
+            replay = self._replay(client_id, idempotency_key, fingerprint)
+            if replay is None:
+                raise
+            return replay  # lost the race to a concurrent request with the same key
         except BaseException:
             staged.discard()
             raise
@@ -148,18 +199,31 @@ class Moderator:
         size = getattr(preprocess, "input_size", None)
         return int(size) if size else None
 
+    def _replay(self, client_id: int, key: str, fingerprint: str | None) -> UploadOutcome | None:
+        """The client's earlier upload with this key, if any (checked against this request)."""
+        with self.sessions() as session:
+            upload = uploads.find_by_idempotency_key(session, client_id, key)
+            if upload is None:
+                return None
+            if upload.request_fingerprint != fingerprint:
+                raise IdempotencyKeyReused(
+                    "this Idempotency-Key was already used for a different photo or user_id; "
+                    "use a new key for a new upload"
+                )
+            kind = session.scalar(
+                select(ReviewItem.kind)
+                .where(ReviewItem.upload_id == upload.id)
+                .order_by(ReviewItem.id)
+                .limit(1)
+            )
+        if kind == ItemKind.APPEAL.value:  # an appeal re-labels the item it was queued as
+            kind = ItemKind.HASH_MATCH.value if upload.reason == UploadReason.HASH_MATCH else None
+        return UploadOutcome(upload, kind, replayed=True)
+
     def _record(
-        self,
-        session: Session,
-        scored: ScoredLike,
-        sha: str,
-        image_hash: str,
-        dims: tuple[int, int],
-        image_format: str,
-        size: int,
-        user_id: str,
-        api_key_id: int | None,
+        self, session: Session, scored: ScoredLike, new: uploads.NewUpload
     ) -> UploadOutcome:
+        image_hash = new.phash
         hit = hashbank.match(session, image_hash, self.settings.hash_match_distance)
         decision = Decision(scored.decision)
         if hit is not None:
@@ -168,20 +232,10 @@ class Moderator:
             status, reason = _STATUS_FOR[decision], UploadReason.MODEL_BAND
         upload = uploads.insert(
             session,
-            uploads.NewUpload(
-                user_id=user_id,
-                sha256=sha,
-                phash=image_hash,
-                image_format=image_format,
-                width=dims[0],
-                height=dims[1],
-                size_bytes=size,
-                score=float(scored.score),
-                model_version=scored.model_version,
-                model_decision=decision.value,
+            dataclasses.replace(
+                new,
                 status=status.value,
                 reason=reason.value,
-                api_key_id=api_key_id,
                 matched_upload_id=hit.source_upload_id if hit else None,
                 match_distance=hit.distance if hit else None,
             ),
@@ -209,27 +263,6 @@ class Moderator:
             session.execute(delete(Upload).where(Upload.id == upload_id))
             session.commit()
 
-    # ---- appeals -------------------------------------------------------------------------
-    def appeal(self, session: Session, upload_id: str) -> Upload:
-        """Queue a removed upload as an appeal (idempotent); commits."""
-        begin_write(session)
-        upload = uploads.get(session, upload_id, for_update=True)
-        if upload is None:
-            raise NotFoundError("not_found", f"no upload {upload_id}")
-        if upload.status != UploadStatus.REMOVED.value:
-            raise ConflictError("not_removed", f"upload is {upload.status}; only removals")
-        if upload.final:
-            raise ConflictError("final", "a person already decided this upload; it is final")
-        if upload.appealed_at is None:
-            upload.appealed_at = utcnow()
-            existing = queue.open_item_for(session, upload.id)
-            if existing is None:
-                queue.enqueue(session, upload.id, ItemKind.APPEAL)
-            else:
-                existing.kind = ItemKind.APPEAL.value
-        session.commit()
-        return upload
-
     # ---- review --------------------------------------------------------------------------
     def decide(
         self, session: Session, item_id: int, reviewer: User, label: Label
@@ -242,6 +275,7 @@ class Moderator:
             raise NotFoundError("not_found", f"no review item {item_id}")
         upload = uploads.get(session, upload_id, for_update=True)
         assert upload is not None
+        appeals.check_not_recused(session, item_id, reviewer)
         item = queue.mark_decided(session, item_id, reviewer.id)
         decision = ReviewDecision(
             item_id=item.id,
@@ -307,6 +341,7 @@ class Moderator:
             final=bool(still_decided),
         )
         bank.revert_decision(session, decision_id)
+        appeals.withdraw_if_moot(session, upload, keep_item_id=item.id)
         queue.reopen(
             session, item, reviewer.id, dt.timedelta(seconds=self.settings.claim_ttl_seconds)
         )

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import datetime as dt
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field
+
+from photosieve.service.hygiene import SingleLine, Text
 
 UploadDecision = Literal["approved", "pending_review", "removed"]
 
@@ -13,6 +15,9 @@ UploadDecision = Literal["approved", "pending_review", "removed"]
 class ErrorDetail(BaseModel):
     reason: str = Field(description="short machine-readable code, e.g. not_an_image")
     message: str = Field(description="what went wrong and what to do about it")
+    errors: list[dict[str, Any]] | None = Field(
+        default=None, description="invalid_request: each field's problem (loc, msg, type)"
+    )
 
 
 class ErrorResponse(BaseModel):
@@ -31,17 +36,26 @@ class UploadPublic(BaseModel):
     user_id: str
     decision: UploadDecision
     reason: Literal["model_band", "hash_match", "reviewer"]
-    final: bool = Field(description="a person decided; no further change or appeal")
+    final: bool = Field(
+        description="a person decided; only an appeal of a reviewer's removal (once) follows"
+    )
     score: float
     model_version: str
     hash_match: HashMatchPublic | None = None
     appealed: bool = False
+    appeal_reason: str | None = None
     created_at: dt.datetime
     updated_at: dt.datetime
 
 
 class UploadCreated(UploadPublic):
     queued_as: str | None = Field(default=None, description="review queue kind, if queued")
+
+
+class AppealRequest(BaseModel):
+    """The user's side of an appeal (optional; shown to the reviewer who decides it)."""
+
+    reason: Text | None = Field(default=None, max_length=1000)
 
 
 class ClaimRequest(BaseModel):
@@ -58,6 +72,7 @@ class ReviewItemPublic(BaseModel):
     model_version: str
     upload_status: UploadDecision
     reason_detail: str
+    appeal_reason: str | None = Field(default=None, description="the user's words, if any")
     match_distance: int | None = None
     image_url: str
     created_at: dt.datetime
@@ -119,7 +134,7 @@ class StatsResponse(BaseModel):
 
 
 class LoginRequest(BaseModel):
-    username: str = Field(min_length=1, max_length=64)
+    username: SingleLine = Field(min_length=1, max_length=64)
     password: str = Field(min_length=1, max_length=1024)
 
 

@@ -42,6 +42,7 @@ def _upload_fields(upload: Upload) -> dict[str, object]:
         "model_version": upload.model_version,
         "hash_match": match,
         "appealed": upload.appealed_at is not None,
+        "appeal_reason": upload.appeal_reason,
         "created_at": upload.created_at,
         "updated_at": upload.updated_at,
     }
@@ -69,6 +70,7 @@ def item_public(item: ReviewItem, upload: Upload) -> ReviewItemPublic:
         model_version=upload.model_version,
         upload_status=upload.status,  # type: ignore[arg-type]
         reason_detail=detail,
+        appeal_reason=upload.appeal_reason if item.kind == "appeal" else None,
         match_distance=upload.match_distance,
         image_url=image_url(upload.id),
         created_at=item.created_at,

@@ -1,4 +1,5 @@
-"""SQLAlchemy 2 models of the moderation store: uploads, review items, decisions, bank, users, keys.
+"""SQLAlchemy 2 models of the moderation store: uploads, review items, decisions, bank, users,
+clients (tenants) and their API keys.
 
 Every timestamp is stored as naive UTC (`UTCDateTime`) so SQLite and PostgreSQL compare them the
 same way in SQL (claim expiry); Python always sees aware UTC datetimes.
@@ -100,11 +101,25 @@ class User(Base):
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
 
+class Client(Base):
+    """A tenant: one forum or site. Its API keys see only its own uploads."""
+
+    __tablename__ = "clients"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
 class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     name: Mapped[str] = mapped_column(String(64), unique=True)
+    # Nullable in the schema only (SQLite cannot add a NOT NULL reference); always set by
+    # `accounts.create_api_key`, and a key without a client sees no upload.
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"), nullable=True)
     key_hash: Mapped[str] = mapped_column(String(64), unique=True)  # sha256 hex of the key
     prefix: Mapped[str] = mapped_column(String(16))  # first characters, to recognise a key
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
@@ -117,11 +132,18 @@ class Upload(Base):
         CheckConstraint(f"status IN ({_values(UploadStatus)})", name="ck_uploads_status"),
         CheckConstraint(f"reason IN ({_values(UploadReason)})", name="ck_uploads_reason"),
         Index("ix_uploads_created_at", "created_at"),
+        # One upload per (client, Idempotency-Key): a retried POST cannot make a second row.
+        Index("uq_uploads_client_idempotency", "client_id", "idempotency_key", unique=True),
     )
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True)  # random, unguessable
     user_id: Mapped[str] = mapped_column(String(128), index=True)
     api_key_id: Mapped[int | None] = mapped_column(ForeignKey("api_keys.id"), nullable=True)
+    # The tenant that sent it (see ApiKey.client_id for why the schema allows NULL).
+    client_id: Mapped[int | None] = mapped_column(ForeignKey("clients.id"), nullable=True)
+    idempotency_key: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    # SHA-256 of (image SHA-256, user_id): a reused key with another body is refused.
+    request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     phash: Mapped[str] = mapped_column(String(16))
     image_format: Mapped[str] = mapped_column(String(8))
@@ -137,6 +159,7 @@ class Upload(Base):
     matched_upload_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     match_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     appealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    appeal_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 
@@ -157,6 +180,8 @@ class ReviewItem(Base):
     claim_expires_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     decided_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    # An appeal is never decided by the reviewer whose decision removed the photo.
+    recused_reviewer_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
 
 
 class ReviewDecision(Base):

@@ -44,6 +44,10 @@ class ConflictError(QueueError):
     pass
 
 
+class ForbiddenError(QueueError):
+    """This person may not do this (e.g. decide the appeal of their own removal)."""
+
+
 @dataclass(frozen=True)
 class QueuedItem:
     item: ReviewItem
@@ -70,10 +74,17 @@ def open_item_for(session: Session, upload_id: str) -> ReviewItem | None:
     )
 
 
-def _claimable(now: dt.datetime) -> object:
-    return or_(
-        ReviewItem.status == ItemStatus.PENDING.value,
-        and_(ReviewItem.status == ItemStatus.CLAIMED.value, ReviewItem.claim_expires_at < now),
+def _claimable(now: dt.datetime, reviewer_id: int) -> object:
+    return and_(
+        or_(
+            ReviewItem.status == ItemStatus.PENDING.value,
+            and_(ReviewItem.status == ItemStatus.CLAIMED.value, ReviewItem.claim_expires_at < now),
+        ),
+        # An appeal never goes to the reviewer whose decision removed the photo.
+        or_(
+            ReviewItem.recused_reviewer_id.is_(None),
+            ReviewItem.recused_reviewer_id != reviewer_id,
+        ),
     )
 
 
@@ -108,7 +119,7 @@ def claim(session: Session, reviewer_id: int, limit: int, ttl: dt.timedelta) -> 
         candidates = list(
             session.scalars(
                 select(ReviewItem.id)
-                .where(_claimable(now))  # type: ignore[arg-type]
+                .where(_claimable(now, reviewer_id))  # type: ignore[arg-type]
                 .order_by(ReviewItem.created_at, ReviewItem.id)
                 .limit(wanted)
                 .with_for_update(skip_locked=True)
@@ -117,7 +128,7 @@ def claim(session: Session, reviewer_id: int, limit: int, ttl: dt.timedelta) -> 
         if candidates:
             session.execute(
                 update(ReviewItem)
-                .where(ReviewItem.id.in_(candidates), _claimable(now))  # type: ignore[arg-type]
+                .where(ReviewItem.id.in_(candidates), _claimable(now, reviewer_id))  # type: ignore[arg-type]
                 .values(
                     status=ItemStatus.CLAIMED.value,
                     claimed_by=reviewer_id,

@@ -1,13 +1,17 @@
-"""Repository of uploads: insert a scored upload, read it, change its status."""
+"""Repository of uploads: insert a scored upload, read it (per client), change its status."""
 
 from __future__ import annotations
 
 import secrets
+import string
 from dataclasses import dataclass
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from photosieve.store.models import Upload, utcnow
+
+_ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
 
 def new_upload_id() -> str:
@@ -32,6 +36,9 @@ class NewUpload:
     status: str
     reason: str
     api_key_id: int | None = None
+    client_id: int | None = None
+    idempotency_key: str | None = None
+    request_fingerprint: str | None = None
     matched_upload_id: str | None = None
     match_distance: int | None = None
 
@@ -43,6 +50,9 @@ def insert(session: Session, new: NewUpload) -> Upload:
         id=new_upload_id(),
         user_id=new.user_id,
         api_key_id=new.api_key_id,
+        client_id=new.client_id,
+        idempotency_key=new.idempotency_key,
+        request_fingerprint=new.request_fingerprint,
         sha256=new.sha256,
         phash=new.phash,
         image_format=new.image_format,
@@ -66,10 +76,32 @@ def insert(session: Session, new: NewUpload) -> Upload:
 
 
 def get(session: Session, upload_id: str, *, for_update: bool = False) -> Upload | None:
-    """The upload with this id, or None (ids longer than any real one are None, not errors)."""
-    if not upload_id or len(upload_id) > 32:
+    """The upload with this id, or None.
+
+    Ids that cannot be real (too long, characters outside the URL-safe alphabet) are None, not
+    database errors.
+    """
+    if not upload_id or len(upload_id) > 32 or not set(upload_id) <= _ID_CHARS:
         return None
     return session.get(Upload, upload_id, with_for_update=for_update)
+
+
+def get_for_client(
+    session: Session, upload_id: str, client_id: int | None, *, for_update: bool = False
+) -> Upload | None:
+    """The upload if it belongs to `client_id`; another client's upload is None, exactly like a
+    missing one, so upload ids reveal nothing across tenants."""
+    upload = get(session, upload_id, for_update=for_update)
+    if upload is None or client_id is None or upload.client_id != client_id:
+        return None
+    return upload
+
+
+def find_by_idempotency_key(session: Session, client_id: int, key: str) -> Upload | None:
+    """The client's upload made with this Idempotency-Key, if any."""
+    return session.scalar(
+        select(Upload).where(Upload.client_id == client_id, Upload.idempotency_key == key)
+    )
 
 
 def set_status(session: Session, upload: Upload, status: str, reason: str, *, final: bool) -> None:

@@ -26,7 +26,7 @@ from photosieve.service.schemas import (
 )
 from photosieve.store import queue, stats, uploads
 from photosieve.store.models import Role, utcnow
-from photosieve.store.queue import QueueError
+from photosieve.store.queue import ForbiddenError, QueueError
 
 router = APIRouter(prefix="/v1", tags=["review"])
 MAX_ID = 2**31 - 1  # the databases' INTEGER range
@@ -39,6 +39,8 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 
 def _queue_error(exc: QueueError) -> HTTPException:
     code = status.HTTP_404_NOT_FOUND if exc.reason == "not_found" else status.HTTP_409_CONFLICT
+    if isinstance(exc, ForbiddenError):
+        code = status.HTTP_403_FORBIDDEN
     return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
 
 

@@ -97,6 +97,11 @@
     el.querySelector(".score").textContent = score === null ? "–" : "score " + score.toFixed(2);
     el.querySelector(".scorebar span").style.width = score === null ? "0" : Math.round(score * 100) + "%";
     el.querySelector(".detail").textContent = detailText(item);
+    if (item.appeal_reason) {  // the user's own words: text only, never markup
+      var said = el.querySelector(".appeal-reason");
+      said.textContent = "User wrote: \u201c" + item.appeal_reason + "\u201d";
+      said.hidden = false;
+    }
     var card = { item: item, el: el, decision: null };
     el.querySelectorAll("[data-label]").forEach(function (button) {
       button.addEventListener("click", function () { select(cards.indexOf(card)); decide(button.dataset.label); });
