@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 from PIL import Image
 from sqlalchemy import Select, delete, func, select, update
@@ -32,7 +32,7 @@ from photosieve.records import Decision, Label, sha256_bytes
 from photosieve.service import appeals, hashbank
 from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
-from photosieve.store import bank, queue, uploads
+from photosieve.store import bank, evidence, queue, uploads
 from photosieve.store.db import begin_write
 from photosieve.store.images import ImageStore
 from photosieve.store.models import (
@@ -108,6 +108,19 @@ class Moderator:
         self.images = images
         self.metrics = metrics
         self.rng = rng or random.Random()
+
+    def production_recall(self, session: Session) -> dict[str, Any] | None:
+        """The live model's recall certified on production evidence (census + audits) at its
+        approve threshold; None before any evidence or without a calibrated bundle."""
+        bundle = getattr(self.scorer, "bundle", None)
+        policy = getattr(bundle, "policy", None)
+        version = getattr(bundle, "version", None)
+        if policy is None or not version:
+            return None
+        return evidence.production_recall(
+            session, version, policy.approve_below, legacy_audit_rate=self.settings.audit_rate,
+            confidence=policy.confidence,
+        )  # fmt: skip
 
     # ---- uploads -------------------------------------------------------------------------
     def moderate_upload(
@@ -230,6 +243,9 @@ class Moderator:
             status, reason = UploadStatus.REMOVED, UploadReason.HASH_MATCH
         else:
             status, reason = _STATUS_FOR[decision], UploadReason.MODEL_BAND
+        # Every model-approved upload is drawn for an audit with this probability, recorded
+        # whether or not it is drawn: the production recall certificate weights audits by it.
+        audited = self.settings.audit_rate if status is UploadStatus.APPROVED else None
         upload = uploads.insert(
             session,
             dataclasses.replace(
@@ -238,6 +254,7 @@ class Moderator:
                 reason=reason.value,
                 matched_upload_id=hit.source_upload_id if hit else None,
                 match_distance=hit.distance if hit else None,
+                audit_probability=audited,
             ),
         )
         kind: ItemKind | None = None
@@ -246,7 +263,7 @@ class Moderator:
             kind = None if hit.confirmed else ItemKind.HASH_MATCH
         elif status is UploadStatus.PENDING_REVIEW:
             kind = ItemKind.MODEL_BAND
-        elif status is UploadStatus.APPROVED and self.rng.random() < self.settings.audit_rate:
+        elif audited is not None and self.rng.random() < audited:
             kind = ItemKind.AUDIT
         if status is UploadStatus.REMOVED:
             bank.add(session, image_hash, upload.id, confirmed=False)

@@ -120,6 +120,22 @@ class HistoryResponse(BaseModel):
     items: list[HistoryEntry]
 
 
+class ProductionRecall(BaseModel):
+    """The live model's recall certified on production: census of the review band + audits."""
+
+    model_version: str
+    threshold: float = Field(description="the live approve threshold (score < threshold)")
+    confidence: float
+    photos: int = Field(description="model-decided uploads with evidence")
+    census_labelled: int = Field(description="review-band uploads a reviewer decided")
+    audits_labelled: int = Field(description="auto-approved uploads an audit decided")
+    caught: int = Field(description="labelled offensive uploads at or above the threshold")
+    audited_misses: int = Field(description="offensive uploads found by audits")
+    misses_upper_bound: int = Field(description="exact upper bound on all misses")
+    recall_lower_bound: float = Field(description="exact bound, valid for this look")
+    anytime_recall_lower_bound: float = Field(description="valid at every look at once")
+
+
 class StatsResponse(BaseModel):
     since: dt.datetime = Field(description="start of the UTC day the counts cover")
     queue_depth: dict[str, int]
@@ -131,6 +147,7 @@ class StatsResponse(BaseModel):
     audits_offensive: int
     known_bad_hashes: int
     reviewers_active_today: int
+    production_recall: ProductionRecall | None = None
 
 
 class LoginRequest(BaseModel):

@@ -160,6 +160,9 @@ class Upload(Base):
     match_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     appealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     appeal_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    # The probability that this auto-approved upload was drawn for an audit, fixed before its
+    # label was known (production recall evidence); None when the model did not approve it.
+    audit_probability: Mapped[float | None] = mapped_column(Float, nullable=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
     updated_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
 

@@ -41,6 +41,7 @@ class NewUpload:
     request_fingerprint: str | None = None
     matched_upload_id: str | None = None
     match_distance: int | None = None
+    audit_probability: float | None = None
 
 
 def insert(session: Session, new: NewUpload) -> Upload:
@@ -53,6 +54,7 @@ def insert(session: Session, new: NewUpload) -> Upload:
         client_id=new.client_id,
         idempotency_key=new.idempotency_key,
         request_fingerprint=new.request_fingerprint,
+        audit_probability=new.audit_probability,
         sha256=new.sha256,
         phash=new.phash,
         image_format=new.image_format,

@@ -21,6 +21,7 @@ from photosieve.service.schemas import (
     ErrorResponse,
     HistoryResponse,
     LoginRequest,
+    ProductionRecall,
     StatsResponse,
     UserPublic,
 )
@@ -152,6 +153,10 @@ def history(
 
 
 @router.get("/admin/stats", response_model=StatsResponse, responses=_ERRORS, tags=["admin"])
-def admin_stats(user: Admin, session: DbSession) -> StatsResponse:
-    """Queue depth and today's (UTC) numbers."""
-    return StatsResponse(**stats.summary(session, utcnow()))
+def admin_stats(user: Admin, session: DbSession, moderator: ModeratorDep) -> StatsResponse:
+    """Queue depth, today's (UTC) numbers and the live model's recall certified on production."""
+    recall = moderator.production_recall(session)
+    return StatsResponse(
+        **stats.summary(session, utcnow()),
+        production_recall=None if recall is None else ProductionRecall(**recall),
+    )

@@ -19,14 +19,11 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
-from sqlalchemy import func, select
-from sqlalchemy.orm import Session
 
-from photosieve.policy.certify import cp_upper
 from photosieve.service import security
-from photosieve.service.deps import DbSession, MaybeUser, SettingsDep
+from photosieve.service.deps import DbSession, MaybeUser, ModeratorDep, SettingsDep
 from photosieve.store import queue, stats
-from photosieve.store.models import Role, Upload, User, utcnow
+from photosieve.store.models import Role, User, utcnow
 
 router = APIRouter(include_in_schema=False)
 
@@ -214,55 +211,36 @@ def history_page(
     return _page(request, "history.html", context, user=user)
 
 
-AUDIT_DELTA = 0.05  # one-sided: the production-recall bound holds with 95% confidence
+def audit_rows(summary: dict[str, Any], recall: dict[str, Any] | None) -> list[tuple[str, str]]:
+    """Audit results and the production recall they certify (empty before the first audit).
 
-
-def audit_rows(session: Session, summary: dict[str, Any]) -> list[tuple[str, str]]:
-    """Audit results and the production recall they imply (empty before the first audit).
-
-    Audits are a random share of auto-approved uploads, so the offensive share among audited
-    photos estimates the miss rate among all auto-approved ones; recall ≈ caught / (caught +
-    estimated missed), where "caught" counts uploads the model did not approve that ended up
-    removed. The lower bound uses the exact one-sided 95% Clopper–Pearson upper bound on that
-    miss rate, as the calibration does: what the audits certify, not only what they suggest.
+    The bound is `store.evidence.production_recall`: the review band's census and the audits of
+    auto-approved uploads (weighted by their recorded probability), exact for this look, and a
+    confidence sequence valid however often the page is reloaded.
     """
-    decided = int(summary["audits_decided"])
-    if decided == 0:
+    if int(summary["audits_decided"]) == 0 and recall is None:
         return []
-    offensive = int(summary["audits_offensive"])
-    miss_rate = offensive / decided
-    approved = int(
-        session.scalar(
-            select(func.count()).select_from(Upload).where(Upload.model_decision == "approve")
-        )
-        or 0
-    )
-    caught = int(
-        session.scalar(
-            select(func.count())
-            .select_from(Upload)
-            .where(Upload.model_decision != "approve", Upload.status == "removed")
-        )
-        or 0
-    )
-    missed = miss_rate * approved
     rows = [
-        ("Audits decided (all time)", str(decided)),
-        ("Found offensive", f"{offensive} ({100 * miss_rate:.1f}%)"),
-        ("Auto-approved uploads (all time)", str(approved)),
-        ("Estimated offensive missed", f"{missed:.1f}"),
+        ("Audits decided (all time)", str(summary["audits_decided"])),
+        ("Found offensive", str(summary["audits_offensive"])),
     ]
-    if caught + missed > 0:
-        rows.append(("Estimated recall", f"{100 * caught / (caught + missed):.1f}%"))
-    missed_high = float(cp_upper(offensive, decided, AUDIT_DELTA)) * approved
-    if caught + missed_high > 0:
-        bound = 100 * caught / (caught + missed_high)
-        rows.append((f"Recall, {1 - AUDIT_DELTA:.0%} lower bound", f"{bound:.1f}%"))
+    if recall is not None:
+        level = f"{recall['confidence']:.0%}"
+        rows += [
+            ("Uploads with evidence (live model)", f"{recall['photos']:,}"),
+            ("Offensive caught (labelled)", f"{recall['caught']:,}"),
+            (f"Offensive missed, {level} upper bound", f"{recall['misses_upper_bound']:,}"),
+            (f"Recall, {level} lower bound", f"{100 * recall['recall_lower_bound']:.1f}%"),
+            (f"Recall, {level} lower bound valid at every look",
+             f"{100 * recall['anytime_recall_lower_bound']:.1f}%"),
+        ]  # fmt: skip
     return rows
 
 
 @router.get("/admin")
-def admin_page(request: Request, user: MaybeUser, session: DbSession) -> Response:
+def admin_page(
+    request: Request, user: MaybeUser, session: DbSession, moderator: ModeratorDep
+) -> Response:
     if user is None:
         return _to_login(request)
     if user.role != Role.ADMIN.value:
@@ -280,7 +258,7 @@ def admin_page(request: Request, user: MaybeUser, session: DbSession) -> Respons
         "uploads_total": sum(n for _, n in uploads_today),
         "decisions_today": decisions_today,
         "decisions_total": sum(n for _, n in decisions_today),
-        "audit_rows": audit_rows(session, summary),
+        "audit_rows": audit_rows(summary, moderator.production_recall(session)),
         "extra_rows": [
             ("Appeals today", summary["appeals_today"]),
             ("Reviewers active today", summary["reviewers_active_today"]),

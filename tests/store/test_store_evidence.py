@@ -1,0 +1,81 @@
+"""Production evidence read from the database, and the recall it certifies (SQLite, PostgreSQL).
+
+A known mix: a reviewed census, audited and unaudited approvals with their recorded probability,
+a pending audit (worst case: offensive), and rows that are never evidence (pending review,
+auto-removed, hash-bank matches, another model version).
+"""
+
+from __future__ import annotations
+
+import itertools
+
+import pytest
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from photosieve.policy.production import binomial_count_upper
+from photosieve.store import accounts, queue, uploads
+from photosieve.store.db import make_sessionmaker, migrate
+from photosieve.store.evidence import production_evidence, production_recall
+from photosieve.store.models import ItemKind, ReviewDecision
+
+_ids = itertools.count()
+
+
+def _upload(session: Session, decision: str, score: float, **extra: object) -> str:
+    i = next(_ids)
+    status = {"review": "pending_review", "approve": "approved", "remove": "removed"}[decision]
+    new = uploads.NewUpload(
+        user_id=f"u{i}", sha256=f"{i:064x}", phash="0" * 16, image_format="jpeg", width=9,
+        height=9, size_bytes=99, score=score, model_version=str(extra.pop("version", "live")),
+        model_decision=decision, status=status, reason=str(extra.pop("reason", "model_band")),
+        **extra,  # type: ignore[arg-type]
+    )  # fmt: skip
+    return uploads.insert(session, new).id
+
+
+def _decide(session: Session, upload_id: str, kind: ItemKind, label: str, reviewer: int) -> None:
+    item = queue.enqueue(session, upload_id, kind)
+    session.flush()
+    session.add(ReviewDecision(item_id=item.id, upload_id=upload_id, label=label,
+                               reviewer_id=reviewer, previous_status="pending_review",
+                               previous_reason="model_band"))  # fmt: skip
+
+
+def test_census_and_audits_certify_the_live_recall(engine: Engine) -> None:
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        rita = accounts.add_user(session, "rita", "x", "reviewer").id
+        for i in range(20):  # the review band, all reviewed: 10 offensive
+            label = "offensive" if i < 10 else "ok"
+            _decide(session, _upload(session, "review", 0.8), ItemKind.MODEL_BAND, label, rita)
+        for i in range(100):  # approvals drawn with p = 0.5: 50 audited, 1 offensive
+            up = _upload(session, "approve", 0.1, audit_probability=0.5)
+            if i < 49:
+                _decide(session, up, ItemKind.AUDIT, "offensive" if i == 0 else "ok", rita)
+            elif i == 49:
+                queue.enqueue(session, up, ItemKind.AUDIT)  # drawn, not decided yet
+        queue.enqueue(session, _upload(session, "review", 0.9), ItemKind.MODEL_BAND)  # pending
+        _upload(session, "remove", 0.99)
+        _upload(session, "approve", 0.1, reason="hash_match")
+        _upload(session, "approve", 0.1, version="old", audit_probability=0.5)
+        session.commit()
+
+        ev = production_evidence(session, "live", legacy_audit_rate=0.01)
+        assert ev.scores.size == 120  # 20 census + 100 approvals, nothing else
+        assert int(ev.labelled.sum()) == 70 and int((ev.labelled & ev.offensive).sum()) == 12
+        recall = production_recall(session, "live", 0.5, legacy_audit_rate=0.01)
+    assert recall is not None
+    upper = binomial_count_upper(2, 0.5, 100, 0.05)  # 1 found + 1 pending, of 100 approvals
+    assert recall["caught"] == 10 and recall["audited_misses"] == 2
+    assert recall["misses_upper_bound"] == upper
+    assert recall["recall_lower_bound"] == pytest.approx(10 / (10 + upper))
+    assert recall["anytime_recall_lower_bound"] <= recall["recall_lower_bound"]
+
+
+def test_no_evidence_no_certificate(engine: Engine) -> None:
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        _upload(session, "approve", 0.1, audit_probability=0.01)
+        session.commit()
+        assert production_recall(session, "live", 0.5, legacy_audit_rate=0.01) is None
