@@ -44,17 +44,24 @@ def test_migrations_match_the_models_and_are_idempotent(engine: Engine) -> None:
     assert current_revision(engine) is None
     migrate(engine)
     migrate(engine)  # a second start-up changes nothing
-    assert current_revision(engine) == "0001"
-    assert {"uploads", "review_items", "decisions", "known_bad_hashes", "users", "api_keys"} <= set(
-        inspect(engine).get_table_names()
-    )
+    assert current_revision(engine) == "0002_sessions"
+    assert {
+        "uploads",
+        "review_items",
+        "decisions",
+        "known_bad_hashes",
+        "users",
+        "api_keys",
+        "sessions",
+        "auth_events",
+    } <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []
     _downgrade_to_base(engine)
     assert "uploads" not in inspect(engine).get_table_names()
     migrate(engine)
-    assert current_revision(engine) == "0001"
+    assert current_revision(engine) == "0002_sessions"
 
 
 def test_bank_prefers_confirmed_then_nearest(engine: Engine) -> None:

@@ -1,7 +1,9 @@
-"""CLI commands of the serve stage: `serve`, `user add`, `apikey create` (thin wrappers).
+"""CLI commands of the serve stage: `serve`, `apikey create` (thin wrappers); `user …` lives
+in `cli/users.py`.
 
-Each command reads `Settings` from the environment (`PHOTOSIEVE_*`), so `user add` and
-`apikey create` write to the same database `serve` uses.
+Each command reads `Settings` from the environment (`PHOTOSIEVE_*`), so `apikey create` writes
+to the same database `serve` uses. `serve` refuses a placeholder or weak
+`PHOTOSIEVE_SECRET_KEY`; without one it creates (once) and reuses `<workdir>/service/secret_key`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-user_app = typer.Typer(help="Manage reviewer and admin accounts.", no_args_is_help=True)
+from photosieve.cli import users
+
 apikey_app = typer.Typer(help="Manage API keys of upload clients.", no_args_is_help=True)
 
 
@@ -32,13 +35,19 @@ def serve(
 ) -> None:
     """Run the moderation service (API, review queue and reviewer UI)."""
     import uvicorn
+    from pydantic import ValidationError
 
     from photosieve.service.app import create_app
     from photosieve.service.config import Settings
 
-    settings = Settings() if bundle is None else Settings(bundle_path=bundle)
     try:
+        settings = Settings() if bundle is None else Settings(bundle_path=bundle)
         app = create_app(settings)
+    except ValidationError as exc:
+        messages = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
+        raise typer.BadParameter(messages) from exc
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     table = Table(title="photosieve service")
@@ -48,31 +57,10 @@ def serve(
     table.add_row("database", settings.resolved_database_url)
     table.add_row("images", str(settings.resolved_data_dir))
     table.add_row("model", app.state.model_version)
+    key_source = "PHOTOSIEVE_SECRET_KEY" if settings.secret_key else str(settings.secret_key_file)
+    table.add_row("session key", key_source)
     Console().print(table)
     uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-@user_app.command("add")
-def user_add(
-    name: str = typer.Argument(..., help="Username."),
-    role: str = typer.Option("reviewer", help="reviewer or admin."),
-    password: str | None = typer.Option(None, help="Password (prompted when omitted)."),
-) -> None:
-    """Create a reviewer or admin account."""
-    from photosieve.service.security import create_user
-
-    if role not in ("reviewer", "admin"):
-        raise typer.BadParameter("role must be 'reviewer' or 'admin'", param_hint="--role")
-    if password is None:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    sessions = _sessions()
-    with sessions() as session:  # type: ignore[operator]
-        try:
-            user = create_user(session, name, password, role)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        session.commit()
-        typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
 
 
 @apikey_app.command("create")
@@ -94,5 +82,5 @@ def apikey_create(name: str = typer.Argument(..., help="Client name, e.g. 'forum
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("serve")(serve)
-    app.add_typer(user_app, name="user")
+    users.register(app)
     app.add_typer(apikey_app, name="apikey")
