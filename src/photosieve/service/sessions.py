@@ -27,6 +27,7 @@ from dataclasses import dataclass
 
 from fastapi import Request
 from sqlalchemy.orm import Session
+from sqlalchemy.orm.attributes import set_committed_value
 
 from photosieve.service.config import Settings
 from photosieve.store import accounts, auth, queue
@@ -121,7 +122,7 @@ def _lookup(request: Request, db: Session) -> SignedIn | None:
         _write(db)
         auth.touch(db, row.id, now)
         db.commit()
-        row.last_seen_at = now
+        set_committed_value(row, "last_seen_at", now)  # in sync, without a pending write
     return SignedIn(user, row)
 
 
