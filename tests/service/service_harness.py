@@ -6,6 +6,7 @@ head); tests steer decisions by swapping the bundle's `DecisionPolicy`, not by f
 
 from __future__ import annotations
 
+import datetime as dt
 import functools
 import secrets
 from dataclasses import dataclass, field
@@ -23,6 +24,7 @@ from photosieve.service import security
 from photosieve.service.app import create_app
 from photosieve.service.config import Settings
 from photosieve.store import accounts
+from photosieve.store.models import utcnow
 
 PASSWORD = "correct horse battery"
 
@@ -137,3 +139,16 @@ def build_service(
         _, service.api_key = accounts.create_api_key(session, "forum")
         session.commit()
     return service
+
+
+class FakeClock:
+    """A clock for `app.state.clock` (sessions, sign-in throttling), moved by hand."""
+
+    def __init__(self) -> None:
+        self.now = utcnow()
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+    def advance(self, **delta: float) -> None:
+        self.now += dt.timedelta(**delta)

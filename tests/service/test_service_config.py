@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -12,19 +13,28 @@ from typer.testing import CliRunner
 
 from photosieve.cli import app as cli_app
 from photosieve.service.app import create_app
-from photosieve.service.config import PLACEHOLDER_SECRET, Settings
+from photosieve.service.config import Settings
 
 
-def test_placeholder_secret_refused_outside_development(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("PHOTOSIEVE_ENVIRONMENT", "production")
-    monkeypatch.delenv("PHOTOSIEVE_SECRET_KEY", raising=False)
+@pytest.mark.parametrize("environment", ["development", "test", "production"])
+def test_placeholder_and_weak_secrets_are_refused_everywhere(
+    monkeypatch: pytest.MonkeyPatch, environment: str
+) -> None:
+    monkeypatch.setenv("PHOTOSIEVE_ENVIRONMENT", environment)
+    monkeypatch.setenv("PHOTOSIEVE_SECRET_KEY", "change-me")
     with pytest.raises(ValidationError, match="placeholder"):
         Settings()
-    with pytest.raises(ValidationError, match="at least 16"):
-        Settings(secret_key="short")
-    monkeypatch.setenv("PHOTOSIEVE_SECRET_KEY", "a" * 32)
-    assert Settings().environment == "production"
-    assert Settings(environment="development", secret_key=PLACEHOLDER_SECRET).secret_key
+    for placeholder in ("changeme", "change-me-change-me-change-me-change-me", "CHANGE_ME" * 5):
+        with pytest.raises(ValidationError, match="placeholder"):
+            Settings(secret_key=placeholder)
+    with pytest.raises(ValidationError, match="too short"):
+        Settings(secret_key="short-but-random-7f3k")
+    with pytest.raises(ValidationError, match="not random"):
+        Settings(secret_key="ab" * 20)
+    monkeypatch.setenv("PHOTOSIEVE_SECRET_KEY", secrets.token_urlsafe(32))
+    assert Settings().environment == environment
+    monkeypatch.delenv("PHOTOSIEVE_SECRET_KEY")
+    assert Settings().secret_key is None  # → generated in the workdir at start
 
 
 def test_settings_from_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

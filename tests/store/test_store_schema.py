@@ -52,9 +52,17 @@ def test_migrations_match_the_models_and_are_idempotent(engine: Engine) -> None:
     migrate(engine)
     migrate(engine)  # a second start-up changes nothing
     assert current_revision(engine) == _head()
-    assert {"uploads", "review_items", "decisions", "known_bad_hashes", "users", "api_keys"} <= set(
-        inspect(engine).get_table_names()
-    )
+    assert {
+        "uploads",
+        "review_items",
+        "decisions",
+        "known_bad_hashes",
+        "users",
+        "api_keys",
+        "clients",
+        "sessions",
+        "auth_events",
+    } <= set(inspect(engine).get_table_names())
     with engine.connect() as conn:
         diff = compare_metadata(MigrationContext.configure(conn), Base.metadata)
     assert diff == []

@@ -1,9 +1,10 @@
-"""CLI commands of the serve stage: `serve`, `user add`, `apikey create|list|revoke`,
-`client list|deactivate|activate` (thin wrappers).
+"""CLI commands of the serve stage: `serve`, `apikey create|list|revoke`, `client
+list|deactivate|activate` (thin wrappers); `user …` lives in `cli/users.py`.
 
-Each command reads `Settings` from the environment (`PHOTOSIEVE_*`), so `user add` and
-`apikey create` write to the same database `serve` uses. Every API key belongs to a client (a
-forum or site, the tenant): its keys see only that client's uploads.
+Each command reads `Settings` from the environment (`PHOTOSIEVE_*`), so `apikey create` writes
+to the same database `serve` uses. Every API key belongs to a client (a forum or site, the
+tenant): its keys see only that client's uploads. `serve` refuses a placeholder or weak
+`PHOTOSIEVE_SECRET_KEY`; without one it creates (once) and reuses `<workdir>/service/secret_key`.
 """
 
 from __future__ import annotations
@@ -14,7 +15,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-user_app = typer.Typer(help="Manage reviewer and admin accounts.", no_args_is_help=True)
+from photosieve.cli import users
+
 apikey_app = typer.Typer(help="Manage API keys of upload clients.", no_args_is_help=True)
 client_app = typer.Typer(
     help="Manage clients (tenants: the forums and sites sending uploads).", no_args_is_help=True
@@ -37,13 +39,19 @@ def serve(
 ) -> None:
     """Run the moderation service (API, review queue and reviewer UI)."""
     import uvicorn
+    from pydantic import ValidationError
 
     from photosieve.service.app import create_app
     from photosieve.service.config import Settings
 
-    settings = Settings() if bundle is None else Settings(bundle_path=bundle)
     try:
+        settings = Settings() if bundle is None else Settings(bundle_path=bundle)
         app = create_app(settings)
+    except ValidationError as exc:
+        messages = "; ".join(
+            str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
+        )
+        raise typer.BadParameter(messages) from exc
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     table = Table(title="photosieve service")
@@ -53,31 +61,10 @@ def serve(
     table.add_row("database", settings.resolved_database_url)
     table.add_row("images", str(settings.resolved_data_dir))
     table.add_row("model", app.state.model_version)
+    key_source = "PHOTOSIEVE_SECRET_KEY" if settings.secret_key else str(settings.secret_key_file)
+    table.add_row("session key", key_source)
     Console().print(table)
     uvicorn.run(app, host=host, port=port, log_level="info")
-
-
-@user_app.command("add")
-def user_add(
-    name: str = typer.Argument(..., help="Username."),
-    role: str = typer.Option("reviewer", help="reviewer or admin."),
-    password: str | None = typer.Option(None, help="Password (prompted when omitted)."),
-) -> None:
-    """Create a reviewer or admin account."""
-    from photosieve.service.security import create_user
-
-    if role not in ("reviewer", "admin"):
-        raise typer.BadParameter("role must be 'reviewer' or 'admin'", param_hint="--role")
-    if password is None:
-        password = typer.prompt("Password", hide_input=True, confirmation_prompt=True)
-    sessions = _sessions()
-    with sessions() as session:  # type: ignore[operator]
-        try:
-            user = create_user(session, name, password, role)
-        except ValueError as exc:
-            raise typer.BadParameter(str(exc)) from exc
-        session.commit()
-        typer.echo(f"created {user.role} {user.username!r} (id {user.id})")
 
 
 @apikey_app.command("create")
@@ -193,6 +180,6 @@ def client_activate(name: str = typer.Argument(..., help="Client name.")) -> Non
 def register(app: typer.Typer) -> None:
     """Add this stage's commands to the app."""
     app.command("serve")(serve)
-    app.add_typer(user_app, name="user")
+    users.register(app)
     app.add_typer(apikey_app, name="apikey")
     app.add_typer(client_app, name="client")

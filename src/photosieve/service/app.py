@@ -1,6 +1,7 @@
 """The `create_app(settings)` factory: engine, migrations, scorer, stores, middleware, routers.
 
-Nothing happens at import. `create_app` migrates the database to the newest schema, finishes
+Nothing happens at import. `create_app` resolves the cookie-signing key (configured, or created
+once in the workdir: `service.secret_key`), migrates the database to the newest schema, finishes
 any image write a crash interrupted, loads the model bundle (unless a scorer is passed in) and
 wires the routes split by role (`routes.api`, `routes.review`, `routes.health`, `routes.ui`).
 """
@@ -17,14 +18,15 @@ from sqlalchemy import select
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
-from photosieve.service.config import PLACEHOLDER_SECRET, Settings
+from photosieve.service.config import Settings
 from photosieve.service.hygiene import InputHygiene, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
+from photosieve.service.secret_key import resolve_secret_key
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
-from photosieve.store.models import Upload
+from photosieve.store.models import Upload, utcnow
 
 log = logging.getLogger(__name__)
 # Room for the multipart envelope and the user_id field around the image itself.
@@ -54,8 +56,7 @@ def _model_version(scorer: ImageScorer) -> str:
 def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None = None) -> FastAPI:
     """Build the moderation service. `scorer` defaults to the bundle named in `settings`."""
     settings = settings if settings is not None else Settings()
-    if settings.secret_key == PLACEHOLDER_SECRET:
-        log.warning("using the placeholder secret key: development only")
+    secret_key = resolve_secret_key(settings)  # configured, or generated once in the workdir
     scorer = scorer if scorer is not None else load_scorer(settings)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
@@ -90,10 +91,11 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
     app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
+    app.state.clock = utcnow  # sessions and sign-in throttling read the time here (tests move it)
 
     app.add_middleware(
         SessionMiddleware,
-        secret_key=settings.secret_key,
+        secret_key=secret_key,
         session_cookie="photosieve_session",
         max_age=settings.session_max_age_seconds,
         same_site="lax",

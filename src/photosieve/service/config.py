@@ -1,7 +1,10 @@
 """Service settings from the environment (`PHOTOSIEVE_*`), read only when `Settings()` is built.
 
-Unsafe defaults are refused: outside `environment="development"` the service will not start with
-the placeholder secret (it signs the reviewers' session cookies).
+Unsafe values are refused in every environment: a configured secret key that is a known
+placeholder (`change-me`, …), shorter than 32 characters or made of a handful of distinct
+characters stops the service with a clear message. Without a configured key the service creates
+a random one in `<workdir>/service/secret_key` (mode 0600) on first start and reuses it
+(`service.secret_key`).
 """
 
 from __future__ import annotations
@@ -15,7 +18,26 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from photosieve.config import Workdir
 from photosieve.paths import default_workdir
 
-PLACEHOLDER_SECRET = "change-me"
+MIN_SECRET_LENGTH = 32
+MIN_SECRET_DISTINCT = 10
+# Secrets copied from examples and templates; refused even when padded ("change-me-please…").
+PLACEHOLDER_SECRETS = ("change-me", "changeme", "change_me", "secret", "replace-me", "example")
+
+
+def check_secret(secret: str, origin: str = "PHOTOSIEVE_SECRET_KEY") -> str:
+    """`secret` when it is fit to sign session cookies; ValueError saying why not otherwise."""
+    how = "set a random one (`python -c 'import secrets; print(secrets.token_urlsafe(32))'`)"
+    lowered = secret.strip().lower()
+    if any(word in lowered for word in PLACEHOLDER_SECRETS):
+        raise ValueError(f"{origin} is a placeholder ({secret!r}); {how} or leave it unset")
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise ValueError(
+            f"{origin} is too short ({len(secret)} characters, at least {MIN_SECRET_LENGTH}); "
+            f"{how} or leave it unset"
+        )
+    if len(set(secret)) < MIN_SECRET_DISTINCT:
+        raise ValueError(f"{origin} is not random (too few distinct characters); {how}")
+    return secret
 
 
 class Settings(BaseSettings):
@@ -31,9 +53,20 @@ class Settings(BaseSettings):
     data_dir: Path | None = None
     # None → `<workdir>/bundle` (the trained bundle of the main job).
     bundle_path: Path | None = None
-    secret_key: str = PLACEHOLDER_SECRET
+    # None → a random key kept in `<workdir>/service/secret_key` (created on first start).
+    secret_key: str | None = None
     session_https_only: bool = False
+    # Absolute lifetime of a reviewer session, and how long it survives without a request.
     session_max_age_seconds: int = Field(default=12 * 3600, gt=0)
+    session_idle_seconds: int = Field(default=30 * 60, gt=0)
+    # Sign-in throttling: after `login_max_failures` failures for one username (or
+    # `login_max_failures_per_address` from one client address) within `login_window_seconds`,
+    # sign-in answers 429 for `login_lockout_seconds`, doubling with each further failure.
+    login_max_failures: int = Field(default=5, gt=0)
+    login_max_failures_per_address: int = Field(default=20, gt=0)
+    login_window_seconds: int = Field(default=15 * 60, gt=0)
+    login_lockout_seconds: int = Field(default=60, gt=0)
+    login_lockout_max_seconds: int = Field(default=15 * 60, gt=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
     audit_rate: float = Field(default=0.01, ge=0.0, le=1.0)
@@ -44,16 +77,14 @@ class Settings(BaseSettings):
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:
-        if self.environment != "development":
-            if self.secret_key == PLACEHOLDER_SECRET:
-                raise ValueError(
-                    f"PHOTOSIEVE_SECRET_KEY is the placeholder {PLACEHOLDER_SECRET!r}; set a "
-                    "random secret (e.g. `python -c 'import secrets; print(secrets."
-                    "token_urlsafe(32))'`) or use PHOTOSIEVE_ENVIRONMENT=development"
-                )
-            if len(self.secret_key) < 16:
-                raise ValueError("PHOTOSIEVE_SECRET_KEY must be at least 16 characters")
+        if self.secret_key is not None:
+            check_secret(self.secret_key)
         return self
+
+    @property
+    def secret_key_file(self) -> Path:
+        """Where the generated secret key lives when none is configured."""
+        return self.workdir / "service" / "secret_key"
 
     @property
     def resolved_database_url(self) -> str:

@@ -162,6 +162,13 @@ class UserPublic(BaseModel):
     csrf_token: str = Field(description="send as X-CSRF-Token on review API writes")
 
 
+class SignOutEverywhereResponse(BaseModel):
+    user_id: int
+    username: str
+    revoked_sessions: int = Field(description="sessions that stopped working")
+    released_items: int = Field(description="claimed review items put back in the queue")
+
+
 class Health(BaseModel):
     status: Literal["ok"]
     database: Literal["ok"]

@@ -1,10 +1,12 @@
 """Passwords (argon2), API keys, reviewer sign-in and the role checks used by routes and the UI.
 
 Upload clients send an API key (`Authorization: Bearer <key>` or `X-API-Key: <key>`); reviewers
-and admins sign in with a password and carry a signed session cookie (`request.session
-["user_id"]`, Starlette's SessionMiddleware); their state-changing API calls also send the
-session's CSRF token (`csrf_token(request)`, session key "csrf_token") as `X-CSRF-Token`.
-Nothing anonymous sees photos, the queue or decisions.
+and admins sign in with a password (`service.throttle.login`) and get a server-side session
+(`service.sessions`): the cookie carries only a random session token, the `sessions` row is
+what authorises. Their state-changing API calls also send the session's CSRF token
+(`csrf_token(request)`, stored in the session row) as `X-CSRF-Token`; before sign-in, the
+sign-in form's token lives in the signed cookie. Nothing anonymous sees photos, the queue or
+decisions.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from fastapi import HTTPException, Request, status
 from sqlalchemy.orm import Session
 
+from photosieve.service import sessions
 from photosieve.store import accounts
 from photosieve.store.models import ApiKey, Role, User
 
@@ -61,17 +64,6 @@ def create_user(session: Session, username: str, password: str, role: str) -> Us
     return accounts.add_user(session, username, hash_password(password), role)
 
 
-def sign_in(request: Request, user: User) -> str:
-    """Start a reviewer session (old session data is dropped); returns the new CSRF token."""
-    request.session.clear()
-    request.session["user_id"] = user.id
-    return csrf_token(request)
-
-
-def sign_out(request: Request) -> None:
-    request.session.clear()
-
-
 def _unauthorized(message: str, scheme: str) -> HTTPException:
     return HTTPException(
         status.HTTP_401_UNAUTHORIZED,
@@ -81,12 +73,9 @@ def _unauthorized(message: str, scheme: str) -> HTTPException:
 
 
 def session_user(request: Request, session: Session) -> User | None:
-    """The signed-in, active user of this request's session, or None."""
-    user_id = request.session.get("user_id") if "session" in request.scope else None
-    if not isinstance(user_id, int):
-        return None
-    user = accounts.get_user(session, user_id)
-    return user if user is not None and user.active else None
+    """The signed-in, active user of this request's live server-side session, or None."""
+    found = sessions.current(request, session)
+    return None if found is None else found.user
 
 
 def require_user(request: Request, session: Session, *, admin: bool = False) -> User:
@@ -132,7 +121,11 @@ CSRF_HEADER = "x-csrf-token"
 
 
 def csrf_token(request: Request) -> str:
-    """The session's CSRF token (created on first use); pages embed it, JS sends it back."""
+    """The CSRF token pages embed and JS sends back: the signed-in session's (bound to its row),
+    or before sign-in an anonymous one kept in the signed cookie (created on first use)."""
+    found = getattr(request.state, "signed_in", None)
+    if isinstance(found, sessions.SignedIn):
+        return found.row.csrf_token
     token = request.session.get(CSRF_SESSION_KEY)
     if not isinstance(token, str) or not token:
         token = secrets.token_urlsafe(32)
@@ -140,13 +133,25 @@ def csrf_token(request: Request) -> str:
     return token
 
 
+def csrf_ok(request: Request, sent: object) -> bool:
+    """Whether `sent` is this request's CSRF token (see `csrf_token`); never creates one."""
+    found = getattr(request.state, "signed_in", None)
+    if isinstance(found, sessions.SignedIn):
+        expected: object = found.row.csrf_token
+    else:
+        expected = request.session.get(CSRF_SESSION_KEY) if "session" in request.scope else None
+    return (
+        isinstance(expected, str)
+        and isinstance(sent, str)
+        and secrets.compare_digest(expected.encode(), sent.encode())
+    )
+
+
 def check_csrf(request: Request) -> None:
     """403 unless a state-changing request carries the session's token in `X-CSRF-Token`."""
     if request.method in {"GET", "HEAD", "OPTIONS"}:
         return
-    expected = request.session.get(CSRF_SESSION_KEY)
-    sent = request.headers.get(CSRF_HEADER, "")
-    if not isinstance(expected, str) or not secrets.compare_digest(expected, sent):
+    if not csrf_ok(request, request.headers.get(CSRF_HEADER, "")):
         raise HTTPException(
             status.HTTP_403_FORBIDDEN,
             detail={

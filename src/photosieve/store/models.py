@@ -1,5 +1,5 @@
 """SQLAlchemy 2 models of the moderation store: uploads, review items, decisions, bank, users,
-clients (tenants) and their API keys.
+clients (tenants) and their API keys, reviewer sessions and the sign-in audit log.
 
 Every timestamp is stored as naive UTC (`UTCDateTime`) so SQLite and PostgreSQL compare them the
 same way in SQL (claim expiry); Python always sees aware UTC datetimes.
@@ -223,3 +223,45 @@ class KnownBadHash(Base):
     decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), nullable=True)
     deactivated_by: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), nullable=True)
     added_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class AuthSession(Base):
+    """A reviewer's server-side session: the cookie carries only a random token; `id` is its hash.
+
+    Valid while not revoked, before `expires_at` (absolute timeout) and within the idle timeout
+    of `last_seen_at`.
+    """
+
+    __tablename__ = "sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)  # sha256 hex of the token
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id"), index=True)
+    csrf_token: Mapped[str] = mapped_column(String(64))
+    client_addr: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_seen_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    expires_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    revoked_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    revoked_reason: Mapped[str | None] = mapped_column(String(32), nullable=True)
+
+
+class AuthEvent(Base):
+    """One line of the sign-in audit log (attempts, sign-outs, revocations, account changes).
+
+    Login throttling counts `login_failed` rows per username and per client address.
+    """
+
+    __tablename__ = "auth_events"
+    __table_args__ = (
+        Index("ix_auth_events_username_at", "username", "at"),
+        Index("ix_auth_events_client_addr_at", "client_addr", "at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    kind: Mapped[str] = mapped_column(String(32))
+    username: Mapped[str] = mapped_column(String(64))  # as typed at sign-in (may not exist)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    client_addr: Mapped[str] = mapped_column(String(64))
+    actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
+    detail: Mapped[str | None] = mapped_column(String(200), nullable=True)

@@ -1,4 +1,4 @@
-"""Repository of the review queue: enqueue, claim a batch, mark decided, reopen, history, depth.
+"""Repository of the review queue: enqueue, claim a batch, release, mark decided, reopen, history.
 
 Claims are atomic and never hand one item to two reviewers: on PostgreSQL the candidate rows are
 locked with `SELECT … FOR UPDATE SKIP LOCKED`; on SQLite the transaction holds the database's
@@ -149,6 +149,23 @@ def claim(session: Session, reviewer_id: int, limit: int, ttl: dt.timedelta) -> 
     ).all()
     session.commit()
     return [QueuedItem(item, upload) for item, upload in rows]
+
+
+def release_claims(session: Session, reviewer_id: int) -> int:
+    """Put every item the reviewer holds back in the queue (at sign-out); no commit.
+
+    Returns how many items went back. Call inside a write transaction (`db.begin_write`).
+    """
+    result = session.execute(
+        update(ReviewItem)
+        .where(
+            ReviewItem.status == ItemStatus.CLAIMED.value,
+            ReviewItem.claimed_by == reviewer_id,
+        )
+        .values(status=ItemStatus.PENDING.value, claimed_by=None, claim_expires_at=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount)  # type: ignore[attr-defined]
 
 
 def mark_decided(session: Session, item_id: int, reviewer_id: int) -> ReviewItem:

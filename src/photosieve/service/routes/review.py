@@ -11,7 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
 
 from photosieve.records import Label
-from photosieve.service import security, views
+from photosieve.service import security, sessions, throttle, users, views
 from photosieve.service.deps import Admin, DbSession, ModeratorDep, Reviewer, SettingsDep
 from photosieve.service.schemas import (
     ClaimRequest,
@@ -22,10 +22,12 @@ from photosieve.service.schemas import (
     HistoryResponse,
     LoginRequest,
     ProductionRecall,
+    SignOutEverywhereResponse,
     StatsResponse,
     UserPublic,
 )
-from photosieve.store import queue, stats, uploads
+from photosieve.service.throttle import LoginThrottled
+from photosieve.store import accounts, queue, stats, uploads
 from photosieve.store.models import Role, utcnow
 from photosieve.store.queue import ForbiddenError, QueueError
 
@@ -34,7 +36,7 @@ MAX_ID = 2**31 - 1  # the databases' INTEGER range
 ItemId = Annotated[int, Path(ge=1, le=MAX_ID)]
 DecisionId = Annotated[int, Path(ge=1, le=MAX_ID)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422)
+    code: {"model": ErrorResponse} for code in (401, 403, 404, 409, 422, 429)
 }
 
 
@@ -45,23 +47,48 @@ def _queue_error(exc: QueueError) -> HTTPException:
     return HTTPException(code, detail={"reason": exc.reason, "message": exc.message})
 
 
+def _throttled(exc: LoginThrottled) -> HTTPException:
+    return HTTPException(
+        status.HTTP_429_TOO_MANY_REQUESTS,
+        detail={"reason": "too_many_attempts", "message": str(exc)},
+        headers={"Retry-After": str(exc.retry_after)},
+    )
+
+
 @router.post("/auth/login", response_model=UserPublic, responses=_ERRORS, tags=["auth"])
-def login(body: LoginRequest, request: Request, session: DbSession) -> UserPublic:
-    """Sign in with a password; sets the session cookie and returns the CSRF token."""
-    user = security.authenticate(session, body.username, body.password)
+def login(
+    body: LoginRequest, request: Request, session: DbSession, settings: SettingsDep
+) -> UserPublic:
+    """Sign in with a password; sets a new session cookie and returns the session's CSRF token.
+
+    Too many failures for the username or from the client address answer 429 with
+    `Retry-After` (the password is then not checked).
+    """
+    try:
+        user = throttle.login(
+            session,
+            body.username,
+            body.password,
+            client_addr=sessions.client_addr(request),
+            now=sessions.clock(request),
+            settings=settings,
+        )
+    except LoginThrottled as exc:
+        raise _throttled(exc) from exc
     if user is None:
         raise HTTPException(
             status.HTTP_401_UNAUTHORIZED,
             detail={"reason": "bad_credentials", "message": "wrong username or password"},
         )
-    token = security.sign_in(request, user)
-    return UserPublic(id=user.id, username=user.username, role=user.role, csrf_token=token)  # type: ignore[arg-type]
+    row = sessions.sign_in(request, session, user)
+    return UserPublic(id=user.id, username=user.username, role=user.role, csrf_token=row.csrf_token)  # type: ignore[arg-type]
 
 
 @router.post("/auth/logout", status_code=204, responses=_ERRORS, tags=["auth"])
-def logout(request: Request, user: Reviewer) -> None:
-    """End the session."""
-    security.sign_out(request)
+def logout(request: Request, user: Reviewer, session: DbSession) -> None:
+    """End the session on the server (a copy of the cookie stops working too); the items you
+    hold go back to the queue unless you are still signed in elsewhere."""
+    sessions.sign_out(request, session)
 
 
 @router.get("/auth/me", response_model=UserPublic, responses=_ERRORS, tags=["auth"])
@@ -159,4 +186,34 @@ def admin_stats(user: Admin, session: DbSession, moderator: ModeratorDep) -> Sta
     return StatsResponse(
         **stats.summary(session, utcnow()),
         production_recall=None if recall is None else ProductionRecall(**recall),
+    )
+
+
+UserId = Annotated[int, Path(ge=1, le=MAX_ID)]
+
+
+@router.post(
+    "/admin/users/{user_id}/signout-all",
+    response_model=SignOutEverywhereResponse,
+    responses=_ERRORS,
+    tags=["admin"],
+)
+def admin_sign_out_everywhere(
+    user_id: UserId, request: Request, admin: Admin, session: DbSession
+) -> SignOutEverywhereResponse:
+    """Revoke every session of a user (their items go back to the queue); audited."""
+    target = accounts.get_user(session, user_id)
+    if target is None:
+        raise HTTPException(
+            status.HTTP_404_NOT_FOUND,
+            detail={"reason": "not_found", "message": f"no user {user_id}"},
+        )
+    done = users.sign_out_everywhere(
+        session, target.username, actor_id=admin.id, client=sessions.client_addr(request)
+    )
+    return SignOutEverywhereResponse(
+        user_id=target.id,
+        username=target.username,
+        revoked_sessions=done.sessions,
+        released_items=done.released_items,
     )

@@ -3,7 +3,9 @@
 Pages never answer anonymous visitors: they redirect to `/login`. The queue page is a shell;
 its script (`ui/static/review.js`) claims batches and records decisions through the JSON review
 API (`routes.review`) with the session cookie (SameSite=Lax) plus the session's CSRF token in
-`X-CSRF-Token`. The sign-in and sign-out forms carry the same token as a hidden field.
+`X-CSRF-Token`. The sign-in and sign-out forms carry the same token as a hidden field. Sign-in is
+throttled (`service.throttle`: 429 with `Retry-After` and a message on the form); sign-out
+revokes the server-side session (`service.sessions`).
 """
 
 from __future__ import annotations
@@ -11,7 +13,6 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import hashlib
-import secrets
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -19,8 +20,9 @@ from urllib.parse import quote
 from fastapi import APIRouter, HTTPException, Request, status
 from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
+from starlette.concurrency import run_in_threadpool
 
-from photosieve.service import security
+from photosieve.service import security, sessions, throttle
 from photosieve.service.deps import DbSession, MaybeUser, ModeratorDep, SettingsDep
 from photosieve.store import queue, stats
 from photosieve.store.models import Role, User, utcnow
@@ -108,15 +110,6 @@ def _safe_next(value: object) -> str:
     return "/review"
 
 
-def _form_csrf_ok(request: Request, sent: object) -> bool:
-    expected = request.session.get(security.CSRF_SESSION_KEY)
-    return (
-        isinstance(expected, str)
-        and isinstance(sent, str)
-        and secrets.compare_digest(expected, sent)
-    )
-
-
 @router.get("/")
 def home(user: MaybeUser) -> RedirectResponse:
     return RedirectResponse("/review" if user else "/login", status.HTTP_303_SEE_OTHER)
@@ -130,39 +123,57 @@ def login_page(request: Request, user: MaybeUser, next: str = "/review") -> Resp
 
 
 @router.post("/login")
-async def login_submit(request: Request, session: DbSession) -> Response:
+async def login_submit(request: Request, session: DbSession, settings: SettingsDep) -> Response:
     form = await request.form(max_files=0, max_fields=8, max_part_size=4096)
     username, password = form.get("username"), form.get("password")
     next_url = _safe_next(form.get("next"))
 
-    def again(error: str, code: int) -> Response:
+    def again(error: str, code: int, headers: dict[str, str] | None = None) -> Response:
         shown = username if isinstance(username, str) else ""
         context = {"next_url": next_url, "error": error, "username": shown}
-        return _page(request, "login.html", context, user=None, status_code=code)
+        page = _page(request, "login.html", context, user=None, status_code=code)
+        page.headers.update(headers or {})
+        return page
 
-    if not _form_csrf_ok(request, form.get("csrf_token")):
+    if not security.csrf_ok(request, form.get("csrf_token")):
         return again("Your sign-in form expired. Please try again.", status.HTTP_403_FORBIDDEN)
     if not isinstance(username, str) or not isinstance(password, str) or not username.strip():
         return again("Enter your username and password.", status.HTTP_422_UNPROCESSABLE_CONTENT)
-    user = security.authenticate(session, username[:64], password[:1024])
+    try:
+        user = await run_in_threadpool(
+            throttle.login,
+            session,
+            username[:64],
+            password[:1024],
+            client_addr=sessions.client_addr(request),
+            now=sessions.clock(request),
+            settings=settings,
+        )
+    except throttle.LoginThrottled as exc:
+        minutes = max(1, round(exc.retry_after / 60))
+        return again(
+            f"Too many failed sign-ins. Try again in about {minutes} minute(s).",
+            status.HTTP_429_TOO_MANY_REQUESTS,
+            {"Retry-After": str(exc.retry_after)},
+        )
     if user is None:
         return again("Wrong username or password.", status.HTTP_401_UNAUTHORIZED)
-    security.sign_in(request, user)
+    await run_in_threadpool(sessions.sign_in, request, session, user)
     return RedirectResponse(next_url, status.HTTP_303_SEE_OTHER)
 
 
 @router.post("/logout")
-async def logout_submit(request: Request) -> RedirectResponse:
+async def logout_submit(request: Request, user: MaybeUser, session: DbSession) -> RedirectResponse:
     form = await request.form(max_files=0, max_fields=4, max_part_size=1024)
-    if _form_csrf_ok(request, form.get("csrf_token")):
-        security.sign_out(request)
+    if user is not None and security.csrf_ok(request, form.get("csrf_token")):
+        await run_in_threadpool(sessions.sign_out, request, session)
     return RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
 
 
 @router.get("/logout")
-def logout_link(request: Request) -> RedirectResponse:
+def logout_link(request: Request, user: MaybeUser, session: DbSession) -> RedirectResponse:
     """Sign out by link too (losing a session is the worst a forged link can do)."""
-    security.sign_out(request)
+    sessions.sign_out(request, session)
     return RedirectResponse("/login", status.HTTP_303_SEE_OTHER)
 
 

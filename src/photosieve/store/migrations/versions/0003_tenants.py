@@ -10,7 +10,7 @@ table, which its foreign keys forbid inside the migration's transaction. The app
 sets them, and a NULL client matches no API key.
 
 Revision ID: 0003_tenants
-Revises: 0001
+Revises: 0002_sessions
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0003_tenants"
-down_revision = "0001"
+down_revision = "0002_sessions"
 branch_labels = None
 depends_on = None
 
