@@ -1,8 +1,10 @@
 """The `create_app(settings)` factory: engine, migrations, scorer, stores, middleware, routers.
 
-Nothing happens at import. `create_app` migrates the database to the newest schema, finishes
-any image write a crash interrupted, loads the model bundle (unless a scorer is passed in) and
-wires the routes split by role (`routes.api`, `routes.review`, `routes.health`, `routes.ui`).
+Nothing happens at import. `create_app` checks its folders are writable and refuses an empty
+database beside stored photos (`service.startup`), migrates the database to the newest schema,
+finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
+in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
+`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`).
 """
 
 from __future__ import annotations
@@ -11,15 +13,19 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import InternalError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
 from photosieve.service.config import PLACEHOLDER_SECRET, Settings
+from photosieve.service.decoding import DecodeGate, return_freed_memory
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
+from photosieve.service.startup import preflight
 from photosieve.service.storage import ImageStore
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.models import Upload
@@ -56,6 +62,12 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         log.warning("using the placeholder secret key: development only")
     scorer = scorer if scorer is not None else load_scorer(settings)
     engine = make_engine(settings.resolved_database_url)
+    try:
+        # Writable folders; no empty database created beside stored photos (StartupError).
+        preflight(settings, engine)
+    except BaseException:
+        engine.dispose()
+        raise
     migrate(engine)
     sessions = make_sessionmaker(engine)
     images = ImageStore(settings.resolved_data_dir)
@@ -88,6 +100,24 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
     app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
+    app.state.decode_gate = DecodeGate(
+        settings.decode_slots,
+        settings.heavy_decode_slots,
+        max_wait_s=settings.decode_wait_seconds,
+    )
+    return_freed_memory()
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InternalError)
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # A read-only, locked or unreachable database: the request may be retried; /readyz
+        # says which check fails.
+        log.error("database error: %s", exc)
+        detail = {
+            "reason": "database_unavailable",
+            "message": "the database cannot take this request now; see /readyz",
+        }
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
     app.add_middleware(
         SessionMiddleware,

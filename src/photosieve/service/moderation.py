@@ -2,7 +2,8 @@
 
 `Moderator` is the one place the rules live (routes only translate HTTP):
 
-- upload: decode → pHash → score → known-bad near-match? removed : the policy's band
+- upload: decode (within the header limits, reduced for the model) → pHash of the reduced
+  photo → score → known-bad near-match? removed : the policy's band
   (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
   `audit`. File and rows are written together (see `storage`).
 - appeal: a removed, not yet person-decided upload is queued as `appeal`.
@@ -13,7 +14,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import io
 import random
 import time
 from collections.abc import Sequence
@@ -43,7 +43,10 @@ from photosieve.store.models import (
     utcnow,
 )
 from photosieve.store.queue import ConflictError, NotFoundError
-from photosieve.vision.preprocess import load_image
+from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, decode, read_header
+
+# The model input side assumed when the scorer does not say (EfficientNet-Lite0: 224 px).
+DEFAULT_DRAFT_SIZE = 224
 
 
 class ScoredLike(Protocol):
@@ -94,22 +97,50 @@ class Moderator:
         self.rng = rng or random.Random()
 
     # ---- uploads -------------------------------------------------------------------------
-    def moderate_upload(
-        self, data: bytes, user_id: str, *, api_key_id: int | None = None
-    ) -> UploadOutcome:
-        """Decide, store and record one upload. Raises ImageDecodeError for bad images."""
-        started = time.perf_counter()
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            max_pixels=self.settings.max_image_pixels,
+            max_side=self.settings.max_image_side,
+            max_aspect=self.settings.max_image_aspect,
+        )
+
+    def read_header(self, data: bytes) -> ImageHeader:
+        """Format and size from the header, within the limits (cheap); ImageDecodeError else."""
         try:
-            # Decoded as the training photos were (JPEG draft at the model's input size).
-            image = load_image(
-                data, max_pixels=self.settings.max_image_pixels, draft_size=self._draft_size()
-            )
+            return read_header(data, self.limits)
         except ValueError as exc:
             self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
             raise
-        with Image.open(io.BytesIO(data)) as probe:  # header only: format and full size
-            image_format = (probe.format or "unknown").lower()[:8]
-            dims = probe.size
+
+    def decode_upload(self, data: bytes) -> DecodedImage:
+        """Decode an upload as the training photos were, reduced for the model's input size."""
+        try:
+            return decode(data, limits=self.limits, draft_size=self._draft_size())
+        except ValueError as exc:
+            self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
+            raise
+
+    def moderate_upload(
+        self,
+        data: bytes,
+        user_id: str,
+        *,
+        api_key_id: int | None = None,
+        decoded: DecodedImage | None = None,
+    ) -> UploadOutcome:
+        """Decide, store and record one upload. Raises ImageDecodeError for bad images.
+
+        `decoded` is the upload already decoded by `decode_upload` (the service decodes under
+        its `DecodeGate`); without it the upload is decoded here.
+        """
+        started = time.perf_counter()
+        if decoded is None:
+            decoded = self.decode_upload(data)
+        image = decoded.image
+        image_format = decoded.header.format.lower()[:8]
+        dims = (decoded.header.width, decoded.header.height)
+        # The hash of the reduced photo: imagehash's LANCZOS resize of a full-size one took 15 s.
         image_hash = hashbank.phash(image)
         scored = self.scorer.score_images([image])[0]  # the slow part: outside any transaction
         sha = sha256_bytes(data)
@@ -141,12 +172,12 @@ class Moderator:
         self.metrics.upload_done(outcome.upload.status, time.perf_counter() - started)
         return outcome
 
-    def _draft_size(self) -> int | None:
+    def _draft_size(self) -> int:
         embedder = getattr(self.scorer, "embedder", None)
         config = getattr(embedder, "config", None)
         preprocess = getattr(config, "preprocess", None)
         size = getattr(preprocess, "input_size", None)
-        return int(size) if size else None
+        return int(size) if size else DEFAULT_DRAFT_SIZE
 
     def _record(
         self,

@@ -15,6 +15,7 @@ from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from photosieve.service import security, views
+from photosieve.service.decoding import DecodeBusy, DecodeGate
 from photosieve.service.deps import Client, DbSession, ImagesDep, ModeratorDep, SettingsDep
 from photosieve.service.schemas import ErrorResponse, UploadCreated, UploadPublic
 from photosieve.store import uploads
@@ -24,7 +25,7 @@ from photosieve.vision.preprocess import ImageDecodeError
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }
 _UPLOAD_BODY = {
     "requestBody": {
@@ -93,12 +94,21 @@ async def create_upload(
 ) -> UploadCreated:
     """Score the photo and decide: `approved`, `pending_review` (queued) or `removed`."""
     data, user_id = await _read_form(request, settings.max_upload_bytes)
+    gate: DecodeGate = request.app.state.decode_gate
     try:
-        outcome = await run_in_threadpool(
-            moderator.moderate_upload, data, user_id, api_key_id=client.id
-        )
+        # The header is judged first (cheap); the decode waits for a slot without holding the
+        # event loop, so a hostile upload cannot stall everyone else's.
+        header = await run_in_threadpool(moderator.read_header, data)
+        decoded = await gate.run(header, lambda: moderator.decode_upload(data))
     except ImageDecodeError as exc:
         raise _error(422, exc.reason, exc.message) from exc
+    except DecodeBusy as exc:
+        raise HTTPException(
+            503, detail={"reason": "busy", "message": str(exc)}, headers={"Retry-After": "5"}
+        ) from exc
+    outcome = await run_in_threadpool(
+        moderator.moderate_upload, data, user_id, api_key_id=client.id, decoded=decoded
+    )
     response.headers["Location"] = f"/v1/uploads/{outcome.upload.id}"
     return views.upload_created(outcome.upload, outcome.queued_as)
 
