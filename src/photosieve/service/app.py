@@ -60,14 +60,10 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     settings = settings if settings is not None else Settings()
     if settings.secret_key == PLACEHOLDER_SECRET:
         log.warning("using the placeholder secret key: development only")
+    # Writable folders; no empty database created beside stored photos (StartupError).
+    preflight(settings)
     scorer = scorer if scorer is not None else load_scorer(settings)
     engine = make_engine(settings.resolved_database_url)
-    try:
-        # Writable folders; no empty database created beside stored photos (StartupError).
-        preflight(settings, engine)
-    except BaseException:
-        engine.dispose()
-        raise
     migrate(engine)
     sessions = make_sessionmaker(engine)
     images = ImageStore(settings.resolved_data_dir)

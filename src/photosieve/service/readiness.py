@@ -50,8 +50,10 @@ def check_database(engine: Engine) -> CheckResult:
     sqlite = engine.dialect.name == "sqlite"
     try:
         with engine.connect() as connection:
-            if sqlite:  # the pooled connection waits 30 s for a lock; a probe must not
-                connection.exec_driver_sql(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")
+            # Pooled SQLite connections wait 30 s for a lock; a probe must answer sooner.
+            raw = connection.connection.driver_connection if sqlite else None
+            if raw is not None:
+                raw.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")  # outside any transaction
             try:
                 with connection.begin() as transaction:
                     if not sqlite:
@@ -60,8 +62,8 @@ def check_database(engine: Engine) -> CheckResult:
                     connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
                     transaction.rollback()
             finally:
-                if sqlite:
-                    connection.exec_driver_sql("PRAGMA busy_timeout=30000")
+                if raw is not None:
+                    raw.execute("PRAGMA busy_timeout=30000")
     except SQLAlchemyError as exc:
         log.warning("readiness: database %s is not writable: %s", engine.url, exc)
         return CheckResult("database", False, f"not writable: {_short(exc)}")
