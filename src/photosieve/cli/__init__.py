@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from photosieve.cli import data, demo, embed, feedback, learn, policy, serve
+from photosieve.cli import data, db, demo, embed, feedback, learn, policy, serve
 
 app = typer.Typer(
     name="photosieve",
@@ -27,5 +27,5 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (embed, data, learn, policy, serve, feedback, demo):
+for _module in (embed, data, learn, policy, serve, feedback, demo, db):
     _module.register(app)

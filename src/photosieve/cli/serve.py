@@ -16,11 +16,23 @@ user_app = typer.Typer(help="Manage reviewer and admin accounts.", no_args_is_he
 apikey_app = typer.Typer(help="Manage API keys of upload clients.", no_args_is_help=True)
 
 
+def fail_startup(exc: Exception) -> typer.Exit:
+    """Print a start-up refusal as one line on stderr (no traceback); exit status 1."""
+    typer.echo(f"photosieve: {exc}", err=True)
+    return typer.Exit(1)
+
+
 def _sessions() -> object:
     from photosieve.service.config import Settings
+    from photosieve.service.startup import StartupError, preflight
     from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
-    engine = make_engine(Settings().resolved_database_url)
+    settings = Settings()
+    try:
+        preflight(settings)  # never create an empty database beside stored photos
+    except StartupError as exc:
+        raise fail_startup(exc) from exc
+    engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     return make_sessionmaker(engine)
 
@@ -35,10 +47,13 @@ def serve(
 
     from photosieve.service.app import create_app
     from photosieve.service.config import Settings
+    from photosieve.service.startup import StartupError
 
     settings = Settings() if bundle is None else Settings(bundle_path=bundle)
     try:
         app = create_app(settings)
+    except StartupError as exc:  # unwritable folder, missing database beside photos
+        raise fail_startup(exc) from exc
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from exc
     table = Table(title="photosieve service")
