@@ -111,3 +111,40 @@ def animated_gif(frames: int = 300, size: tuple[int, int] = (64, 64)) -> bytes:
 
 def truncated(data: bytes, keep: float = 0.5) -> bytes:
     return data[: max(1, int(len(data) * keep))]
+
+
+def thin_png(height: int = 39_999_999) -> bytes:
+    """A complete 1-bit 1×`height` PNG (76 KB for 39,999,999 rows): under 40 MP, yet hostile."""
+    compressor = zlib.compressobj(9)
+    rows = b"\x00\x00" * 1_000_000  # filter byte + one byte of 1-bit pixels, per row
+    body = b""
+    left = height
+    while left > 0:
+        take = min(left, 1_000_000)
+        body += compressor.compress(rows[: 2 * take])
+        left -= take
+    body += compressor.flush()
+    return (
+        PNG_SIGNATURE
+        + png_ihdr(1, height, bit_depth=1, colour=0)
+        + png_chunk(b"IDAT", body)
+        + png_chunk(b"IEND", b"")
+    )
+
+
+def bmp_rle8(width: int, height: int) -> bytes:
+    """An RLE8-compressed BMP of one colour: `width`×`height` pixels in a few hundred kB."""
+    row = bytes([255, 7]) * (width // 255) + bytes([width % 255, 7]) + b"\x00\x00"
+    data = row * height + b"\x00\x01"
+    palette = b"".join(bytes([i, i, i, 0]) for i in range(256))
+    info = struct.pack("<IiiHHIIiiII", 40, width, height, 1, 8, 1, len(data), 2835, 2835, 256, 0)
+    offset = 14 + len(info) + len(palette)
+    head = b"BM" + struct.pack("<IHHI", offset + len(data), 0, 0, offset)
+    return head + info + palette + data
+
+
+def solid(width: int, height: int, fmt: str, **kwargs: object) -> bytes:
+    """A one-colour image of any size in `fmt` (big on screen, small on the wire)."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (width, height), (120, 90, 60)).save(buffer, fmt, **kwargs)
+    return buffer.getvalue()

@@ -85,6 +85,13 @@ def test_tiny_avatars_and_photos_within_limits_are_accepted(size: tuple[int, int
     assert (header.width, header.height) == size
 
 
+def test_webp_has_a_lower_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
+    big = encode(Image.new("RGB", (4200, 4200)), "WEBP")  # 17.6 MP: no reduced decode for WebP
+    _no_decoding(monkeypatch)
+    assert _reason(big) == "too_large"
+    assert read_header(encode(Image.new("RGB", (4096, 4096)), "WEBP")).width == 4096
+
+
 def test_limits_are_configurable() -> None:
     data = encode(Image.new("RGB", (300, 100)), "PNG")
     assert _reason(data, limits=DecodeLimits(max_aspect=2.0)) == "aspect_ratio"
