@@ -148,3 +148,27 @@ def solid(width: int, height: int, fmt: str, **kwargs: object) -> bytes:
     buffer = io.BytesIO()
     Image.new("RGB", (width, height), (120, 90, 60)).save(buffer, fmt, **kwargs)
     return buffer.getvalue()
+
+
+def jpeg_with_segments(count: int) -> bytes:
+    """A small JPEG with `count` empty COM segments before its header."""
+    data = solid(64, 64, "JPEG")
+    return data[:2] + b"\xff\xfe\x00\x02" * count + data[2:]
+
+
+def jpeg_with_stray_bytes(count: int) -> bytes:
+    """A small JPEG with `count` junk bytes where a marker should be."""
+    data = solid(64, 64, "JPEG")
+    return data[:2] + b"\x00" * count + data[2:]
+
+
+def gif_with_extensions(count: int) -> bytes:
+    """A GIF with `count` tiny comment extensions before its first frame."""
+    data = gif_header(300, 300)
+    return data[:19] + b"\x21\xfe\x01a\x00" * count + data[19:]
+
+
+def gif_with_stray_bytes(count: int) -> bytes:
+    """A GIF with `count` junk bytes between its blocks (Pillow skips them one by one)."""
+    data = gif_header(300, 300)
+    return data[:19] + b"\x01" * count + data[19:]

@@ -22,9 +22,12 @@ from photosieve.vision.decode import ImageHeader
 HOSTILE = {
     "iccp-inflates-4MB": (hostile.iccp_bomb(), "unreadable"),
     "ztxt-inflates-4MB": (hostile.ztxt_bomb(), "unreadable"),
-    "80-ztxt-chunks": (hostile.many_ztxt(), "unreadable"),
+    "80-ztxt-chunks": (hostile.many_ztxt(), "too_many_chunks"),
     "1x39999999-png": (hostile.header_only_png(1, 39_999_999), "too_large"),
     "8193-side": (hostile.header_only_png(8193, 2000), "too_large"),
+    "6300-square-png": (hostile.header_only_png(6300, 6300), "too_large"),
+    "600k-text-chunks": (hostile.many_small_chunks(600_000), "too_many_chunks"),
+    "2.5M-jpeg-segments": (hostile.jpeg_with_segments(2_500_000), "too_many_chunks"),
     "25:1-banner": (hostile.header_only_png(5000, 200), "aspect_ratio"),
     "jpeg-65000x60": (hostile.jpeg_header(65_000, 60), "too_large"),
     "gif-65535-square": (hostile.gif_header(65_535, 65_535), "too_large"),
@@ -67,18 +70,23 @@ def test_keep_alive_connection_survives_a_chunk_bomb(service: Service) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_big_cheap_png_is_accepted_reduced_and_quick(service: Service) -> None:
-    # Finding 6: 6300×6300 (113 KB) is within the limits; it must cost one bounded decode.
+def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(service: Service) -> None:
+    # Finding 6: 6300×6300 (113 KB) cost ~400 MB and seconds; lossless images are now capped at
+    # 4096² (no reduced-scale decode exists for them) and those within it decode reduced.
     service.set_policy(APPROVE_ALL)
-    data = hostile.solid_png(6300, 6300)
+    started = time.perf_counter()
+    refused = _post(service.api(), hostile.solid_png(6300, 6300))
+    assert refused.status_code == 422 and refused.json()["detail"]["reason"] == "too_large"
+    assert time.perf_counter() - started < 10  # judged from the header (generating it: ~1 s)
+    data = hostile.solid_png(4096, 4096)
     started = time.perf_counter()
     response = _post(service.api(), data)
     elapsed = time.perf_counter() - started
     assert response.status_code == 201, response.text
-    assert elapsed < 30  # ~1 s on an idle core; generous for the shared box
+    assert elapsed < 30  # ~0.4 s on an idle core; generous for the shared box
     with service.sessions() as session:
         upload = session.scalars(select(Upload)).one()
-        assert (upload.width, upload.height, upload.image_format) == (6300, 6300, "png")
+        assert (upload.width, upload.height, upload.image_format) == (4096, 4096, "png")
 
 
 def _header(pixels: int) -> ImageHeader:

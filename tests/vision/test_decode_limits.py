@@ -6,6 +6,7 @@ import io
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 
 import numpy as np
@@ -35,9 +36,7 @@ def _reason(data: bytes, **kwargs: object) -> str:
 
 
 @pytest.mark.parametrize(
-    "data",
-    [hostile.iccp_bomb(), hostile.ztxt_bomb(), hostile.many_ztxt()],
-    ids=["iccp-4MB", "ztxt-4MB", "80-ztxt-chunks"],
+    "data", [hostile.iccp_bomb(), hostile.ztxt_bomb()], ids=["iccp-4MB", "ztxt-4MB"]
 )
 def test_png_ancillary_chunk_bombs_are_typed_errors(data: bytes) -> None:
     # Finding 5: Pillow raises ValueError inside Image.open; it used to escape as a 500.
@@ -45,8 +44,33 @@ def test_png_ancillary_chunk_bombs_are_typed_errors(data: bytes) -> None:
     assert _reason(data, draft_size=224) == "unreadable"
 
 
+def test_many_compressed_text_chunks_are_refused(tmp_path: Path) -> None:
+    data = hostile.many_ztxt()  # 80 zTXt chunks of 1 MB each: 80 MB to inflate
+    assert _reason(data) == "too_many_chunks"  # bytes: refused before Pillow inflates any
+    path = tmp_path / "text.png"
+    path.write_bytes(data)
+    assert _reason(path) == "unreadable"  # files: Pillow's own 64 MB text budget, typed
+
+
+@pytest.mark.parametrize(
+    ("name", "data"),
+    [
+        ("png-600k-text-chunks", hostile.many_small_chunks(600_000)),
+        ("jpeg-2.5M-com-segments", hostile.jpeg_with_segments(2_500_000)),
+        ("jpeg-5MB-stray-bytes", hostile.jpeg_with_stray_bytes(5_000_000)),
+        ("gif-1M-extensions", hostile.gif_with_extensions(1_000_000)),
+        ("gif-6MB-stray-bytes", hostile.gif_with_stray_bytes(6_000_000)),
+    ],
+)
+def test_files_of_many_tiny_pieces_are_refused_quickly(name: str, data: bytes) -> None:
+    # Pillow parses these pieces in Python one at a time: 5-11 s for a 10 MB file.
+    started = time.perf_counter()
+    assert _reason(data) == "too_many_chunks", name
+    assert time.perf_counter() - started < 1.0
+
+
 def test_many_small_chunks_still_decode() -> None:
-    assert decode(hostile.many_small_chunks(5000)).image.size == (8, 8)
+    assert decode(hostile.many_small_chunks(1000)).image.size == (8, 8)  # under the cap
 
 
 def _no_decoding(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -78,18 +102,30 @@ def test_thin_and_huge_headers_are_refused_before_decoding(
 
 
 @pytest.mark.parametrize(
-    "size", [(32, 32), (64, 64), (128, 128), (1, 1), (4, 128), (2000, 100), (8192, 4096)]
+    "size", [(32, 32), (64, 64), (128, 128), (1, 1), (4, 128), (2000, 100), (4096, 4096)]
 )
 def test_tiny_avatars_and_photos_within_limits_are_accepted(size: tuple[int, int]) -> None:
     header = read_header(encode(Image.new("L", size, 9), "PNG"))
     assert (header.width, header.height) == size
 
 
+def test_lossless_formats_have_a_lower_pixel_limit_than_jpeg(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    jpeg = encode(Image.new("L", (8192, 4096), 9), "JPEG")  # 33.6 MP: draft-decodes cheaply
+    assert read_header(jpeg).width == 8192
+    png = hostile.header_only_png(6300, 6300)  # 39.7 MP, no reduced-scale decode
+    _no_decoding(monkeypatch)
+    with pytest.raises(ImageDecodeError, match="for PNG") as info:
+        read_header(png)
+    assert info.value.reason == "too_large"
+
+
 def test_webp_has_a_lower_pixel_limit(monkeypatch: pytest.MonkeyPatch) -> None:
-    big = encode(Image.new("RGB", (4200, 4200)), "WEBP")  # 17.6 MP: no reduced decode for WebP
+    assert read_header(encode(Image.new("RGB", (3200, 3200)), "WEBP")).width == 3200
+    big = encode(Image.new("RGB", (3300, 3300)), "WEBP")  # 10.9 MP: no reduced decode for WebP
     _no_decoding(monkeypatch)
     assert _reason(big) == "too_large"
-    assert read_header(encode(Image.new("RGB", (4096, 4096)), "WEBP")).width == 4096
 
 
 def test_limits_are_configurable() -> None:
@@ -165,7 +201,7 @@ _MEASURE = textwrap.dedent(
     import sys
     sys.path[:0] = [{src!r}, {tests!r}]
     import hostile_files
-    from photosieve.vision.decode import decode
+    from photosieve.vision.decode import MAX_PIXELS, DecodeLimits, decode
 
     def rss():
         fields = dict(line.split(":", 1) for line in open("/proc/self/status"))
@@ -175,7 +211,8 @@ _MEASURE = textwrap.dedent(
     with open("/proc/self/clear_refs", "w") as handle:
         handle.write("5")  # reset the peak (VmHWM) to the current RSS
     before = rss()[1]
-    image = decode(data, draft_size=224).image
+    limits = DecodeLimits(max_pixels_lossless=MAX_PIXELS)  # the defaults refuse 6300² PNGs
+    image = decode(data, draft_size=224, limits=limits).image
     print(image.size[0], image.size[1], rss()[0] - before)
     """
 )

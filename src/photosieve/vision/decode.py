@@ -4,14 +4,20 @@ Every upload and every training photo is decoded here (through `preprocess.load_
 is judged from its header before any pixel is decoded:
 
 - format: JPEG, PNG, WebP, BMP, GIF (first frame) or MPO;
-- total pixels ≤ `max_pixels` (40 MP: a phone photo is ~12 MP; 48/50-MP sensors still pass);
-  WebP ≤ 16.8 MP (4096²): Pillow decodes it through libwebp's RGBA animation API with no
-  reduced-scale decode, ~3 s for 40 MP on the shared box;
+- total pixels ≤ `max_pixels` (40 MP: a phone photo is ~12 MP; 48/50-MP sensors still pass)
+  for JPEG, which decodes big photos at 1/2-1/8 scale (`Image.draft`: 40 MP in 0.1 s);
+  ≤ `max_pixels_lossless` (16.8 MP, 4096²) for PNG, GIF and BMP, which have no reduced-scale
+  decode: every pixel is inflated and unfiltered (a 40-MP PNG took 2.2-3.2 s on the loaded
+  2-core box; a 5K screenshot is 14.7 MP); ≤ `max_pixels_webp` (10.2 MP, 3200²) for WebP,
+  decoded through libwebp's RGBA animation API (4096² took 1.9 s and 258 MB);
 - each side ≤ `max_side` (8192 px: an 8K photo, 8160-px 50-MP phones; beyond it only banners
   and bombs);
 - long side ≤ `max_aspect` × short side (20:1) once the long side exceeds `ASPECT_FREE_SIDE`
   (256 px). A 1×39,999,999 PNG passes the pixel limit yet costs seconds and gigabytes in every
   resample; a tiny 4×128 icon costs nothing and is let through.
+
+Bytes (uploads) are first walked by `vision.structure`: a PNG/JPEG/GIF of too many tiny pieces
+(which Pillow parses in Python, one at a time) is refused before Pillow sees it.
 
 Anything a decoder raises — Pillow's `ValueError` for inflated iCCP/zTXt chunks, `SyntaxError`
 for broken PNGs, `struct.error`, `EOFError`, `OSError`, decompression-bomb errors — becomes one
@@ -37,6 +43,8 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from photosieve.vision.structure import structure_problem
+
 MAX_PIXELS = 40_000_000
 MAX_SIDE = 8192
 MAX_ASPECT = 20.0
@@ -55,7 +63,9 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-FORMAT_MAX_PIXELS = {"WEBP": 4096 * 4096}  # formats that cost more per pixel than the rest
+MAX_PIXELS_LOSSLESS = 4096 * 4096
+MAX_PIXELS_WEBP = 3200 * 3200
+_LOSSLESS = frozenset({"PNG", "GIF", "BMP"})
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
 
 # What Pillow's decoders raise on hostile or broken files (its own fuzzers catch the same set).
@@ -91,6 +101,16 @@ class DecodeLimits:
     max_pixels: int = MAX_PIXELS
     max_side: int = MAX_SIDE
     max_aspect: float = MAX_ASPECT
+    max_pixels_lossless: int = MAX_PIXELS_LOSSLESS
+    max_pixels_webp: int = MAX_PIXELS_WEBP
+
+    def pixel_limit(self, image_format: str) -> int:
+        """The pixel limit for one format (never above `max_pixels`)."""
+        if image_format in _LOSSLESS:
+            return min(self.max_pixels, self.max_pixels_lossless)
+        if image_format == "WEBP":
+            return min(self.max_pixels, self.max_pixels_webp)
+        return self.max_pixels
 
 
 @dataclass(frozen=True)
@@ -118,6 +138,9 @@ def _open(source: str | Path | bytes) -> Image.Image:
     if isinstance(source, bytes | bytearray):
         if len(source) == 0:
             raise ImageDecodeError("empty", "the upload is empty (0 bytes)")
+        problem = structure_problem(bytes(source))
+        if problem is not None:
+            raise ImageDecodeError("too_many_chunks", f"the file's structure is hostile: {problem}")
         handle: io.BytesIO | str | Path = io.BytesIO(source)
     else:
         path = Path(source)
@@ -154,13 +177,13 @@ def check_header(header: ImageHeader, limits: DecodeLimits) -> None:
     width, height = header.width, header.height
     if width <= 0 or height <= 0:
         raise ImageDecodeError("unreadable", "image has no pixels")
-    max_pixels = min(limits.max_pixels, FORMAT_MAX_PIXELS.get(header.format, limits.max_pixels))
+    max_pixels = limits.pixel_limit(header.format)
     if header.pixels > max_pixels:
+        scope = "" if max_pixels == limits.max_pixels else f" for {header.format}"
         raise ImageDecodeError(
             "too_large",
             f"image is {width}x{height} = {header.pixels / 1e6:.1f} megapixels; "
-            f"the limit is {max_pixels / 1e6:.0f}"
-            + (" for WebP" if header.format == "WEBP" else ""),
+            f"the limit is {max_pixels / 1e6:.1f}{scope}",
         )
     if max(width, height) > limits.max_side:
         raise ImageDecodeError(
