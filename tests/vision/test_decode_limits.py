@@ -250,3 +250,19 @@ def test_garbage_after_a_valid_signature_is_a_typed_error() -> None:
     gif[10] ^= 0xFF
     with pytest.raises(ImageDecodeError):
         decode(bytes(gif[:30]))
+
+
+def test_bench_photos_decode_exactly_as_without_draft(bench_dir: Path) -> None:
+    # The benchmark's photos are ≤ 224-px JPEGs: draft and reduction must not touch a pixel.
+    import pandas as pd
+
+    manifest = pd.read_csv(bench_dir / "manifest.csv").sample(60, random_state=1)
+    cfg = PreprocessConfig()
+    for relative in manifest["path"]:
+        data = (bench_dir / relative).read_bytes()
+        full = load_image(data)
+        np.testing.assert_array_equal(
+            np.asarray(full), np.asarray(load_image(data, draft_size=224))
+        )
+        resized = full.resize((224, 224), Image.Resampling.BILINEAR, reducing_gap=3.0)
+        np.testing.assert_array_equal(load_for_model(data, cfg), np.asarray(resized))
