@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 import hostile_files as hostile
 from live_server import LiveServer
+from photosieve.service import hashbank
 from photosieve.service.decoding import DecodeBusy, DecodeGate
 from photosieve.store.models import Upload
 from photosieve.vision.decode import ImageHeader
@@ -70,10 +71,20 @@ def test_keep_alive_connection_survives_a_chunk_bomb(service: Service) -> None:
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
-def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(service: Service) -> None:
+def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(
+    service: Service, monkeypatch: pytest.MonkeyPatch
+) -> None:
     # Finding 6: 6300×6300 (113 KB) cost ~400 MB and seconds; lossless images are now capped at
     # 4096² (no reduced-scale decode exists for them) and those within it decode reduced.
     service.set_policy(APPROVE_ALL)
+    hashed: list[tuple[int, int]] = []
+    original = hashbank.phash
+
+    def recording_phash(image: Any) -> str:
+        hashed.append(image.size)
+        return original(image)
+
+    monkeypatch.setattr(hashbank, "phash", recording_phash)
     started = time.perf_counter()
     refused = _post(service.api(), hostile.solid_png(6300, 6300))
     assert refused.status_code == 422 and refused.json()["detail"]["reason"] == "too_large"
@@ -87,6 +98,7 @@ def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(service: Service)
     with service.sessions() as session:
         upload = session.scalars(select(Upload)).one()
         assert (upload.width, upload.height, upload.image_format) == (4096, 4096, "png")
+    assert hashed == [(683, 683)]  # the pHash saw the reduced photo, not 16.8 MP
 
 
 def _header(pixels: int) -> ImageHeader:
