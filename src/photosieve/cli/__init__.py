@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import typer
 
-from photosieve.cli import batch, capacity, data, demo, embed, feedback, learn, policy, serve
+from photosieve.cli import batch, capacity, data, db, demo, embed, feedback, learn, policy, serve
 
 app = typer.Typer(
     name="photosieve",
@@ -28,5 +28,5 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (embed, data, learn, policy, batch, serve, feedback, capacity, demo):
+for _module in (embed, data, learn, policy, batch, serve, feedback, capacity, demo, db):
     _module.register(app)

@@ -54,6 +54,19 @@ def _default_data() -> Path | None:
     return manifest if manifest and manifest.is_file() else None
 
 
+def _preflight(workdir: Path) -> None:
+    """One line, no traceback, for an unwritable workdir or a missing database beside photos."""
+    from photosieve.service.config import Settings
+    from photosieve.service.startup import StartupError, ensure_writable, preflight
+
+    try:
+        ensure_writable(workdir, "workdir")
+        preflight(Settings(workdir=workdir))
+    except StartupError as exc:
+        typer.echo(f"photosieve: {exc}", err=True)
+        raise typer.Exit(1) from exc
+
+
 def _first_login(workdir: Path) -> tuple[str, str]:
     """Create the first admin (once) and remember its password in a 0600 file."""
     from photosieve.service.config import Settings
@@ -108,6 +121,7 @@ def demo(
     console = make_console()
     layout = Workdir.of(workdir)
     work = layout.root
+    _preflight(work)
     source = data or _default_data()
     if source is None:
         raise typer.BadParameter(

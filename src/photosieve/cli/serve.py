@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from photosieve.cli import users
+from photosieve.cli.console import console as make_console
 
 apikey_app = typer.Typer(help="Manage API keys of upload clients.", no_args_is_help=True)
 client_app = typer.Typer(
@@ -23,11 +24,23 @@ client_app = typer.Typer(
 )
 
 
+def fail_startup(exc: Exception) -> typer.Exit:
+    """Print a start-up refusal as one line on stderr (no traceback); exit status 1."""
+    typer.echo(f"photosieve: {exc}", err=True)
+    return typer.Exit(1)
+
+
 def _sessions() -> object:
     from photosieve.service.config import Settings
+    from photosieve.service.startup import StartupError, preflight
     from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
-    engine = make_engine(Settings().resolved_database_url)
+    settings = Settings()
+    try:
+        preflight(settings)  # never create an empty database beside stored photos
+    except StartupError as exc:
+        raise fail_startup(exc) from exc
+    engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     return make_sessionmaker(engine)
 
@@ -36,6 +49,9 @@ def serve(
     host: str = typer.Option("127.0.0.1", help="Interface to listen on."),
     port: int = typer.Option(8000, help="TCP port."),
     bundle: Path | None = typer.Option(None, help="Model bundle folder (PHOTOSIEVE_BUNDLE_PATH)."),
+    workdir: Path | None = typer.Option(
+        None, help="Working folder: database, photos, secret key (PHOTOSIEVE_WORKDIR) [./work]."
+    ),
 ) -> None:
     """Run the moderation service (API, review queue and reviewer UI)."""
     import uvicorn
@@ -43,10 +59,18 @@ def serve(
 
     from photosieve.service.app import create_app
     from photosieve.service.config import Settings
+    from photosieve.service.startup import StartupError
 
     try:
-        settings = Settings() if bundle is None else Settings(bundle_path=bundle)
+        overrides: dict[str, Path] = {}
+        if bundle is not None:
+            overrides["bundle_path"] = bundle
+        if workdir is not None:
+            overrides["workdir"] = workdir.resolve()
+        settings = Settings(**overrides)  # type: ignore[arg-type]
         app = create_app(settings)
+    except StartupError as exc:  # unwritable folder, missing database beside photos
+        raise fail_startup(exc) from exc
     except ValidationError as exc:
         messages = "; ".join(
             str(error["msg"]).removeprefix("Value error, ") for error in exc.errors()
@@ -63,7 +87,7 @@ def serve(
     table.add_row("model", app.state.model_version)
     key_source = "PHOTOSIEVE_SECRET_KEY" if settings.secret_key else str(settings.secret_key_file)
     table.add_row("session key", key_source)
-    Console().print(table)
+    make_console().print(table)
     uvicorn.run(app, host=host, port=port, log_level="info")
 
 

@@ -1,9 +1,11 @@
 """The `create_app(settings)` factory: engine, migrations, scorer, stores, middleware, routers.
 
 Nothing happens at import. `create_app` resolves the cookie-signing key (configured, or created
-once in the workdir: `service.secret_key`), migrates the database to the newest schema, finishes
-any image write a crash interrupted, loads the model bundle (unless a scorer is passed in) and
-wires the routes split by role (`routes.api`, `routes.review`, `routes.health`, `routes.ui`).
+once in the workdir: `service.secret_key`), checks its folders are writable and refuses an empty
+database beside stored photos (`service.startup`), migrates the database to the newest schema,
+finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
+in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
+`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`).
 """
 
 from __future__ import annotations
@@ -12,18 +14,22 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
-from fastapi import FastAPI
+from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
 from sqlalchemy import select
+from sqlalchemy.exc import InternalError, OperationalError
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
 from photosieve.service.config import Settings
+from photosieve.service.decoding import DecodeGate, return_freed_memory
 from photosieve.service.hygiene import InputHygiene, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
 from photosieve.service.secret_key import resolve_secret_key
+from photosieve.service.startup import preflight
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
 from photosieve.store.models import Upload, utcnow
@@ -56,6 +62,8 @@ def _model_version(scorer: ImageScorer) -> str:
 def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None = None) -> FastAPI:
     """Build the moderation service. `scorer` defaults to the bundle named in `settings`."""
     settings = settings if settings is not None else Settings()
+    # Writable folders; no empty database created beside stored photos (StartupError).
+    preflight(settings)
     secret_key = resolve_secret_key(settings)  # configured, or generated once in the workdir
     scorer = scorer if scorer is not None else load_scorer(settings)
     engine = make_engine(settings.resolved_database_url)
@@ -92,6 +100,24 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.model_version = _model_version(scorer)
     app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
     app.state.clock = utcnow  # sessions and sign-in throttling read the time here (tests move it)
+    app.state.decode_gate = DecodeGate(
+        settings.decode_slots,
+        settings.heavy_decode_slots,
+        max_wait_s=settings.decode_wait_seconds,
+    )
+    return_freed_memory()
+
+    @app.exception_handler(OperationalError)
+    @app.exception_handler(InternalError)
+    async def database_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # A read-only, locked or unreachable database: the request may be retried; /readyz
+        # says which check fails.
+        log.error("database error: %s", exc)
+        detail = {
+            "reason": "database_unavailable",
+            "message": "the database cannot take this request now; see /readyz",
+        }
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 
     app.add_middleware(
         SessionMiddleware,

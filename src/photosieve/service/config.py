@@ -69,6 +69,13 @@ class Settings(BaseSettings):
     login_lockout_max_seconds: int = Field(default=15 * 60, gt=0)
     max_upload_bytes: int = Field(default=10 * 1024 * 1024, gt=0)
     max_image_pixels: int = Field(default=40_000_000, gt=0)
+    # Checked from the header before decoding (see `photosieve.vision.decode`).
+    max_image_side: int = Field(default=8192, gt=0)
+    max_image_aspect: float = Field(default=20.0, ge=1.0)
+    # Concurrent decodes (None: the usable cores) and of those, big ones (None: half, ≥ 1).
+    decode_slots: int | None = Field(default=None, gt=0)
+    heavy_decode_slots: int | None = Field(default=None, gt=0)
+    decode_wait_seconds: float = Field(default=30.0, gt=0)
     audit_rate: float = Field(default=0.01, ge=0.0, le=1.0)
     claim_ttl_seconds: int = Field(default=600, gt=0)
     claim_batch_max: int = Field(default=50, gt=0)

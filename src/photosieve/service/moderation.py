@@ -2,7 +2,8 @@
 
 `Moderator` is the one place the rules live (routes only translate HTTP):
 
-- upload: decode → pHash → score → known-bad near-match? removed : the policy's band
+- upload: decode (within the header limits, reduced for the model) → pHash of the reduced
+  photo → score → known-bad near-match? removed : the policy's band
   (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
   `audit`. File and rows are written together (see `storage`). Uploads belong to the sending
   client; with an Idempotency-Key a retry returns the first upload (unique per client and key).
@@ -16,7 +17,6 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import io
 import random
 import time
 from collections.abc import Sequence
@@ -47,7 +47,10 @@ from photosieve.store.models import (
     utcnow,
 )
 from photosieve.store.queue import ConflictError, NotFoundError
-from photosieve.vision.preprocess import load_image
+from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, decode, read_header
+
+# The model input side assumed when the scorer does not say (EfficientNet-Lite0: 224 px).
+DEFAULT_DRAFT_SIZE = 224
 
 
 class ScoredLike(Protocol):
@@ -123,6 +126,30 @@ class Moderator:
         )  # fmt: skip
 
     # ---- uploads -------------------------------------------------------------------------
+    @property
+    def limits(self) -> DecodeLimits:
+        return DecodeLimits(
+            max_pixels=self.settings.max_image_pixels,
+            max_side=self.settings.max_image_side,
+            max_aspect=self.settings.max_image_aspect,
+        )
+
+    def read_header(self, data: bytes) -> ImageHeader:
+        """Format and size from the header, within the limits (cheap); ImageDecodeError else."""
+        try:
+            return read_header(data, self.limits)
+        except ValueError as exc:
+            self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
+            raise
+
+    def decode_upload(self, data: bytes) -> DecodedImage:
+        """Decode an upload as the training photos were, reduced for the model's input size."""
+        try:
+            return decode(data, limits=self.limits, draft_size=self._draft_size())
+        except ValueError as exc:
+            self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
+            raise
+
     def moderate_upload(
         self,
         data: bytes,
@@ -131,13 +158,16 @@ class Moderator:
         api_key_id: int | None = None,
         client_id: int | None = None,
         idempotency_key: str | None = None,
+        decoded: DecodedImage | None = None,
     ) -> UploadOutcome:
         """Decide, store and record one upload. Raises ImageDecodeError for bad images.
 
-        With an `idempotency_key` (needs `client_id`) a repeat returns the first upload
-        (`replayed=True`) without scoring again; the same key with another photo or user_id
-        raises IdempotencyKeyReused. Two racing requests with one key make one row: the unique
-        (client, key) index refuses the second insert, which then replays the first.
+        `decoded` is the upload already decoded by `decode_upload` (the service decodes under
+        its `DecodeGate`); without it the upload is decoded here. With an `idempotency_key`
+        (needs `client_id`) a repeat returns the first upload (`replayed=True`) without scoring
+        again; the same key with another photo or user_id raises IdempotencyKeyReused. Two
+        racing requests with one key make one row: the unique (client, key) index refuses the
+        second insert, which then replays the first.
         """
         started = time.perf_counter()
         sha = sha256_bytes(data)
@@ -148,17 +178,12 @@ class Moderator:
             replay = self._replay(client_id, idempotency_key, fingerprint)
             if replay is not None:
                 return replay
-        try:
-            # Decoded as the training photos were (JPEG draft at the model's input size).
-            image = load_image(
-                data, max_pixels=self.settings.max_image_pixels, draft_size=self._draft_size()
-            )
-        except ValueError as exc:
-            self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
-            raise
-        with Image.open(io.BytesIO(data)) as probe:  # header only: format and full size
-            image_format = (probe.format or "unknown").lower()[:8]
-            dims = probe.size
+        if decoded is None:
+            decoded = self.decode_upload(data)
+        image = decoded.image
+        image_format = decoded.header.format.lower()[:8]
+        dims = (decoded.header.width, decoded.header.height)
+        # The hash of the reduced photo: imagehash's LANCZOS resize of a full-size one took 15 s.
         image_hash = hashbank.phash(image)
         scored = self.scorer.score_images([image])[0]  # the slow part: outside any transaction
         staged = self.images.stage(data, sha)
@@ -205,12 +230,12 @@ class Moderator:
         self.metrics.upload_done(outcome.upload.status, time.perf_counter() - started)
         return outcome
 
-    def _draft_size(self) -> int | None:
+    def _draft_size(self) -> int:
         embedder = getattr(self.scorer, "embedder", None)
         config = getattr(embedder, "config", None)
         preprocess = getattr(config, "preprocess", None)
         size = getattr(preprocess, "input_size", None)
-        return int(size) if size else None
+        return int(size) if size else DEFAULT_DRAFT_SIZE
 
     def _replay(self, client_id: int, key: str, fingerprint: str | None) -> UploadOutcome | None:
         """The client's earlier upload with this key, if any (checked against this request)."""

@@ -170,6 +170,19 @@ class SignOutEverywhereResponse(BaseModel):
 
 
 class Health(BaseModel):
+    """Liveness: the process is up."""
+
     status: Literal["ok"]
-    database: Literal["ok"]
     model_version: str
+
+
+class ReadinessCheck(BaseModel):
+    ok: bool
+    detail: str
+
+
+class Readiness(BaseModel):
+    """Readiness: each check (`database`, `image_store`, `model`) and the verdict."""
+
+    status: Literal["ready", "not_ready"]
+    checks: dict[str, ReadinessCheck]

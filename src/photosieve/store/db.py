@@ -30,7 +30,10 @@ def make_engine(url: str, **kwargs: Any) -> Engine:
         kwargs.setdefault("pool_pre_ping", True)
         return create_engine(url, **kwargs)
     if parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+        database = parsed.database
+        if parsed.query.get("uri") == "true" and database.startswith("file:"):
+            database = database[len("file:") :].split("?", 1)[0]  # sqlite:///file:…?mode=ro
+        Path(database).parent.mkdir(parents=True, exist_ok=True)
     connect_args = {"check_same_thread": False, "timeout": 30.0, **kwargs.pop("connect_args", {})}
     engine = create_engine(url, connect_args=connect_args, **kwargs)
 
@@ -77,7 +80,9 @@ def alembic_config(engine: Engine | None = None) -> Any:
     cfg = Config()
     cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
     if engine is not None:
-        cfg.set_main_option("sqlalchemy.url", engine.url.render_as_string(hide_password=False))
+        # ConfigParser interpolates "%": escape URL-encoded characters (passwords, `file%3A`).
+        url = engine.url.render_as_string(hide_password=False).replace("%", "%%")
+        cfg.set_main_option("sqlalchemy.url", url)
     return cfg
 
 

@@ -87,6 +87,12 @@ class ImageStore:
             return []
         return [p for p in self.root.glob("??/??/*") if p.is_file()]
 
+    def has_photos(self) -> bool:
+        """Whether any photo is published (stops at the first one found)."""
+        if not self.root.is_dir():
+            return False
+        return any(p.is_file() for p in self.root.glob("??/??/*"))
+
     def staged(self) -> list[Path]:
         """Temp files not yet published or discarded."""
         return sorted(self.tmp.glob("*.tmp")) if self.tmp.is_dir() else []

@@ -6,26 +6,32 @@ as it saw its training data. Bad input raises `ImageDecodeError` with a reason a
 
 from __future__ import annotations
 
-import io
-import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps, UnidentifiedImageError
+from PIL import Image
 
-# A 40-megapixel ceiling: a phone photo is ~12 MP; more is a decompression bomb for an avatar.
-MAX_PIXELS = 40_000_000
-SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
+from photosieve.vision.decode import (
+    MAX_PIXELS,
+    SUPPORTED_FORMATS,
+    DecodeLimits,
+    ImageDecodeError,
+    decode,
+)
 
-
-class ImageDecodeError(ValueError):
-    """A file that is not a photo we accept. `reason` is a short machine-readable code."""
-
-    def __init__(self, reason: str, message: str) -> None:
-        super().__init__(message)
-        self.reason = reason
-        self.message = message
+__all__ = [
+    "MAX_PIXELS",
+    "SUPPORTED_FORMATS",
+    "DecodeLimits",
+    "ImageDecodeError",
+    "PreprocessConfig",
+    "load_for_model",
+    "load_image",
+    "preprocess",
+    "resize_for_model",
+    "to_input_array",
+]
 
 
 @dataclass(frozen=True)
@@ -70,100 +76,28 @@ _RESAMPLE = {
 }
 
 
-def _open(source: str | Path | bytes) -> Image.Image:
-    if isinstance(source, bytes | bytearray):
-        if len(source) == 0:
-            raise ImageDecodeError("empty", "the upload is empty (0 bytes)")
-        handle: io.BytesIO | str | Path = io.BytesIO(source)
-    else:
-        path = Path(source)
-        if not path.is_file():
-            raise ImageDecodeError("missing", f"no such file: {path}")
-        if path.stat().st_size == 0:
-            raise ImageDecodeError("empty", f"the file is empty (0 bytes): {path}")
-        handle = path
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = Image.open(handle)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageDecodeError("too_large", f"image is larger than allowed: {exc}") from exc
-    except UnidentifiedImageError as exc:
-        raise ImageDecodeError(
-            "not_an_image", "not a recognised image (expected JPEG, PNG, WebP, BMP or GIF)"
-        ) from exc
-    except OSError as exc:
-        raise ImageDecodeError("unreadable", f"could not read the image: {exc}") from exc
-    return image
-
-
 def load_image(
-    source: str | Path | bytes, *, max_pixels: int = MAX_PIXELS, draft_size: int | None = None
+    source: str | Path | bytes,
+    *,
+    max_pixels: int = MAX_PIXELS,
+    draft_size: int | None = None,
+    limits: DecodeLimits | None = None,
 ) -> Image.Image:
     """Decode a photo to an RGB `PIL.Image`, upright (EXIF orientation applied).
 
     Accepts JPEG, PNG, WebP, BMP and the first frame of a GIF. Palette, alpha, CMYK, 16-bit and
     grayscale images are converted to RGB deterministically (alpha is composited on white).
-    Raises `ImageDecodeError` for anything else: empty, truncated, not an image, unsupported
-    format, or more than `max_pixels` pixels (checked from the header, before decoding).
+    Raises `ImageDecodeError` for anything else: empty, truncated, corrupt, not an image,
+    unsupported format, more than `max_pixels` pixels, a side over 8192 px or an aspect ratio
+    over 20:1 (`limits`, checked from the header, before decoding; see `vision.decode`).
 
-    `draft_size` lets a JPEG decode at a reduced scale (1/2, 1/4, 1/8) as long as both sides stay
-    at least `draft_size` pixels: much faster for big photos headed for a small model input.
+    `draft_size` lets a big photo decode at a reduced scale: a JPEG through DCT scaling (1/2,
+    1/4, 1/8) as long as both sides stay at least `draft_size` pixels, other formats by the
+    integer box reduction the resize to the model's input would apply anyway. Photos under
+    twice `draft_size` (JPEG) or six times it (others) decode exactly as without it.
     """
-    with _open(source) as image:  # closes the file, whatever happens
-        _check_header(image, max_pixels)
-        try:
-            image.seek(0)  # first frame of an animation
-            if draft_size is not None and image.format in ("JPEG", "MPO"):
-                image.draft(None, (draft_size, draft_size))
-            image.load()
-            upright = ImageOps.exif_transpose(image)
-            return _to_rgb(upright)
-        except (OSError, SyntaxError, ValueError, EOFError) as exc:
-            raise ImageDecodeError(
-                "truncated", f"image data is truncated or corrupt: {exc}"
-            ) from exc
-
-
-def _check_header(image: Image.Image, max_pixels: int) -> None:
-    if image.format not in SUPPORTED_FORMATS:
-        raise ImageDecodeError(
-            "unsupported_format",
-            f"unsupported image format {image.format or 'unknown'}: "
-            "use JPEG, PNG, WebP, BMP or GIF",
-        )
-    width, height = image.size
-    if width <= 0 or height <= 0:
-        raise ImageDecodeError("unreadable", "image has no pixels")
-    if width * height > max_pixels:
-        raise ImageDecodeError(
-            "too_large",
-            f"image is {width}x{height} = {width * height / 1e6:.1f} megapixels; "
-            f"the limit is {max_pixels / 1e6:.0f}",
-        )
-
-
-def _to_rgb(image: Image.Image) -> Image.Image:
-    mode = image.mode
-    if mode == "RGB":
-        return image.copy()
-    if mode == "P":
-        image = image.convert("RGBA")  # palette may carry transparency
-        mode = "RGBA"
-    if mode in ("I;16", "I;16B", "I;16L", "I"):
-        array = np.asarray(image, dtype=np.float64)
-        peak = 65535.0 if mode.startswith("I;16") else max(float(array.max()), 1.0)
-        image = Image.fromarray(np.clip(array / peak * 255.0, 0, 255).astype(np.uint8), "L")
-        mode = "L"
-    if mode == "F":
-        array = np.asarray(image, dtype=np.float64)
-        image = Image.fromarray(np.clip(array, 0, 255).astype(np.uint8), "L")
-        mode = "L"
-    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
-        rgba = image.convert("RGBA")
-        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
-        return Image.alpha_composite(background, rgba).convert("RGB")
-    return image.convert("RGB")  # L, 1, CMYK, YCbCr, LAB, HSV
+    limits = limits if limits is not None else DecodeLimits(max_pixels=max_pixels)
+    return decode(source, limits=limits, draft_size=draft_size).image
 
 
 def resize_for_model(image: Image.Image, cfg: PreprocessConfig) -> Image.Image:

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from photosieve.service import appeals, security, views
+from photosieve.service.decoding import DecodeBusy, DecodeGate
 from photosieve.service.deps import Client, DbSession, ImagesDep, ModeratorDep, SettingsDep
 from photosieve.service.hygiene import check_field
 from photosieve.service.limits import BODY_TOO_LARGE
@@ -34,7 +35,7 @@ from photosieve.vision.preprocess import ImageDecodeError
 router = APIRouter(prefix="/v1", tags=["uploads"])
 
 _ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422)
+    code: {"model": ErrorResponse} for code in (400, 401, 404, 409, 413, 415, 422, 503)
 }
 MAX_USER_ID = 128
 MAX_IDEMPOTENCY_KEY = 128
@@ -133,7 +134,12 @@ async def create_upload(
     if idempotency_key is not None:
         key = check_field("idempotency_key", idempotency_key, max_chars=MAX_IDEMPOTENCY_KEY)
     data, user_id = await _read_form(request, settings.max_upload_bytes)
+    gate: DecodeGate = request.app.state.decode_gate
     try:
+        # The header is judged first (cheap); the decode waits for a slot without holding the
+        # event loop, so a hostile upload cannot stall everyone else's.
+        header = await run_in_threadpool(moderator.read_header, data)
+        decoded = await gate.run(header, lambda: moderator.decode_upload(data))
         outcome = await run_in_threadpool(
             moderator.moderate_upload,
             data,
@@ -141,11 +147,16 @@ async def create_upload(
             api_key_id=client.id,
             client_id=client.client_id,
             idempotency_key=key,
+            decoded=decoded,
         )
     except ImageDecodeError as exc:
         raise _error(422, exc.reason, exc.message) from exc
     except IdempotencyKeyReused as exc:
         raise _error(422, exc.reason, str(exc)) from exc
+    except DecodeBusy as exc:
+        raise HTTPException(
+            503, detail={"reason": "busy", "message": str(exc)}, headers={"Retry-After": "5"}
+        ) from exc
     response.headers["Location"] = f"/v1/uploads/{outcome.upload.id}"
     if outcome.replayed:
         response.status_code = status.HTTP_200_OK
