@@ -17,14 +17,16 @@ from collections.abc import AsyncIterator
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from fastapi_offline import FastAPIOffline
 from sqlalchemy import select
 from sqlalchemy.exc import InternalError, OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
-from photosieve.service.hygiene import InputHygiene, validation_error_handler
+from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
@@ -85,10 +87,13 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         yield
         engine.dispose()
 
-    app = FastAPI(
+    # Swagger UI and ReDoc served from the fastapi-offline package's files: /docs works offline.
+    app = FastAPIOffline(
         title="photosieve",
         version=__version__,
         summary="Avatar photo moderation: scoring, review queue, appeals, known-bad hash bank.",
+        description="Upload clients authenticate with an API key (`Authorize` → ApiKeyBearer); "
+        "reviewers with a session cookie from `POST /v1/auth/login`.",
         lifespan=lifespan,
     )
     app.state.settings = settings
@@ -131,6 +136,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.add_middleware(InputHygiene)
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
+    app.add_exception_handler(StarletteHTTPException, http_error_handler)
 
     from photosieve.service.routes import api, health, review, ui
 

@@ -8,7 +8,13 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Request, Security
+from fastapi.security import (
+    APIKeyCookie,
+    APIKeyHeader,
+    HTTPAuthorizationCredentials,
+    HTTPBearer,
+)
 from sqlalchemy.orm import Session
 
 from photosieve.service import security
@@ -45,7 +51,11 @@ ModeratorDep = Annotated[Moderator, Depends(get_moderator)]
 ImagesDep = Annotated[ImageStore, Depends(get_images)]
 
 
-def current_user(request: Request, session: DbSession) -> User:
+def current_user(
+    request: Request,
+    session: DbSession,
+    _cookie: Annotated[str | None, Security(SESSION_COOKIE)] = None,
+) -> User:
     """The signed-in reviewer or admin (401 otherwise); state-changing calls need CSRF."""
     user = security.require_user(request, session)
     security.check_csrf(request)
@@ -53,7 +63,11 @@ def current_user(request: Request, session: DbSession) -> User:
     return user
 
 
-def current_admin(request: Request, session: DbSession) -> User:
+def current_admin(
+    request: Request,
+    session: DbSession,
+    _cookie: Annotated[str | None, Security(SESSION_COOKIE)] = None,
+) -> User:
     """The signed-in admin (401 signed out, 403 for a reviewer)."""
     user = security.require_user(request, session, admin=True)
     security.check_csrf(request)
@@ -68,7 +82,30 @@ def optional_user(request: Request, session: DbSession) -> User | None:
     return user
 
 
-def api_client(request: Request, session: DbSession) -> ApiKey:
+# Declared in the OpenAPI document (Swagger's Authorize button); `security` does the checking.
+BEARER = HTTPBearer(
+    scheme_name="ApiKeyBearer",
+    description="An upload client's API key (`photosieve apikey create`): `Bearer psk_…`",
+    auto_error=False,
+)
+API_KEY_HEADER = APIKeyHeader(
+    name="X-API-Key", scheme_name="ApiKeyHeader", description="The API key, as a header",
+    auto_error=False,
+)  # fmt: skip
+SESSION_COOKIE = APIKeyCookie(
+    name="photosieve_session", scheme_name="ReviewerSession",
+    description="A reviewer's session (sign in with POST /v1/auth/login); state-changing calls "
+    "also send the session's X-CSRF-Token header",
+    auto_error=False,
+)  # fmt: skip
+
+
+def api_client(
+    request: Request,
+    session: DbSession,
+    _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
+    _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
+) -> ApiKey:
     """The calling client's API key (401 without a valid one)."""
     key = security.require_api_key(request, session)
     session.commit()

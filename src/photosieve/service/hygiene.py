@@ -12,22 +12,25 @@ One mechanism for every string a client sends, so SQLite and PostgreSQL see the 
 - `SingleLine` is a Pydantic type for ids and names in JSON bodies (no control character, so
   no tab or newline either);
 - `validation_error_handler` gives FastAPI's own 422s the service's error shape,
-  `{"detail": {"reason", "message", "errors"}}`.
+  `{"detail": {"reason", "message", "errors"}}`, and `http_error_handler` the router's plain
+  404/405s (`not_found`, `method_not_allowed`).
 """
 
 from __future__ import annotations
 
 import json
 import re
+from http import HTTPStatus
 from typing import Annotated, Any
 from urllib.parse import parse_qsl
 
 from fastapi import HTTPException, Request
 from fastapi.encoders import jsonable_encoder
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from pydantic import AfterValidator
 from pydantic_core import PydanticCustomError
+from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 CONTROL = re.compile(r"[\x00-\x1f\x7f]")  # C0 controls and DEL
@@ -99,6 +102,21 @@ async def validation_error_handler(_request: Request, exc: Exception) -> JSONRes
     where = ".".join(str(part) for part in first["loc"])
     detail = {"reason": reason, "message": f"{where}: {first['msg']}", "errors": errors}
     return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=422)
+
+
+async def http_error_handler(request: Request, exc: Exception) -> Response:
+    """Every HTTP error in the same `{"detail": {"reason", "message"}}` shape: the service's own
+    errors already are; the router's plain ones (404 no such route, 405 wrong method) become
+    `not_found` / `method_not_allowed` with their text as the message."""
+    assert isinstance(exc, StarletteHTTPException)
+    detail: Any = exc.detail
+    if not isinstance(detail, dict):
+        reason = HTTPStatus(exc.status_code).phrase.lower().replace(" ", "_").replace("-", "_")
+        detail = {"reason": reason, "message": str(detail)}
+    if exc.status_code in (204, 304):
+        return Response(status_code=exc.status_code, headers=exc.headers)
+    return JSONResponse({"detail": jsonable_encoder(detail)}, status_code=exc.status_code,
+                        headers=exc.headers)  # fmt: skip
 
 
 def _strings(value: Any) -> list[tuple[str, bool]]:

@@ -47,7 +47,7 @@ def create_session(
         id=hash_token(token),
         user_id=user_id,
         csrf_token=secrets.token_urlsafe(32),
-        client_addr=client_addr[:64],
+        client_addr=_as_logged(client_addr),
         created_at=now,
         last_seen_at=now,
         expires_at=now + lifetime,
@@ -128,6 +128,12 @@ def prune(session: Session, user_id: int, now: dt.datetime, keep: dt.timedelta) 
     session.flush()
 
 
+def _as_logged(text: str) -> str:
+    """A client-sent name as the audit log stores and matches it: at most 64 characters, control
+    characters shown as U+FFFD (PostgreSQL refuses NUL in text; the log must still count it)."""
+    return "".join(c if c.isprintable() else "\ufffd" for c in text[:64])
+
+
 def record_event(
     session: Session,
     kind: EventKind,
@@ -143,9 +149,9 @@ def record_event(
     row = AuthEvent(
         at=now,
         kind=kind.value,
-        username=username[:64],
+        username=_as_logged(username),
         user_id=user_id,
-        client_addr=client_addr[:64],
+        client_addr=_as_logged(client_addr),
         actor_id=actor_id,
         detail=None if detail is None else detail[:200],
     )
@@ -158,20 +164,21 @@ def failures_by_username(
     session: Session, username: str, since: dt.datetime
 ) -> tuple[int, dt.datetime | None]:
     """Failed sign-ins for a username after `since` and after its last success; (count, last)."""
+    name = _as_logged(username)
     last_ok = session.scalar(
         select(func.max(AuthEvent.at)).where(
-            AuthEvent.username == username[:64], AuthEvent.kind == EventKind.LOGIN_OK.value
+            AuthEvent.username == name, AuthEvent.kind == EventKind.LOGIN_OK.value
         )
     )
     start = since if last_ok is None else max(since, _aware(last_ok))
-    return _failures(session, AuthEvent.username == username[:64], start)
+    return _failures(session, AuthEvent.username == name, start)
 
 
 def failures_by_address(
     session: Session, client_addr: str, since: dt.datetime
 ) -> tuple[int, dt.datetime | None]:
     """Failed sign-ins from a client address after `since` (any username); (count, last)."""
-    return _failures(session, AuthEvent.client_addr == client_addr[:64], since)
+    return _failures(session, AuthEvent.client_addr == _as_logged(client_addr), since)
 
 
 def _failures(
@@ -196,5 +203,5 @@ def events(session: Session, *, username: str | None = None, limit: int = 100) -
     """Recent audit-log lines, newest first (one username's, or everyone's)."""
     query = select(AuthEvent).order_by(AuthEvent.id.desc()).limit(limit)
     if username is not None:
-        query = query.where(AuthEvent.username == username)
+        query = query.where(AuthEvent.username == _as_logged(username))
     return list(session.scalars(query))
