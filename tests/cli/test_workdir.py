@@ -81,3 +81,23 @@ def test_ready_means_the_port_accepts(tmp_path: Path) -> None:
         server.wait()
     dead = subprocess.Popen([sys.executable, "-c", "raise SystemExit(3)"])
     assert not _wait_for_port(dead, "127.0.0.1", port)
+
+
+def test_service_commands_take_the_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """user / apikey / client / db act on the --workdir given to them (not ./work)."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PHOTOSIEVE_WORKDIR", raising=False)
+    runner = CliRunner()
+    w = str(tmp_path / "w")
+    added = runner.invoke(app, ["user", "--workdir", w, "add", "rita", "--password", "pw-rita-123"])
+    assert added.exit_code == 0, added.output
+    key = runner.invoke(app, ["apikey", "--workdir", w, "create", "forum-1", "--client", "forum"])
+    assert key.exit_code == 0, key.output
+    listed = runner.invoke(app, ["user", "--workdir", w, "list"])
+    assert "rita" in listed.output
+    clients = runner.invoke(app, ["client", "--workdir", w, "list"])
+    assert "forum" in clients.output
+    upgraded = runner.invoke(app, ["db", "--workdir", w, "upgrade"])
+    assert upgraded.exit_code == 0 and "→" in upgraded.output
+    assert Workdir(tmp_path / "w").database.is_file()
+    assert not (tmp_path / "work").exists()

@@ -16,6 +16,7 @@ import typer
 from rich.table import Table
 
 from photosieve.cli.console import console as make_console
+from photosieve.cli.database import open_database, settings_for
 from photosieve.config import Workdir
 from photosieve.feedback.capacity import USER_COUNTS, Workload
 
@@ -25,20 +26,14 @@ CURVE_POSITIVES = (299, 473, 1_049, 3_000, 10_000, 30_000)
 
 
 def _measured(workdir: Path | None) -> dict[str, float]:
-    from photosieve.service.config import Settings
-    from photosieve.store.db import make_engine, make_sessionmaker
+    from photosieve.service.startup import sqlite_path
     from photosieve.store.throughput import review_throughput
 
-    settings = Settings() if workdir is None else Settings(workdir=workdir.resolve())
-    url = settings.resolved_database_url
-    if url.startswith("sqlite:///") and not Path(url.removeprefix("sqlite:///")).is_file():
-        return {}
-    engine = make_engine(url)
-    try:
-        with make_sessionmaker(engine)() as session:
-            t = review_throughput(session)
-    finally:
-        engine.dispose()
+    path = sqlite_path(settings_for(workdir).resolved_database_url)
+    if path is not None and not path.is_file():
+        return {}  # no service has run here yet: nothing measured
+    with open_database(workdir) as session:
+        t = review_throughput(session)
     found: dict[str, float] = {}
     if t.decisions >= MIN_MEASURED and t.decisions_per_hour:
         found["decisions_per_hour"] = t.decisions_per_hour

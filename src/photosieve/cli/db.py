@@ -9,7 +9,11 @@ from __future__ import annotations
 
 import typer
 
-db_app = typer.Typer(help="Manage the service database.", no_args_is_help=True)
+from photosieve.cli.database import fail_startup, settings_for, workdir_callback
+
+db_app = typer.Typer(
+    help="Manage the service database.", no_args_is_help=True, callback=workdir_callback
+)
 
 
 @db_app.command("upgrade")
@@ -17,18 +21,16 @@ def upgrade(
     revision: str = typer.Option("head", help="Alembic revision to upgrade to."),
 ) -> None:
     """Create the database if needed and run its migrations up to REVISION (default: head)."""
-    from photosieve.service.config import Settings
     from photosieve.service.startup import StartupError, ensure_writable, sqlite_path
     from photosieve.store.db import current_revision, make_engine, migrate
 
-    url = Settings().resolved_database_url
+    url = settings_for().resolved_database_url
     path = sqlite_path(url)
     try:
         if path is not None:
             ensure_writable(path.parent, "database folder")
     except StartupError as exc:
-        typer.echo(f"photosieve: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail_startup(exc) from exc
     engine = make_engine(url)
     try:
         before = current_revision(engine)

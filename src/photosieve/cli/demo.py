@@ -23,6 +23,7 @@ from rich.console import Console
 from rich.panel import Panel
 
 from photosieve.cli.console import console as make_console
+from photosieve.cli.database import check_startup, fail_startup, open_database, settings_for
 from photosieve.config import CERTIFY, Workdir
 from photosieve.paths import shared_data_dir
 
@@ -56,28 +57,22 @@ def _default_data() -> Path | None:
 
 def _preflight(workdir: Path) -> None:
     """One line, no traceback, for an unwritable workdir or a missing database beside photos."""
-    from photosieve.service.config import Settings
-    from photosieve.service.startup import StartupError, ensure_writable, preflight
+    from photosieve.service.startup import StartupError, ensure_writable
 
     try:
         ensure_writable(workdir, "workdir")
-        preflight(Settings(workdir=workdir))
     except StartupError as exc:
-        typer.echo(f"photosieve: {exc}", err=True)
-        raise typer.Exit(1) from exc
+        raise fail_startup(exc) from exc
+    check_startup(settings_for(workdir))
 
 
 def _first_login(workdir: Path) -> tuple[str, str]:
     """Create the first admin (once) and remember its password in a 0600 file."""
-    from photosieve.service.config import Settings
     from photosieve.service.security import create_user
     from photosieve.store.accounts import get_user_by_name
-    from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
     secret_file = Workdir(workdir).first_login
-    engine = make_engine(Settings(workdir=workdir).resolved_database_url)
-    migrate(engine)
-    with make_sessionmaker(engine)() as session:
+    with open_database(workdir) as session:
         if get_user_by_name(session, FIRST_ADMIN) is None:
             password = secrets.token_urlsafe(12)
             create_user(session, FIRST_ADMIN, password, "admin")
@@ -85,22 +80,16 @@ def _first_login(workdir: Path) -> tuple[str, str]:
             secret_file.parent.mkdir(parents=True, exist_ok=True)
             secret_file.write_text(password + "\n")
             secret_file.chmod(0o600)
-    engine.dispose()
     password = secret_file.read_text().strip() if secret_file.exists() else "(set earlier)"
     return FIRST_ADMIN, password
 
 
 def _api_key(workdir: Path) -> str:
-    from photosieve.service.config import Settings
     from photosieve.store.accounts import create_api_key
-    from photosieve.store.db import make_engine, make_sessionmaker, migrate
 
-    engine = make_engine(Settings(workdir=workdir).resolved_database_url)
-    migrate(engine)
-    with make_sessionmaker(engine)() as session:
+    with open_database(workdir) as session:
         _, key = create_api_key(session, f"demo-{secrets.token_hex(3)}", client=DEMO_CLIENT)
         session.commit()
-    engine.dispose()
     return key
 
 

@@ -8,6 +8,7 @@ import typer
 from rich.table import Table
 
 from photosieve.cli.console import console as make_console
+from photosieve.cli.database import open_database, settings_for
 from photosieve.config import Workdir
 
 feedback_app = typer.Typer(help="Reviewers' decisions → labelled data.", no_args_is_help=True)
@@ -23,17 +24,12 @@ def export(
 ) -> None:
     """Write every standing human decision as a labelled manifest for retraining."""
     from photosieve.feedback.export import export_labels
-    from photosieve.service.config import Settings
-    from photosieve.store.db import make_engine, make_sessionmaker, migrate
     from photosieve.store.images import ImageStore
 
-    settings = Settings() if workdir is None else Settings(workdir=workdir.resolve())
+    settings = settings_for(workdir)
     out = out or Workdir(settings.workdir).feedback_labels
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    with make_sessionmaker(engine)() as session:
+    with open_database(workdir) as session:
         summary = export_labels(session, ImageStore(settings.resolved_data_dir), out)
-    engine.dispose()
     table = Table(title=f"labels from reviewers → {out}")
     table.add_column("review kind")
     table.add_column("photos", justify="right")

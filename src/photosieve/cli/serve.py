@@ -12,37 +12,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from photosieve.cli import users
 from photosieve.cli.console import console as make_console
+from photosieve.cli.database import fail_startup, open_database, workdir_callback
 
-apikey_app = typer.Typer(help="Manage API keys of upload clients.", no_args_is_help=True)
-client_app = typer.Typer(
-    help="Manage clients (tenants: the forums and sites sending uploads).", no_args_is_help=True
+apikey_app = typer.Typer(
+    help="Manage API keys of upload clients.", no_args_is_help=True, callback=workdir_callback
 )
-
-
-def fail_startup(exc: Exception) -> typer.Exit:
-    """Print a start-up refusal as one line on stderr (no traceback); exit status 1."""
-    typer.echo(f"photosieve: {exc}", err=True)
-    return typer.Exit(1)
-
-
-def _sessions() -> object:
-    from photosieve.service.config import Settings
-    from photosieve.service.startup import StartupError, preflight
-    from photosieve.store.db import make_engine, make_sessionmaker, migrate
-
-    settings = Settings()
-    try:
-        preflight(settings)  # never create an empty database beside stored photos
-    except StartupError as exc:
-        raise fail_startup(exc) from exc
-    engine = make_engine(settings.resolved_database_url)
-    migrate(engine)
-    return make_sessionmaker(engine)
+client_app = typer.Typer(
+    help="Manage clients (tenants: the forums and sites sending uploads).",
+    no_args_is_help=True,
+    callback=workdir_callback,
+)
 
 
 def serve(
@@ -101,8 +84,7 @@ def apikey_create(
     """Create an API key for an upload client; the key is printed once, never stored."""
     from photosieve.store.accounts import create_api_key
 
-    sessions = _sessions()
-    with sessions() as session:  # type: ignore[operator]
+    with open_database() as session:
         try:
             row, key = create_api_key(session, name, client=client)
         except ValueError as exc:
@@ -128,13 +110,13 @@ def apikey_list() -> None:
     table = Table(title="API keys")
     for column in ("name", "client", "prefix", "created (UTC)", "revoked (UTC)"):
         table.add_column(column)
-    with _sessions()() as session:  # type: ignore[operator]
+    with open_database() as session:
         for key, client in list_api_keys(session):
             owner = client.name if client is not None else "-"
             table.add_row(
                 key.name, owner, key.prefix + "…", _when(key.created_at), _when(key.revoked_at)
             )
-    Console().print(table)
+    make_console().print(table)
 
 
 @apikey_app.command("revoke")
@@ -142,7 +124,7 @@ def apikey_revoke(name: str = typer.Argument(..., help="Key name (see `apikey li
     """Revoke an API key: it is refused from now on (its uploads stay)."""
     from photosieve.store.accounts import revoke_api_key
 
-    with _sessions()() as session:  # type: ignore[operator]
+    with open_database() as session:
         try:
             row = revoke_api_key(session, name)
         except ValueError as exc:
@@ -154,33 +136,22 @@ def apikey_revoke(name: str = typer.Argument(..., help="Key name (see `apikey li
 @client_app.command("list")
 def client_list() -> None:
     """List clients with their live keys and uploads."""
-    from sqlalchemy import func, select
-
-    from photosieve.store.accounts import list_clients
-    from photosieve.store.models import ApiKey, Upload
+    from photosieve.store.accounts import client_summaries
 
     table = Table(title="clients")
     for column in ("name", "active", "live keys", "uploads", "created (UTC)"):
         table.add_column(column)
-    with _sessions()() as session:  # type: ignore[operator]
-        for client in list_clients(session):
-            keys = session.scalar(
-                select(func.count())
-                .select_from(ApiKey)
-                .where(ApiKey.client_id == client.id, ApiKey.revoked_at.is_(None))
-            )
-            count = session.scalar(
-                select(func.count()).select_from(Upload).where(Upload.client_id == client.id)
-            )
+    with open_database() as session:
+        for client, keys, count in client_summaries(session):
             active = "yes" if client.active else "no"
             table.add_row(client.name, active, str(keys), str(count), _when(client.created_at))
-    Console().print(table)
+    make_console().print(table)
 
 
 def _set_active(name: str, active: bool) -> None:
     from photosieve.store.accounts import set_client_active
 
-    with _sessions()() as session:  # type: ignore[operator]
+    with open_database() as session:
         try:
             client = set_client_active(session, name, active)
         except ValueError as exc:

@@ -7,29 +7,15 @@ database `serve` uses; the running service sees a change at the user's next requ
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 import typer
-from rich.console import Console
 from rich.table import Table
-from sqlalchemy.orm import Session
 
-user_app = typer.Typer(help="Manage reviewer and admin accounts.", no_args_is_help=True)
+from photosieve.cli.console import console as make_console
+from photosieve.cli.database import open_database, settings_for, workdir_callback
 
-
-@contextmanager
-def _db() -> Iterator[Session]:
-    from photosieve.service.config import Settings
-    from photosieve.store.db import make_engine, make_sessionmaker, migrate
-
-    engine = make_engine(Settings().resolved_database_url)
-    try:
-        migrate(engine)
-        with make_sessionmaker(engine)() as session:
-            yield session
-    finally:
-        engine.dispose()
+user_app = typer.Typer(
+    help="Manage reviewer and admin accounts.", no_args_is_help=True, callback=workdir_callback
+)
 
 
 def _password(password: str | None) -> str:
@@ -50,7 +36,7 @@ def user_add(
     if role not in ("reviewer", "admin"):
         raise typer.BadParameter("role must be 'reviewer' or 'admin'", param_hint="--role")
     password = _password(password)
-    with _db() as db:
+    with open_database() as db:
         try:
             user = users.add(db, name, password, role)
         except ValueError as exc:
@@ -62,10 +48,9 @@ def user_add(
 def user_list() -> None:
     """List accounts with their live sessions and last sign-in."""
     from photosieve.service import users
-    from photosieve.service.config import Settings
 
-    with _db() as db:
-        rows = users.summaries(db, idle_seconds=Settings().session_idle_seconds)
+    with open_database() as db:
+        rows = users.summaries(db, idle_seconds=settings_for().session_idle_seconds)
     table = Table(title="photosieve users")
     for column in ("id", "username", "role", "active", "live sessions", "last sign-in (UTC)"):
         table.add_column(column)
@@ -73,7 +58,7 @@ def user_list() -> None:
         last = row.last_login.strftime("%Y-%m-%d %H:%M") if row.last_login else "never"
         active = "yes" if row.active else "disabled"
         table.add_row(str(row.id), row.username, row.role, active, str(row.live_sessions), last)
-    Console().print(table)
+    make_console().print(table)
 
 
 @user_app.command("disable")
@@ -81,7 +66,7 @@ def user_disable(name: str = typer.Argument(..., help="Username.")) -> None:
     """Disable an account: it cannot sign in, its sessions end, its claimed items go back."""
     from photosieve.service import users
 
-    with _db() as db:
+    with open_database() as db:
         try:
             done = users.set_active(db, name, False)
         except ValueError as exc:
@@ -97,7 +82,7 @@ def user_enable(name: str = typer.Argument(..., help="Username.")) -> None:
     """Re-enable a disabled account."""
     from photosieve.service import users
 
-    with _db() as db:
+    with open_database() as db:
         try:
             users.set_active(db, name, True)
         except ValueError as exc:
@@ -114,7 +99,7 @@ def user_set_password(
     from photosieve.service import users
 
     password = _password(password)
-    with _db() as db:
+    with open_database() as db:
         try:
             done = users.set_password(db, name, password)
         except ValueError as exc:
@@ -127,7 +112,7 @@ def user_signout_all(name: str = typer.Argument(..., help="Username.")) -> None:
     """Sign an account out everywhere (its claimed items go back to the queue)."""
     from photosieve.service import users
 
-    with _db() as db:
+    with open_database() as db:
         try:
             done = users.sign_out_everywhere(db, name)
         except ValueError as exc:

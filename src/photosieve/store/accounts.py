@@ -10,10 +10,10 @@ from __future__ import annotations
 import hashlib
 import secrets
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from photosieve.store.models import ApiKey, Client, Role, User, utcnow
+from photosieve.store.models import ApiKey, Client, Role, Upload, User, utcnow
 
 API_KEY_PREFIX = "psk_"
 DEFAULT_CLIENT = "default"  # existing keys and uploads were migrated to it (0003_tenants)
@@ -138,3 +138,19 @@ def find_api_key(session: Session, key: str) -> ApiKey | None:
     if api_key.revoked_at is not None or not client.active:
         return None
     return api_key
+
+
+def client_summaries(session: Session) -> list[tuple[Client, int, int]]:
+    """Every client with its live (unrevoked) keys and its uploads: (client, keys, uploads)."""
+    out = []
+    for client in list_clients(session):
+        keys = session.scalar(
+            select(func.count())
+            .select_from(ApiKey)
+            .where(ApiKey.client_id == client.id, ApiKey.revoked_at.is_(None))
+        )
+        uploads = session.scalar(
+            select(func.count()).select_from(Upload).where(Upload.client_id == client.id)
+        )
+        out.append((client, int(keys or 0), int(uploads or 0)))
+    return out
