@@ -46,8 +46,8 @@ def raw_limit(bundle_dir: Path, photos: list[Path], batch: int = 32) -> float:
     bundle = ModelBundle.load(bundle_dir)
     embedder = Embedder(backbone_for(bundle.backbone_id))
     cfg = embedder.config.preprocess
-    arrays = [decode_for_model(str(p), cfg) for p in photos]
-    stack = np.stack([a for a in arrays if not isinstance(a, str)])
+    decoded = [decode_for_model(str(p), cfg) for p in photos]
+    stack = np.stack([f for d in decoded if not isinstance(d, str) for f in d])
     embedder.embed_arrays(stack[:batch])  # warm-up
     started = time.perf_counter()
     for start in range(0, len(stack), batch):

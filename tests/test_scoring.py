@@ -140,3 +140,25 @@ def test_mismatched_backbone_is_refused(bundle: ModelBundle, embedder: Embedder)
     )
     with pytest.raises(ValueError, match="preprocessing"):
         Scorer(resized, embedder)
+
+
+def test_an_animation_is_judged_by_its_most_offensive_frame(
+    bundle: ModelBundle, embedder: Embedder, drawn: tuple[list[Image.Image], np.ndarray]
+) -> None:
+    """A GIF whose first frame is harmless but a later one offensive scores as the offensive
+    frame does; with only harmless frames it scores as they do."""
+    images, labels = drawn
+    harmless, offensive = images[int(np.argmin(labels))], images[int(np.argmax(labels))]
+    scorer = Scorer(bundle, embedder)
+
+    def gif(frames: list[Image.Image]) -> bytes:
+        buffer = io.BytesIO()
+        frames[0].save(buffer, "GIF", save_all=True, append_images=frames[1:], duration=80)
+        return buffer.getvalue()
+
+    hidden = scorer.score_bytes(gif([harmless, harmless, offensive]))
+    plain = scorer.score_bytes(gif([harmless, harmless]))
+    alone = scorer.score_bytes(gif([offensive, offensive]))
+    assert hidden.score == pytest.approx(alone.score, abs=1e-6)
+    assert plain.score < 0.5 < hidden.score
+    assert hidden.decision != plain.decision

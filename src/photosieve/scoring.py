@@ -21,8 +21,8 @@ from PIL import Image
 from photosieve.bundle import ModelBundle
 from photosieve.records import PRIMARY_SOURCE, Decision, Split
 from photosieve.vision.backbone import backbone_config, list_backbones
+from photosieve.vision.decode import ANIMATION_FRAMES, decode
 from photosieve.vision.embed import Embedder, embed_files
-from photosieve.vision.preprocess import load_image
 
 
 @dataclass(frozen=True)
@@ -92,9 +92,11 @@ class Scorer:
         return self.score_embeddings(self.embedder.embed_images(images))
 
     def score_bytes(self, data: bytes) -> ScoredImage:
-        """Decision for one uploaded file; raises `ImageDecodeError` for a bad upload."""
-        image = load_image(data, draft_size=self.embedder.config.preprocess.input_size)
-        return self.score_images([image])[0]
+        """Decision for one uploaded file; raises `ImageDecodeError` for a bad upload. Every
+        sampled frame of an animation is scored; the highest score decides."""
+        decoded = decode(data, draft_size=self.embedder.config.preprocess.input_size,
+                         max_frames=ANIMATION_FRAMES)  # fmt: skip
+        return max(self.score_images(decoded.all_frames), key=lambda s: s.score)
 
     def score_paths(self, paths: Sequence[Path], *, progress: bool = False) -> list[ScoredImage]:
         """Decisions for photo files, through the embedding cache of the embedder's workdir."""

@@ -50,20 +50,22 @@ def rows_from(
     )
 
 
-def score_decoded(scorer: Scorer, decoded: Sequence[np.ndarray | str]) -> tuple[
-    np.ndarray, list[str], list[str]
-]:  # fmt: skip
-    """Scores, decisions and errors for one batch of decoded photos (errors pass through)."""
-    good = [i for i, d in enumerate(decoded) if not isinstance(d, str)]
+def score_decoded(
+    scorer: Scorer, decoded: Sequence[list[np.ndarray] | str]
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Scores, decisions and errors for one batch of decoded photos (errors pass through); a
+    photo with several frames takes its highest-scoring frame's score and decision."""
     scores = np.full(len(decoded), np.nan)
     decisions = [""] * len(decoded)
     errors = [d if isinstance(d, str) else "" for d in decoded]
-    if good:
-        batch = np.stack([decoded[i] for i in good])  # (B, H, W, 3) uint8
-        for i, scored in zip(good, scorer.score_embeddings(scorer.embedder.embed_arrays(batch)),
-                             strict=True):  # fmt: skip
-            scores[i] = scored.score
-            decisions[i] = scored.decision.value
+    owners = [i for i, d in enumerate(decoded) if not isinstance(d, str) for _ in d]
+    if owners:
+        frames = np.stack([f for d in decoded if not isinstance(d, str) for f in d])
+        scored = scorer.score_embeddings(scorer.embedder.embed_arrays(frames))  # (F,) frames
+        for i, s in zip(owners, scored, strict=True):
+            if np.isnan(scores[i]) or s.score > scores[i]:
+                scores[i] = s.score
+                decisions[i] = s.decision.value
     return scores, decisions, errors
 
 
@@ -86,7 +88,7 @@ class LocalEngine:
     def score(self, paths: Sequence[str]) -> pd.DataFrame:
         cfg = self.scorer.embedder.config.preprocess
         batches = [paths[s : s + self.batch_size] for s in range(0, len(paths), self.batch_size)]
-        queue: deque[list[Future[np.ndarray | str]]] = deque()
+        queue: deque[list[Future[list[np.ndarray] | str]]] = deque()
         parts: list[tuple[np.ndarray, list[str], list[str]]] = []
         for batch in batches[:AHEAD]:
             queue.append([self._pool.submit(decode_for_model, p, cfg) for p in batch])

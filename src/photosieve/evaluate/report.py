@@ -29,6 +29,9 @@ from photosieve.records import binary_labels
 from photosieve.scoring import calibration_rows, score_rows, select_rows
 
 GROUP_CANDIDATES = ("source", "origin")
+# Avatars this small (longest side, px) are reported as their own group: a model that only saw
+# photos may fail on icons, and a person would never know from the overall figures.
+TINY_AVATAR_SIDE = 128
 
 
 def _rows(manifest: str | Path, split: str) -> pd.DataFrame:
@@ -39,7 +42,12 @@ def _rows(manifest: str | Path, split: str) -> pd.DataFrame:
 
 
 def _groups(rows: pd.DataFrame) -> dict[str, np.ndarray]:
-    return {c: rows[c].astype(str).to_numpy() for c in GROUP_CANDIDATES if c in rows.columns}
+    groups = {c: rows[c].astype(str).to_numpy() for c in GROUP_CANDIDATES if c in rows.columns}
+    if {"width", "height"} <= set(rows.columns):
+        side = np.maximum(rows["width"].to_numpy(), rows["height"].to_numpy())
+        groups["size"] = np.where(side <= TINY_AVATAR_SIDE, f"tiny (≤ {TINY_AVATAR_SIDE} px)",
+                                  f"larger (> {TINY_AVATAR_SIDE} px)")  # fmt: skip
+    return groups
 
 
 def _require_policy(model: ModelBundle) -> DecisionPolicy:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from photosieve.config import Workdir
 from photosieve.paths import default_workdir
+from photosieve.vision.decode import ANIMATION_FRAMES
 
 MIN_SECRET_LENGTH = 32
 MIN_SECRET_DISTINCT = 10
@@ -72,6 +73,8 @@ class Settings(BaseSettings):
     # Checked from the header before decoding (see `photosieve.vision.decode`).
     max_image_side: int = Field(default=8192, gt=0)
     max_image_aspect: float = Field(default=20.0, ge=1.0)
+    # Frames of an animated upload that are scored (evenly spaced; the highest score decides).
+    animation_frames: int = Field(default=ANIMATION_FRAMES, ge=1, le=64)
     # Concurrent decodes (None: the usable cores) and of those, big ones (None: half, ≥ 1).
     decode_slots: int | None = Field(default=None, gt=0)
     heavy_decode_slots: int | None = Field(default=None, gt=0)

@@ -145,7 +145,10 @@ class Moderator:
     def decode_upload(self, data: bytes) -> DecodedImage:
         """Decode an upload as the training photos were, reduced for the model's input size."""
         try:
-            return decode(data, limits=self.limits, draft_size=self._draft_size())
+            return decode(
+                data, limits=self.limits, draft_size=self._draft_size(),
+                max_frames=self.settings.animation_frames,
+            )  # fmt: skip
         except ValueError as exc:
             self.metrics.upload_rejected(getattr(exc, "reason", "invalid"))
             raise
@@ -185,7 +188,9 @@ class Moderator:
         dims = (decoded.header.width, decoded.header.height)
         # The hash of the reduced photo: imagehash's LANCZOS resize of a full-size one took 15 s.
         image_hash = hashbank.phash(image)
-        scored = self.scorer.score_images([image])[0]  # the slow part: outside any transaction
+        # The slow part, outside any transaction. Every sampled frame of an animation is scored
+        # and the most offensive-looking one decides: a harmless first frame hides nothing.
+        scored = max(self.scorer.score_images(decoded.all_frames), key=lambda s: s.score)
         staged = self.images.stage(data, sha)
         new = uploads.NewUpload(
             user_id=user_id,

@@ -64,6 +64,11 @@ _TRANSPOSE = {
     8: Image.Transpose.ROTATE_90,
 }
 MAX_PIXELS_LOSSLESS = 4096 * 4096
+# Frames of an animation a scorer looks at: the first and up to 15 more, evenly spaced.
+ANIMATION_FRAMES = 16
+# An animation is checked frame by frame, and later frames can only be reached by decoding every
+# frame before them: frames × pixels is bounded (600 frames of 256², or 4 of 4096²).
+MAX_ANIMATION_PIXELS = 40_000_000
 MAX_PIXELS_WEBP = 3200 * 3200
 _LOSSLESS = frozenset({"PNG", "GIF", "BMP"})
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
@@ -128,10 +133,21 @@ class ImageHeader:
 
 @dataclass(frozen=True)
 class DecodedImage:
-    """An upright RGB photo (maybe reduced for the model) and the header it came from."""
+    """An upright RGB photo (maybe reduced for the model) and the header it came from.
+
+    For an animation decoded with `max_frames > 1`, `frames` holds the sampled later frames
+    (the first is `image`) and `n_frames` the animation's length.
+    """
 
     image: Image.Image
     header: ImageHeader
+    frames: tuple[Image.Image, ...] = ()
+    n_frames: int = 1
+
+    @property
+    def all_frames(self) -> list[Image.Image]:
+        """The first frame and the sampled later ones: what a scorer should look at."""
+        return [self.image, *self.frames]
 
 
 def _open(source: str | Path | bytes) -> Image.Image:
@@ -224,32 +240,71 @@ def decode(
     *,
     limits: DecodeLimits | None = None,
     draft_size: int | None = None,
+    max_frames: int = 1,
 ) -> DecodedImage:
-    """Decode a photo to upright RGB within `limits`; see the module docstring."""
+    """Decode a photo to upright RGB within `limits`; see the module docstring.
+
+    With `max_frames > 1` an animation (GIF, APNG, animated WebP) also yields up to
+    `max_frames - 1` later frames, evenly spaced, so a harmless first frame cannot hide the
+    rest; frames × pixels over `MAX_ANIMATION_PIXELS` is refused (`too_many_frames`).
+    """
     limits = limits or DecodeLimits()
     with _open(source) as image:  # closes the file, whatever happens
         header = _header_of(image)
         check_header(header, limits)
-        try:
-            image.seek(0)  # first frame of an animation
-            if draft_size is not None and image.format in ("JPEG", "MPO"):
-                image.draft(None, (draft_size, draft_size))
-            image.load()
-            orientation = int(image.getexif().get(_ORIENTATION, 1) or 1)
-            factors = _raw_factors(image.size, orientation, draft_size)
-            if factors == (1, 1):  # the path every normal-sized photo always took
-                upright = ImageOps.exif_transpose(image)
-                return DecodedImage(_to_rgb(upright), header)
-            reduced = _reduce_in_strips(image, factors)
-            method = _TRANSPOSE.get(orientation)
-            return DecodedImage(reduced if method is None else reduced.transpose(method), header)
-        except ImageDecodeError:
-            raise
-        except _DECODER_ERRORS as exc:
-            raise ImageDecodeError(
-                "truncated",
-                f"image data is truncated or corrupt: {type(exc).__name__}: {exc}",
-            ) from exc
+        first = _first_frame(image, header, draft_size)
+        n_frames = int(getattr(image, "n_frames", 1) or 1) if max_frames > 1 else 1
+        if n_frames <= 1:
+            return first
+        return DecodedImage(first.image, header, _later_frames(image, n_frames, max_frames),
+                            n_frames)  # fmt: skip
+
+
+def _later_frames(image: Image.Image, n_frames: int, max_frames: int) -> tuple[Image.Image, ...]:
+    """Evenly spaced frames after the first, each RGB at the first frame's size."""
+    if n_frames * image.size[0] * image.size[1] > MAX_ANIMATION_PIXELS:
+        raise ImageDecodeError(
+            "too_many_frames",
+            f"an animation of {n_frames} frames of {image.size[0]}×{image.size[1]} is too large "
+            "to check every part of it",
+        )
+    picked = sorted({round(i * (n_frames - 1) / (max_frames - 1)) for i in range(max_frames)})
+    frames = []
+    try:
+        for index in picked[1:]:
+            image.seek(index)
+            frames.append(_to_rgb(image.copy()))
+    except ImageDecodeError:
+        raise
+    except _DECODER_ERRORS as exc:
+        raise ImageDecodeError(
+            "truncated", f"animation frame is truncated or corrupt: {type(exc).__name__}: {exc}"
+        ) from exc
+    return tuple(frames)
+
+
+def _first_frame(image: Image.Image, header: ImageHeader, draft_size: int | None) -> DecodedImage:
+    """The first frame, upright RGB, reduced for the model when it is big."""
+    try:
+        image.seek(0)  # first frame of an animation
+        if draft_size is not None and image.format in ("JPEG", "MPO"):
+            image.draft(None, (draft_size, draft_size))
+        image.load()
+        orientation = int(image.getexif().get(_ORIENTATION, 1) or 1)
+        factors = _raw_factors(image.size, orientation, draft_size)
+        if factors == (1, 1):  # the path every normal-sized photo always took
+            upright = ImageOps.exif_transpose(image)
+            return DecodedImage(_to_rgb(upright), header)
+        reduced = _reduce_in_strips(image, factors)
+        method = _TRANSPOSE.get(orientation)
+        return DecodedImage(reduced if method is None else reduced.transpose(method), header)
+    except ImageDecodeError:
+        raise
+    except _DECODER_ERRORS as exc:
+        raise ImageDecodeError(
+            "truncated",
+            f"image data is truncated or corrupt: {type(exc).__name__}: {exc}",
+        ) from exc
 
 
 def _raw_factors(
