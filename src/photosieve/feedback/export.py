@@ -14,11 +14,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pandas as pd
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from photosieve.store import decisions
 from photosieve.store.images import ImageStore
-from photosieve.store.models import ReviewDecision, ReviewItem, Upload
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "path",
@@ -51,16 +50,9 @@ def decided_labels(session: Session, store: ImageStore) -> tuple[pd.DataFrame, i
     Returns the rows and how many decided uploads were skipped because their photo file is
     no longer in the image store.
     """
-    query = (
-        select(ReviewDecision, ReviewItem, Upload)
-        .join(ReviewItem, ReviewItem.id == ReviewDecision.item_id)
-        .join(Upload, Upload.id == ReviewDecision.upload_id)
-        .where(ReviewDecision.undone.is_(False))
-        .order_by(ReviewDecision.decided_at, ReviewDecision.id)
-    )
     latest: dict[str, dict[str, object]] = {}
     missing: set[str] = set()
-    for decision, item, upload in session.execute(query):
+    for decision, item, upload in decisions.standing_with_items(session):
         path = store.path_for(upload.sha256)
         if not path.is_file():
             missing.add(upload.id)

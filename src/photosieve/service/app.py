@@ -18,7 +18,6 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi_offline import FastAPIOffline
-from sqlalchemy import select
 from sqlalchemy.exc import InternalError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
@@ -32,9 +31,10 @@ from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
+from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
-from photosieve.store.models import Upload, utcnow
+from photosieve.store.models import utcnow
 
 log = logging.getLogger(__name__)
 # Room for the multipart envelope and the user_id field around the image itself.
@@ -75,7 +75,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
 
     def is_recorded(sha256: str) -> bool:
         with sessions() as session:
-            return session.scalar(select(Upload.id).where(Upload.sha256 == sha256)) is not None
+            return uploads.exists_with_sha256(session, sha256)
 
     published, deleted = images.recover(is_recorded)
     if published or deleted:

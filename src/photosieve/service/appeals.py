@@ -13,17 +13,12 @@ Rules (routes only translate HTTP):
 
 from __future__ import annotations
 
-from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from photosieve.store import queue, uploads
+from photosieve.store import decisions, queue, uploads
 from photosieve.store.db import begin_write
 from photosieve.store.models import (
     ItemKind,
-    ItemStatus,
-    KnownBadHash,
-    ReviewDecision,
-    ReviewItem,
     Upload,
     UploadReason,
     UploadStatus,
@@ -38,29 +33,11 @@ MAX_REASON_CHARS = 1000
 def remover_of(session: Session, upload: Upload) -> int | None:
     """The reviewer whose decision removed this upload, or None for a removal by the model."""
     if upload.reason == UploadReason.REVIEWER.value:
-        return session.scalar(
-            select(ReviewDecision.reviewer_id)
-            .where(
-                ReviewDecision.upload_id == upload.id,
-                ReviewDecision.label == "offensive",
-                ReviewDecision.undone.is_(False),
-            )
-            .order_by(ReviewDecision.id.desc())
-            .limit(1)
-        )
+        return decisions.latest_remover(session, upload.id)
     if upload.reason == UploadReason.HASH_MATCH.value and upload.matched_upload_id:
         # The known-bad photo it matched: confirmed by a person (that person removed this one
         # too), or a removal by the model (nobody to recuse).
-        return session.scalar(
-            select(ReviewDecision.reviewer_id)
-            .join(KnownBadHash, KnownBadHash.decision_id == ReviewDecision.id)
-            .where(
-                KnownBadHash.source_upload_id == upload.matched_upload_id,
-                ReviewDecision.undone.is_(False),
-            )
-            .order_by(ReviewDecision.id.desc())
-            .limit(1)
-        )
+        return decisions.latest_banker(session, upload.matched_upload_id)
     return None
 
 
@@ -99,14 +76,7 @@ def withdraw_if_moot(session: Session, upload: Upload, *, keep_item_id: int) -> 
     more; the user may appeal again if it is removed again). No commit."""
     if upload.status == UploadStatus.REMOVED.value or upload.appealed_at is None:
         return
-    session.execute(
-        delete(ReviewItem).where(
-            ReviewItem.upload_id == upload.id,
-            ReviewItem.kind == ItemKind.APPEAL.value,
-            ReviewItem.status != ItemStatus.DECIDED.value,
-            ReviewItem.id != keep_item_id,
-        )
-    )
+    queue.drop_open_appeals(session, upload.id, keep_item_id=keep_item_id)
     upload.appealed_at = None
     upload.appeal_reason = None
     session.flush()
@@ -114,7 +84,7 @@ def withdraw_if_moot(session: Session, upload: Upload, *, keep_item_id: int) -> 
 
 def check_not_recused(session: Session, item_id: int, reviewer: User) -> None:
     """Refuse (403 `own_removal`) a reviewer deciding the appeal of their own removal."""
-    item = session.get(ReviewItem, item_id)
+    item = queue.get_item(session, item_id)
     recused = item is not None and item.kind == ItemKind.APPEAL.value
     if recused and item is not None and item.recused_reviewer_id == reviewer.id:
         raise ForbiddenError(

@@ -24,7 +24,6 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from PIL import Image
-from sqlalchemy import Select, delete, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -32,14 +31,12 @@ from photosieve.records import Decision, Label, sha256_bytes
 from photosieve.service import appeals, hashbank
 from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
-from photosieve.store import bank, evidence, queue, uploads
+from photosieve.store import bank, decisions, evidence, queue, uploads
 from photosieve.store.db import begin_write
 from photosieve.store.images import ImageStore
 from photosieve.store.models import (
     ItemKind,
-    KnownBadHash,
     ReviewDecision,
-    ReviewItem,
     Upload,
     UploadReason,
     UploadStatus,
@@ -253,12 +250,7 @@ class Moderator:
                     "this Idempotency-Key was already used for a different photo or user_id; "
                     "use a new key for a new upload"
                 )
-            kind = session.scalar(
-                select(ReviewItem.kind)
-                .where(ReviewItem.upload_id == upload.id)
-                .order_by(ReviewItem.id)
-                .limit(1)
-            )
+            kind = queue.first_kind_for(session, upload.id)
         if kind == ItemKind.APPEAL.value:  # an appeal re-labels the item it was queued as
             kind = ItemKind.HASH_MATCH.value if upload.reason == UploadReason.HASH_MATCH else None
         return UploadOutcome(upload, kind, replayed=True)
@@ -305,9 +297,7 @@ class Moderator:
         """Compensate a committed upload whose file could not be published."""
         with self.sessions() as session:
             begin_write(session)
-            session.execute(delete(ReviewItem).where(ReviewItem.upload_id == upload_id))
-            session.execute(delete(KnownBadHash).where(KnownBadHash.source_upload_id == upload_id))
-            session.execute(delete(Upload).where(Upload.id == upload_id))
+            uploads.delete_with_dependents(session, upload_id)
             session.commit()
 
     # ---- review --------------------------------------------------------------------------
@@ -317,25 +307,16 @@ class Moderator:
         """Record a reviewer's label for a claimed item and apply it; commits."""
         begin_write(session)
         # Lock order everywhere: upload, then review item (appeals do the same): no deadlocks.
-        upload_id = session.scalar(select(ReviewItem.upload_id).where(ReviewItem.id == item_id))
+        upload_id = queue.upload_id_of(session, item_id)
         if upload_id is None:
             raise NotFoundError("not_found", f"no review item {item_id}")
         upload = uploads.get(session, upload_id, for_update=True)
         assert upload is not None
         appeals.check_not_recused(session, item_id, reviewer)
         item = queue.mark_decided(session, item_id, reviewer.id)
-        decision = ReviewDecision(
-            item_id=item.id,
-            upload_id=upload.id,
-            label=label.value,
-            reviewer_id=reviewer.id,
-            decided_at=utcnow(),
-            undone=False,
-            previous_status=upload.status,
-            previous_reason=upload.reason,
+        decision = decisions.record(
+            session, item_id=item.id, upload=upload, label=label.value, reviewer_id=reviewer.id
         )
-        session.add(decision)
-        session.flush()
         if label is Label.OFFENSIVE:
             uploads.set_status(
                 session, upload, UploadStatus.REMOVED.value, UploadReason.REVIEWER.value, final=True
@@ -359,7 +340,7 @@ class Moderator:
     def undo(self, session: Session, decision_id: int, reviewer: User) -> ReviewDecision:
         """Revert the reviewer's own recent decision; the item is theirs again. Commits."""
         begin_write(session)
-        decision = session.get(ReviewDecision, decision_id)
+        decision = decisions.get(session, decision_id)
         if decision is None or decision.reviewer_id != reviewer.id:
             raise NotFoundError("not_found", f"no decision {decision_id} of yours")
         window = dt.timedelta(seconds=self.settings.undo_window_seconds)
@@ -368,18 +349,12 @@ class Moderator:
                 "undo_expired",
                 f"decisions can be undone for {self.settings.undo_window_seconds} s only",
             )
-        flipped = session.execute(
-            update(ReviewDecision)
-            .where(ReviewDecision.id == decision_id, ReviewDecision.undone.is_(False))
-            .values(undone=True, undone_at=utcnow())
-            .execution_options(synchronize_session=False)
-        )
-        if flipped.rowcount != 1:  # type: ignore[attr-defined]
+        if not decisions.mark_undone(session, decision_id):
             raise ConflictError("already_undone", f"decision {decision_id} was already undone")
         upload = uploads.get(session, decision.upload_id, for_update=True)
-        item = session.get(ReviewItem, decision.item_id)
+        item = queue.get_item(session, decision.item_id)
         assert upload is not None and item is not None
-        still_decided = session.scalar(_other_decisions(decision.upload_id, decision_id))
+        still_decided = decisions.count_standing_others(session, decision.upload_id, decision_id)
         uploads.set_status(
             session,
             upload,
@@ -395,15 +370,3 @@ class Moderator:
         session.commit()
         session.refresh(decision)
         return decision
-
-
-def _other_decisions(upload_id: str, decision_id: int) -> Select[int]:
-    return (
-        select(func.count())
-        .select_from(ReviewDecision)
-        .where(
-            ReviewDecision.upload_id == upload_id,
-            ReviewDecision.id != decision_id,
-            ReviewDecision.undone.is_(False),
-        )
-    )

@@ -21,9 +21,10 @@ import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
+from photosieve.store.db import probe_write
 from photosieve.store.images import ImageStore
 
 log = logging.getLogger(__name__)
@@ -47,23 +48,8 @@ def _short(exc: BaseException) -> str:
 
 def check_database(engine: Engine) -> CheckResult:
     """Write to the database in a transaction that is rolled back."""
-    sqlite = engine.dialect.name == "sqlite"
     try:
-        with engine.connect() as connection:
-            # Pooled SQLite connections wait 30 s for a lock; a probe must answer sooner.
-            raw = connection.connection.driver_connection if sqlite else None
-            if raw is not None:
-                raw.execute(f"PRAGMA busy_timeout={LOCK_WAIT_MS}")  # outside any transaction
-            try:
-                with connection.begin() as transaction:
-                    if not sqlite:
-                        connection.execute(text(f"SET LOCAL lock_timeout = {LOCK_WAIT_MS}"))
-                        connection.execute(text(f"SET LOCAL statement_timeout = {LOCK_WAIT_MS}"))
-                    connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
-                    transaction.rollback()
-            finally:
-                if raw is not None:
-                    raw.execute("PRAGMA busy_timeout=30000")
+        probe_write(engine, lock_wait_ms=LOCK_WAIT_MS)
     except SQLAlchemyError as exc:
         log.warning("readiness: database %s is not writable: %s", engine.url, exc)
         return CheckResult("database", False, f"not writable: {_short(exc)}")

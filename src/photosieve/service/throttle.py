@@ -26,7 +26,6 @@ from __future__ import annotations
 import datetime as dt
 import math
 
-from sqlalchemy import text, update
 from sqlalchemy.orm import Session
 
 from photosieve.service import security
@@ -34,9 +33,8 @@ from photosieve.service.config import Settings
 from photosieve.store import auth
 from photosieve.store.auth import EventKind
 from photosieve.store.db import begin_write
-from photosieve.store.models import AuthEvent, User
+from photosieve.store.models import User
 
-_PG_LOCK_KEY = 0x70_73_6C_6F_67_69_6E  # "pslogin": serialises the check-and-record step
 MAX_DOUBLINGS = 30
 
 
@@ -65,8 +63,7 @@ def lockout_left(
 
 def _serialise(db: Session) -> None:
     begin_write(db)
-    if db.get_bind().dialect.name == "postgresql":
-        db.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _PG_LOCK_KEY})
+    auth.lock_sign_ins(db)
 
 
 def login(
@@ -117,11 +114,6 @@ def login(
     if user is None:
         return None
     begin_write(db)
-    db.execute(
-        update(AuthEvent)
-        .where(AuthEvent.id == attempt.id)
-        .values(kind=EventKind.LOGIN_OK.value, user_id=user.id)
-        .execution_options(synchronize_session=False)
-    )
+    auth.mark_login_ok(db, attempt.id, user.id)
     db.commit()
     return user

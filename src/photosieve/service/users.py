@@ -10,14 +10,13 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from photosieve.service import security, sessions
 from photosieve.store import accounts, auth
 from photosieve.store.auth import EventKind
 from photosieve.store.db import begin_write
-from photosieve.store.models import AuthEvent, User, utcnow
+from photosieve.store.models import User, utcnow
 
 
 @dataclass(frozen=True)
@@ -42,7 +41,7 @@ def find(db: Session, username: str) -> User:
     """The user with this name; ValueError naming the known users when there is none."""
     user = accounts.get_user_by_name(db, username)
     if user is None:
-        known = sorted(db.scalars(select(User.username)))
+        known = accounts.usernames(db)
         raise ValueError(f"no user {username!r}; known users: {', '.join(known) or '(none)'}")
     return user
 
@@ -70,15 +69,9 @@ def summaries(
     """Every user with their live session count and last successful sign-in."""
     now = now or utcnow()
     idle = dt.timedelta(seconds=idle_seconds)
-    last_logins = dict(
-        db.execute(
-            select(AuthEvent.user_id, func.max(AuthEvent.at))
-            .where(AuthEvent.kind == EventKind.LOGIN_OK.value)
-            .group_by(AuthEvent.user_id)
-        ).all()
-    )
+    last_logins = auth.last_logins(db)
     rows = []
-    for user in db.scalars(select(User).order_by(User.id)):
+    for user in accounts.list_users(db):
         last = last_logins.get(user.id)
         rows.append(
             UserSummary(

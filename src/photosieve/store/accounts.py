@@ -47,6 +47,16 @@ def get_user(session: Session, user_id: int) -> User | None:
     return session.get(User, user_id)
 
 
+def usernames(session: Session) -> list[str]:
+    """Every user's name, sorted."""
+    return sorted(session.scalars(select(User.username)))
+
+
+def list_users(session: Session) -> list[User]:
+    """Every user (disabled ones too), oldest first."""
+    return list(session.scalars(select(User).order_by(User.id)))
+
+
 def _clean_name(name: str, what: str) -> str:
     clean = name.strip()
     if not clean or len(clean) > 64 or not clean.isprintable():

@@ -13,10 +13,12 @@ import enum
 import hashlib
 import secrets
 
-from sqlalchemy import func, select, update
+from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
 
 from photosieve.store.models import AuthEvent, AuthSession
+
+SIGN_IN_LOCK_KEY = 0x70_73_6C_6F_67_69_6E  # "pslogin": serialises the check-and-record step
 
 
 class EventKind(enum.StrEnum):
@@ -158,6 +160,34 @@ def record_event(
     session.add(row)
     session.flush()
     return row
+
+
+def lock_sign_ins(session: Session) -> None:
+    """Serialise sign-in throttle checks until the transaction ends; call right after
+    `db.begin_write`. PostgreSQL: a transaction-level advisory lock; SQLite needs nothing more
+    (`BEGIN IMMEDIATE` already holds the database's write lock)."""
+    if session.get_bind().dialect.name == "postgresql":
+        session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": SIGN_IN_LOCK_KEY})
+
+
+def mark_login_ok(session: Session, event_id: int, user_id: int) -> None:
+    """Turn a sign-in attempt's `login_failed` line into `login_ok` for `user_id`."""
+    session.execute(
+        update(AuthEvent)
+        .where(AuthEvent.id == event_id)
+        .values(kind=EventKind.LOGIN_OK.value, user_id=user_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+def last_logins(session: Session) -> dict[int, dt.datetime]:
+    """Each user's latest successful sign-in, by user id (as stored: naive UTC from `max`)."""
+    rows = session.execute(
+        select(AuthEvent.user_id, func.max(AuthEvent.at))
+        .where(AuthEvent.kind == EventKind.LOGIN_OK.value)
+        .group_by(AuthEvent.user_id)
+    ).all()
+    return dict(rows)  # type: ignore[arg-type]
 
 
 def failures_by_username(

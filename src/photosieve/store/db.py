@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import Session, sessionmaker
 
@@ -66,6 +66,31 @@ def begin_write(session: Session) -> None:
     if session.in_transaction():
         raise RuntimeError("begin_write must open the transaction; commit or roll back first")
     session.connection(execution_options={_WRITE_OPTION: True})
+
+
+def probe_write(engine: Engine, *, lock_wait_ms: int) -> None:
+    """Write to the database in a transaction that is rolled back; SQLAlchemyError if it refuses.
+
+    The write (`UPDATE alembic_version` to itself) fails on a read-only SQLite file, a read-only
+    PostgreSQL role or `default_transaction_read_only`, which a `SELECT 1` would not notice. A
+    lock held by another writer is waited for at most `lock_wait_ms` (the readiness probe must
+    answer sooner than the 30 s uploads wait).
+    """
+    sqlite = engine.dialect.name == "sqlite"
+    with engine.connect() as connection:
+        raw = connection.connection.driver_connection if sqlite else None
+        if raw is not None:
+            raw.execute(f"PRAGMA busy_timeout={lock_wait_ms}")  # outside any transaction
+        try:
+            with connection.begin() as transaction:
+                if not sqlite:
+                    connection.execute(text(f"SET LOCAL lock_timeout = {lock_wait_ms}"))
+                    connection.execute(text(f"SET LOCAL statement_timeout = {lock_wait_ms}"))
+                connection.execute(text("UPDATE alembic_version SET version_num = version_num"))
+                transaction.rollback()
+        finally:
+            if raw is not None:
+                raw.execute("PRAGMA busy_timeout=30000")
 
 
 def make_sessionmaker(engine: Engine) -> sessionmaker[Session]:

@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import and_, func, or_, select, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.orm import Session
 
 from photosieve.store.db import begin_write
@@ -71,6 +71,38 @@ def open_item_for(session: Session, upload_id: str) -> ReviewItem | None:
         .where(ReviewItem.upload_id == upload_id, ReviewItem.status != ItemStatus.DECIDED.value)
         .order_by(ReviewItem.id)
         .limit(1)
+    )
+
+
+def get_item(session: Session, item_id: int) -> ReviewItem | None:
+    """The review item with this id, or None."""
+    return session.get(ReviewItem, item_id)
+
+
+def upload_id_of(session: Session, item_id: int) -> str | None:
+    """The id of the upload a review item is about, or None for an unknown item (no lock)."""
+    return session.scalar(select(ReviewItem.upload_id).where(ReviewItem.id == item_id))
+
+
+def first_kind_for(session: Session, upload_id: str) -> str | None:
+    """The kind of the upload's oldest review item (decided or not), or None."""
+    return session.scalar(
+        select(ReviewItem.kind)
+        .where(ReviewItem.upload_id == upload_id)
+        .order_by(ReviewItem.id)
+        .limit(1)
+    )
+
+
+def drop_open_appeals(session: Session, upload_id: str, *, keep_item_id: int) -> None:
+    """Delete the upload's undecided appeal items other than `keep_item_id`; no commit."""
+    session.execute(
+        delete(ReviewItem).where(
+            ReviewItem.upload_id == upload_id,
+            ReviewItem.kind == ItemKind.APPEAL.value,
+            ReviewItem.status != ItemStatus.DECIDED.value,
+            ReviewItem.id != keep_item_id,
+        )
     )
 
 

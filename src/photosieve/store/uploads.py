@@ -6,10 +6,10 @@ import secrets
 import string
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from photosieve.store.models import Upload, utcnow
+from photosieve.store.models import KnownBadHash, ReviewItem, Upload, utcnow
 
 _ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
@@ -106,6 +106,11 @@ def find_by_idempotency_key(session: Session, client_id: int, key: str) -> Uploa
     )
 
 
+def exists_with_sha256(session: Session, sha256: str) -> bool:
+    """Whether any upload (of any client) has these exact bytes."""
+    return session.scalar(select(Upload.id).where(Upload.sha256 == sha256)) is not None
+
+
 def set_status(session: Session, upload: Upload, status: str, reason: str, *, final: bool) -> None:
     """Change an upload's status (a person's decision makes it final)."""
     upload.status = status
@@ -113,3 +118,11 @@ def set_status(session: Session, upload: Upload, status: str, reason: str, *, fi
     upload.final = final
     upload.updated_at = utcnow()
     session.flush()
+
+
+def delete_with_dependents(session: Session, upload_id: str) -> None:
+    """Delete an upload with its review items and the bank entries it is the source of; no
+    commit. Only for an upload nobody decided on (its photo file could not be published)."""
+    session.execute(delete(ReviewItem).where(ReviewItem.upload_id == upload_id))
+    session.execute(delete(KnownBadHash).where(KnownBadHash.source_upload_id == upload_id))
+    session.execute(delete(Upload).where(Upload.id == upload_id))
