@@ -1,4 +1,9 @@
-"""Shared test fixtures: drawn photos and the benchmark data beside the checkout."""
+"""Shared test fixtures: drawn photos, the benchmark data beside the checkout, and (through the
+`service_harness` plugin) the tiny bundle, databases and app of the service-level tests.
+
+Helpers shared across folders are modules here, at the top, importable from every folder:
+`drawing`, `hostile_files`, `live_server`, `postgres_db` and `service_harness`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +15,8 @@ from PIL import Image
 
 from drawing import draw_photo, encode
 from photosieve.paths import shared_data_dir
+
+pytest_plugins = ["service_harness"]  # fixtures: embedder, tiny_bundle, db_url, service, ...
 
 
 @pytest.fixture
