@@ -1,4 +1,17 @@
-"""Shared test fixtures: drawn photos and the benchmark data beside the checkout."""
+"""Shared test fixtures: drawn photos, the benchmark data beside the checkout, and (through the
+`service_harness` plugin) the tiny bundle, databases and app of the service-level tests.
+
+Layout: the folders mirror `src/photosieve/` — a test lives in the folder of the module it tests
+(`tests/evaluate/test_diagnose.py` for `photosieve.evaluate.diagnose`, `tests/feedback/
+test_export.py` for `photosieve.feedback.export`), and tests of a top-level module sit at the top
+(`test_scoring.py`). The two rules for what is not one module: a stage's CLI commands are tested
+with the stage (`tests/learn/test_cli.py` for `photosieve train`), and `tests/cli/` holds the
+commands of no single stage (`demo`, the workdir every command shares); the reviewer pages
+(`photosieve.service.routes.ui` and its templates) are tested in `tests/ui/`, beside the browser.
+
+Helpers shared across folders are modules here, at the top, importable from every folder:
+`drawing`, `hostile_files`, `live_server`, `postgres_db` and `service_harness`.
+"""
 
 from __future__ import annotations
 
@@ -10,6 +23,8 @@ from PIL import Image
 
 from drawing import draw_photo, encode
 from photosieve.paths import shared_data_dir
+
+pytest_plugins = ["service_harness"]  # fixtures: embedder, tiny_bundle, db_url, service, ...
 
 
 @pytest.fixture

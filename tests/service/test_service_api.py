@@ -5,10 +5,10 @@ from __future__ import annotations
 import io
 
 from PIL import Image
-from service_harness import APPROVE_ALL, REMOVE_ALL, REVIEW_ALL, Service, drawn_photo
 from sqlalchemy import func, select
 
 from photosieve.store.models import KnownBadHash, ReviewItem, Upload
+from service_harness import APPROVE_ALL, REMOVE_ALL, REVIEW_ALL, Service, drawn_photo
 
 
 def _recompressed(data: bytes, quality: int = 70) -> bytes:

@@ -13,10 +13,10 @@ import io
 from typing import Any
 
 from PIL import Image
-from service_harness import APPROVE_ALL, REMOVE_ALL, REVIEW_ALL, Service, drawn_photo
 from sqlalchemy import select, update
 
 from photosieve.store.models import ItemStatus, ReviewItem, Upload, User, utcnow
+from service_harness import APPROVE_ALL, REMOVE_ALL, REVIEW_ALL, Service, drawn_photo
 
 
 def _claim(client: Any) -> list[dict[str, Any]]:

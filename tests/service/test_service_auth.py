@@ -10,11 +10,11 @@ import json
 import httpx
 import itsdangerous
 import pytest
-from service_harness import PASSWORD, REVIEW_ALL, FakeClock, Service, drawn_photo, sign_in
 from sqlalchemy import select
 
 from live_server import LiveServer
 from photosieve.store.models import AuthEvent, AuthSession, ItemStatus, ReviewItem
+from service_harness import PASSWORD, REVIEW_ALL, FakeClock, Service, drawn_photo, sign_in
 
 COOKIE = "photosieve_session"
 

@@ -8,10 +8,10 @@ from typing import Any
 
 import pytest
 from PIL import Image
-from service_harness import APPROVE_ALL, Service, drawn_photo
 from sqlalchemy import func, select
 
 from photosieve.store.models import KnownBadHash, ReviewItem, Upload
+from service_harness import APPROVE_ALL, Service, drawn_photo
 
 
 @pytest.fixture(scope="module")

@@ -11,12 +11,12 @@ from collections import Counter
 from typing import Any
 
 import httpx
-from service_harness import Service, sign_in
 from sqlalchemy import func, select
 
 from live_server import LiveServer
 from photosieve.store import queue, uploads
 from photosieve.store.models import ItemKind, ItemStatus, ReviewDecision, ReviewItem
+from service_harness import Service, sign_in
 
 N_ITEMS = 300
 N_REVIEWERS = 6

@@ -8,12 +8,12 @@ from typing import Any
 
 import pytest
 from pydantic import ValidationError
-from service_harness import APPROVE_ALL, PASSWORD, make_scorer
 from typer.testing import CliRunner
 
 from photosieve.cli import app as cli_app
 from photosieve.service.app import create_app
 from photosieve.service.config import Settings
+from service_harness import APPROVE_ALL, PASSWORD, make_scorer
 
 
 @pytest.mark.parametrize("environment", ["development", "test", "production"])
@@ -61,6 +61,7 @@ def test_cli_user_and_apikey_work_with_the_service(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_bundle: Any, embedder: Any
 ) -> None:
     from fastapi.testclient import TestClient
+
     from service_harness import drawn_photo
 
     monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(tmp_path))

@@ -13,12 +13,12 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_harness import APPROVE_ALL, Service, drawn_photo, make_scorer
 from sqlalchemy import create_engine, func, select, text
 
 from photosieve.bundle import ModelBundle
 from photosieve.service.app import create_app
 from photosieve.store.models import Upload
+from service_harness import APPROVE_ALL, Service, drawn_photo, make_scorer
 
 
 def _ready(service: Service) -> Any:

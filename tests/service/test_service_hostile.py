@@ -10,7 +10,6 @@ from typing import Any
 
 import httpx
 import pytest
-from service_harness import APPROVE_ALL, Service, drawn_photo
 from sqlalchemy import func, select
 
 import hostile_files as hostile
@@ -19,6 +18,7 @@ from photosieve.service import hashbank
 from photosieve.service.decoding import DecodeBusy, DecodeGate
 from photosieve.store.models import Upload
 from photosieve.vision.decode import ImageHeader
+from service_harness import APPROVE_ALL, Service, drawn_photo
 
 HOSTILE = {
     "iccp-inflates-4MB": (hostile.iccp_bomb(), "unreadable"),

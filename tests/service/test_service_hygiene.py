@@ -14,11 +14,11 @@ from typing import Any
 
 import httpx
 import pytest
-from service_harness import APPROVE_ALL, PASSWORD, Service, drawn_photo
 from sqlalchemy import func, select
 
 from live_server import LiveServer
 from photosieve.store.models import Upload, User
+from service_harness import APPROVE_ALL, PASSWORD, Service, drawn_photo
 
 
 def _reason(response: Any) -> str:

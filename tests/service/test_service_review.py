@@ -5,10 +5,10 @@ from __future__ import annotations
 import datetime as dt
 
 import pytest
-from service_harness import REVIEW_ALL, Service, build_service, drawn_photo, sign_in
 from sqlalchemy import select, update
 
 from photosieve.store.models import KnownBadHash, ReviewItem
+from service_harness import REVIEW_ALL, Service, build_service, drawn_photo, sign_in
 
 
 def _queue(service: Service, n: int, start: int = 100) -> list[str]:

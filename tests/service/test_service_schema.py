@@ -15,6 +15,7 @@ from typing import Any
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
+
 from service_harness import REVIEW_ALL, build_service, drawn_photo
 
 EXAMPLES_PER_OPERATION = 12

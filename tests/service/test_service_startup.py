@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from service_harness import REVIEW_ALL, make_scorer
 from typer.testing import CliRunner
 
 from photosieve.bundle import ModelBundle
@@ -18,6 +17,7 @@ from photosieve.service.app import create_app
 from photosieve.service.config import Settings
 from photosieve.service.startup import StartupError
 from photosieve.store.db import current_revision, make_engine
+from service_harness import REVIEW_ALL, make_scorer
 
 
 def _settings(workdir: Path, database_url: str | None = None) -> Settings:

@@ -13,12 +13,12 @@ from typing import Any
 
 import httpx
 import pytest
-from service_harness import APPROVE_ALL, REMOVE_ALL, Service, drawn_photo, make_scorer
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from live_server import LiveServer
 from photosieve.store.models import Client, Upload
+from service_harness import APPROVE_ALL, REMOVE_ALL, Service, drawn_photo, make_scorer
 
 
 def _uploads(service: Service) -> int:

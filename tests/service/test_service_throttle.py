@@ -11,13 +11,13 @@ from typing import Any
 
 import httpx
 import pytest
-from service_harness import PASSWORD, FakeClock, Service, build_service
 from sqlalchemy import func, select
 
 from live_server import LiveServer
 from photosieve.bundle import ModelBundle
 from photosieve.service import security
 from photosieve.store.models import AuthEvent
+from service_harness import PASSWORD, FakeClock, Service, build_service
 
 
 def _login(client: Any, username: str, password: str) -> httpx.Response:
@@ -121,9 +121,7 @@ def strict_service(
 ) -> Iterator[Service]:
     svc = build_service(tmp_path, db_url, tiny_bundle, embedder, login_max_failures_per_address=4)
     yield svc
-    for client in svc.clients:
-        client.close()
-    svc.app.state.engine.dispose()
+    svc.close()
 
 
 def test_one_address_guessing_many_usernames_is_throttled(strict_service: Service) -> None:

@@ -10,7 +10,6 @@ from typing import Any
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from service_harness import PASSWORD, REVIEW_ALL, drawn_photo, make_scorer, sign_in
 from typer.testing import CliRunner
 
 from photosieve.cli import app as cli_app
@@ -18,6 +17,7 @@ from photosieve.service import app as app_module
 from photosieve.service.app import create_app
 from photosieve.service.config import Settings
 from photosieve.service.secret_key import load_or_create
+from service_harness import PASSWORD, REVIEW_ALL, drawn_photo, make_scorer, sign_in
 
 
 @pytest.fixture

@@ -19,10 +19,10 @@ from collections.abc import Callable
 
 import pytest
 from PIL import Image
-from service_harness import APPROVE_ALL, Service
 
 import hostile_files as hostile
 from drawing import draw_photo, encode
+from service_harness import APPROVE_ALL, Service
 
 CASES = int(os.environ.get("FUZZ_CASES", "240"))
 SEED = int(os.environ.get("FUZZ_SEED", "20261126"))

@@ -1,4 +1,4 @@
-"""Fixtures of the reviewer-UI tests: one tiny real bundle per session, a fresh app per test."""
+"""Fixtures of the reviewer-UI tests: a fresh app (`service_harness`), a live server, chromium."""
 
 from __future__ import annotations
 
@@ -9,10 +9,10 @@ from typing import Any
 import httpx
 import pytest
 from fastapi import FastAPI
-from ui_harness import Live, build_app, tiny_bundle, upload_photos
 
 from live_server import LiveServer
 from photosieve.bundle import ModelBundle
+from service_harness import Live, build_service, upload_photos
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -25,25 +25,17 @@ CHROMIUM_ARGS = [
 ]
 
 
-@pytest.fixture(scope="session")
-def ui_embedder() -> Any:
-    from photosieve.vision.embed import Embedder
-
-    return Embedder(threads=1)  # ONNX export cached in ./work/onnx
-
-
-@pytest.fixture(scope="session")
-def ui_bundle(ui_embedder: Any) -> ModelBundle:
-    return tiny_bundle(ui_embedder)
-
-
 @pytest.fixture
 def ui_app(
-    tmp_path: Path, ui_bundle: ModelBundle, ui_embedder: Any
+    tmp_path: Path, tiny_bundle: ModelBundle, embedder: Any
 ) -> Iterator[tuple[FastAPI, str]]:
-    app, api_key = build_app(tmp_path, ui_bundle, ui_embedder)
-    yield app, api_key
-    app.state.engine.dispose()
+    """The real app on SQLite (every upload reviewed) with a reviewer "rita", an admin "ada"
+    (both with the harness's PASSWORD) and the "forum" client's API key."""
+    service = build_service(tmp_path, f"sqlite:///{tmp_path / 'service.db'}", tiny_bundle, embedder)
+    service.add_user("rita")
+    service.add_user("ada", "admin")
+    yield service.app, service.api_key
+    service.close()
 
 
 @pytest.fixture

@@ -8,7 +8,8 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
-from ui_harness import Live
+
+from service_harness import Live
 
 
 def test_openapi_declares_the_security_schemes(live: Live) -> None:

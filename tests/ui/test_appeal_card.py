@@ -7,7 +7,8 @@ from typing import Any
 import httpx
 import pytest
 from playwright.sync_api import expect
-from ui_harness import PASSWORD, Live
+
+from service_harness import PASSWORD, Live
 
 pytestmark = pytest.mark.browser
 REASON = "It is my cat <img src=x onerror=\"document.title='pwned'\">\nhonestly"

@@ -8,7 +8,8 @@ import re
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
 from test_pages import _form_token, sign_in
-from ui_harness import PASSWORD
+
+from service_harness import PASSWORD
 
 COOKIE = "photosieve_session"
 

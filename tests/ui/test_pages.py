@@ -7,9 +7,9 @@ import re
 import pytest
 from fastapi import FastAPI
 from fastapi.testclient import TestClient
-from ui_harness import PASSWORD, upload_photos
 
 from photosieve.service.routes.ui import audit_rows
+from service_harness import PASSWORD, upload_photos
 
 
 def _client(app: FastAPI) -> TestClient:

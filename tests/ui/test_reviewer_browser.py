@@ -14,9 +14,9 @@ import httpx
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
-from ui_harness import PASSWORD, Live, upload_photos
 
 from photosieve.store.models import ReviewDecision
+from service_harness import PASSWORD, Live, upload_photos
 
 FILTER = "e => getComputedStyle(e).filter"
 DOCS = Path(__file__).resolve().parents[2] / "docs"

@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pandas as pd
-from service_harness import REVIEW_ALL, Service, drawn_photo
 
 from photosieve.data.ingest import ingest
 from photosieve.feedback.export import export_labels
 from photosieve.store.images import ImageStore
+from service_harness import REVIEW_ALL, Service, drawn_photo
 
 
 def test_decisions_export_as_ingestable_labels(service: Service, tmp_path: Path) -> None:
