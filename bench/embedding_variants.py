@@ -45,7 +45,7 @@ from photosieve.learn.metrics import (
     high_recall_review_rate,
     review_rate_at_recall,
 )
-from photosieve.learn.train import TrainConfig
+from photosieve.learn.train import TrainConfig, make_head
 from photosieve.policy.certify import RecallCertifier
 from photosieve.records import Split
 
@@ -138,7 +138,7 @@ def load_bench(split_csv: Path, folder: Path) -> Bench:
 
 def fit_mlp(bench: Bench, scoring: np.ndarray, X_train: np.ndarray, y_train: np.ndarray) -> Any:
     val = bench.rows(Split.VALIDATION)
-    head = TrainConfig(seed=SEED["value"]).make_head()
+    head = make_head(TrainConfig(seed=SEED["value"]))
     return head.fit(X_train, y_train, X_val=scoring[val], y_val=bench.y[val])
 
 

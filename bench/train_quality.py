@@ -34,7 +34,7 @@ from photosieve.learn.metrics import (
     ranking_summary,
     threshold_at_recall,
 )
-from photosieve.learn.train import SplitArrays, TrainConfig, load_split_arrays
+from photosieve.learn.train import SplitArrays, TrainConfig, load_split_arrays, make_head
 from photosieve.records import Split
 
 RESULTS = Path(__file__).parent / "results" / "train_quality.json"
@@ -64,7 +64,7 @@ def per_origin_recall(scores: np.ndarray, data: SplitArrays) -> dict[str, float]
 def fit_head(cfg: TrainConfig, data: SplitArrays) -> tuple[np.ndarray, float]:
     train, val = data.rows(Split.TRAIN), data.rows(Split.VALIDATION)
     started = time.perf_counter()
-    head = cfg.make_head()
+    head = make_head(cfg)
     head.fit(data.X[train], data.y[train], X_val=data.X[val], y_val=data.y[val])
     return head.score(data.X), time.perf_counter() - started
 

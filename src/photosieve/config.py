@@ -10,8 +10,9 @@ stores its policy and training config, `split.json` its targets). Nothing is rea
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 # What the product trains and serves with unless told otherwise (a registered name in
 # `vision.backbone`): max pooling keeps a small object's evidence that average pooling dilutes
@@ -42,6 +43,39 @@ class CertifyConfig:
 
 # The product's promise: recall ≥ 99% with 95% confidence, review rate stated at 1% prevalence.
 CERTIFY = CertifyConfig()
+
+# Share of auto-approved uploads drawn for a random audit (evidence for the production recall
+# certificate); the service's `PHOTOSIEVE_AUDIT_RATE` and the team forecast start from it.
+AUDIT_RATE = 0.01
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Everything that decides the trained head (`learn.train.make_head`); stored in the bundle
+    as it is, and the `train` command's defaults."""
+
+    hidden: tuple[int, ...] = (512,)
+    activation: str = "relu"
+    dropout: float = 0.5
+    epochs: int = 30
+    lr: float = 1e-4  # at 1e-3 the head over-fits the hard positives after one epoch
+    weight_decay: float = 1e-2
+    batch_size: int = 128
+    imbalance: str = "balanced"  # beat "weighted" on validation (bench/train_quality.py)
+    loss: str = "bce"
+    seed: int = 0
+    ensemble: int = 5  # heads with seeds seed, seed+1, ... averaged (1 = a single head)
+    patience: int = 10
+    monitor: str = "high_recall"  # early stopping: review rate over 90–100% recall on val
+    # avg+max pooled embedding: small, dark or partly hidden objects are not averaged away;
+    # it beat the average pool on validation for both heads (bench/embedding_variants.py)
+    backbone: str = DEFAULT_BACKBONE
+    target_recall: float = CERTIFY.target_recall
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["hidden"] = list(self.hidden)
+        return data
 
 
 @dataclass(frozen=True)

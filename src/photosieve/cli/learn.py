@@ -14,7 +14,9 @@ import typer
 from rich.table import Table
 
 from photosieve.cli.console import console as make_console
-from photosieve.config import DEFAULT_BACKBONE, Workdir
+from photosieve.config import TrainConfig, Workdir
+
+_D = TrainConfig()  # the defaults of every training option
 
 
 def _hidden(text: str) -> tuple[int, ...]:
@@ -39,21 +41,25 @@ def train(
         None, help="where to write the model bundle [default: <workdir>/bundle]"
     ),
     workdir: Path | None = typer.Option(None, help="working folder (embedding cache)"),
-    hidden: str = typer.Option("512", help="hidden layer widths, comma-separated ('' = none)"),
-    activation: str = typer.Option("relu", help="relu | gelu | tanh | sigmoid"),
-    dropout: float = typer.Option(0.5),
-    epochs: int = typer.Option(30),
-    lr: float = typer.Option(1e-4),
-    weight_decay: float = typer.Option(1e-2),
-    imbalance: str = typer.Option("balanced", help="balanced (sampling) | weighted (loss) | none"),
-    monitor: str = typer.Option(
-        "high_recall", help="early stopping on validation: high_recall | review_rate | ap"
+    hidden: str = typer.Option(
+        ",".join(map(str, _D.hidden)), help="hidden layer widths, comma-separated ('' = none)"
     ),
-    loss: str = typer.Option("bce", help="bce | focal"),
-    ensemble: int = typer.Option(5, help="heads with consecutive seeds, logits averaged"),
-    seed: int = typer.Option(0),
+    activation: str = typer.Option(_D.activation, help="relu | gelu | tanh | sigmoid"),
+    dropout: float = typer.Option(_D.dropout),
+    epochs: int = typer.Option(_D.epochs),
+    lr: float = typer.Option(_D.lr),
+    weight_decay: float = typer.Option(_D.weight_decay),
+    imbalance: str = typer.Option(
+        _D.imbalance, help="balanced (sampling) | weighted (loss) | none"
+    ),
+    monitor: str = typer.Option(
+        _D.monitor, help="early stopping on validation: high_recall | review_rate | ap"
+    ),
+    loss: str = typer.Option(_D.loss, help="bce | focal"),
+    ensemble: int = typer.Option(_D.ensemble, help="heads with consecutive seeds, logits averaged"),
+    seed: int = typer.Option(_D.seed),
     backbone: str = typer.Option(
-        DEFAULT_BACKBONE, help="registered backbone whose embeddings the head uses"
+        _D.backbone, help="registered backbone whose embeddings the head uses"
     ),
     threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
 ) -> None:
@@ -61,7 +67,6 @@ def train(
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
-    from photosieve.learn.train import TrainConfig
     from photosieve.pipeline import train_bundle
 
     torch.set_num_threads(max(1, threads))

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from photosieve.config import CERTIFY
+from photosieve.config import AUDIT_RATE, CERTIFY
 from photosieve.policy.certify import cp_upper
 
 USER_COUNTS = (1_000_000, 10_000_000, 100_000_000)
@@ -26,10 +26,10 @@ USER_COUNTS = (1_000_000, 10_000_000, 100_000_000)
 class Workload:
     """The named assumptions of a forecast (measured where the database has them)."""
 
-    uploads_per_user_per_day: float = 0.01  # an avatar change every 100 days
+    uploads_per_user_per_day: float = 1 / 100  # an avatar change every 100 days
     review_share: float = 0.10  # uploads the model sends to a person (at production prevalence)
     remove_share: float = 0.0  # uploads the model removes automatically
-    audit_rate: float = 0.01  # share of auto-approved uploads audited
+    audit_rate: float = AUDIT_RATE  # share of auto-approved uploads audited
     appeal_rate: float = 0.2  # share of removals appealed
     decisions_per_hour: float = 300.0  # per reviewer, measured from the queue history
     hours_per_day: float = 6.0  # productive review hours per reviewer per day

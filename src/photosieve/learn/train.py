@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
-from photosieve.config import CERTIFY
+from photosieve.config import CERTIFY, TrainConfig
 from photosieve.data.manifest import read_manifest
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.grads import VanishingGradientWarning
@@ -35,50 +35,23 @@ from photosieve.vision.embed import embed_files
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-@dataclass(frozen=True)
-class TrainConfig:
-    """Everything that decides the trained head; stored in the bundle as it is."""
-
-    hidden: tuple[int, ...] = (512,)
-    activation: str = "relu"
-    dropout: float = 0.5
-    epochs: int = 30
-    lr: float = 1e-4  # at 1e-3 the head over-fits the hard positives after one epoch
-    weight_decay: float = 1e-2
-    batch_size: int = 128
-    imbalance: str = "balanced"  # beat "weighted" on validation (bench/train_quality.py)
-    loss: str = "bce"
-    seed: int = 0
-    ensemble: int = 5  # heads with seeds seed, seed+1, ... averaged (1 = a single head)
-    patience: int = 10
-    monitor: str = "high_recall"  # early stopping: review rate over 90–100% recall on val
-    # avg+max pooled embedding: small, dark or partly hidden objects are not averaged away;
-    # it beat the average pool on validation for both heads (bench/embedding_variants.py)
-    backbone: str = DEFAULT_BACKBONE
-    target_recall: float = CERTIFY.target_recall
-
-    def to_dict(self) -> dict[str, Any]:
-        data = asdict(self)
-        data["hidden"] = list(self.hidden)
-        return data
-
-    def make_head(self) -> MLPHead | EnsembleHead:
-        """The (unfitted) head this config describes."""
-        head = MLPHead(
-            self.hidden,
-            self.activation,
-            self.dropout,
-            epochs=self.epochs,
-            lr=self.lr,
-            weight_decay=self.weight_decay,
-            batch_size=self.batch_size,
-            imbalance=self.imbalance,
-            loss=self.loss,
-            patience=self.patience,
-            seed=self.seed,
-            monitor=self.monitor,
-        )
-        return EnsembleHead(head, self.ensemble) if self.ensemble > 1 else head
+def make_head(cfg: TrainConfig) -> MLPHead | EnsembleHead:
+    """The (unfitted) head `cfg` describes."""
+    head = MLPHead(
+        cfg.hidden,
+        cfg.activation,
+        cfg.dropout,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        weight_decay=cfg.weight_decay,
+        batch_size=cfg.batch_size,
+        imbalance=cfg.imbalance,
+        loss=cfg.loss,
+        patience=cfg.patience,
+        seed=cfg.seed,
+        monitor=cfg.monitor,
+    )
+    return EnsembleHead(head, cfg.ensemble) if cfg.ensemble > 1 else head
 
 
 def read_split_manifest(path: str | Path) -> pd.DataFrame:
@@ -177,7 +150,7 @@ def fit_head(
     y = as_binary_labels(frame["label"].to_numpy())
     split = frame["split"].astype(str).to_numpy()
     train, val = split == Split.TRAIN.value, split == Split.VALIDATION.value
-    head = cfg.make_head()
+    head = make_head(cfg)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VanishingGradientWarning)
         head.fit(X[train], y[train], X_val=X[val], y_val=y[val], on_epoch=on_epoch)

@@ -15,7 +15,7 @@ from typing import Literal
 from pydantic import Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from photosieve.config import Workdir
+from photosieve.config import AUDIT_RATE, Workdir
 from photosieve.paths import default_workdir
 from photosieve.vision.decode import ANIMATION_FRAMES
 
@@ -79,7 +79,7 @@ class Settings(BaseSettings):
     decode_slots: int | None = Field(default=None, gt=0)
     heavy_decode_slots: int | None = Field(default=None, gt=0)
     decode_wait_seconds: float = Field(default=30.0, gt=0)
-    audit_rate: float = Field(default=0.01, ge=0.0, le=1.0)
+    audit_rate: float = Field(default=AUDIT_RATE, ge=0.0, le=1.0)
     claim_ttl_seconds: int = Field(default=600, gt=0)
     claim_batch_max: int = Field(default=50, gt=0)
     undo_window_seconds: int = Field(default=60, ge=0)
