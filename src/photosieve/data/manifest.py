@@ -86,19 +86,16 @@ def validate_manifest(frame: pd.DataFrame, *, columns: Sequence[str], where: str
             f"A split manifest needs {list(MANIFEST_COLUMNS)}: run `photosieve ingest` "
             "then `photosieve split` to make one."
         )
-    if "label" in frame.columns and "label" in columns:
-        bad = _bad_values(frame, "label", {label.value for label in Label})
-        if bad:
-            raise ManifestError(
-                f"{where}: unknown label(s) {bad[:5]}; labels are 'offensive' or 'ok' "
-                "(run `photosieve ingest --positive-name ... --negative-name ...` to map yours)"
-            )
-    if "split" in frame.columns and "split" in columns:
-        bad = _bad_values(frame, "split", {split.value for split in Split})
-        if bad:
-            raise ManifestError(
-                f"{where}: unknown split(s) {bad[:5]}; known: {[s.value for s in Split]}"
-            )
+    closed = (  # columns with a closed set of values, and what to say about a stray one
+        ("label", {label.value for label in Label}, "labels are 'offensive' or 'ok' (run "
+         "`photosieve ingest --positive-name ... --negative-name ...` to map yours)"),
+        ("split", {split.value for split in Split}, f"known: {[s.value for s in Split]}"),
+    )  # fmt: skip
+    for column, allowed, hint in closed:
+        if column in frame.columns and column in columns:
+            bad = _bad_values(frame, column, allowed)
+            if bad:
+                raise ManifestError(f"{where}: unknown {column}(s) {bad[:5]}; {hint}")
     if "source" in frame.columns and "source" in columns:
         sources = frame["source"].astype(str)
         bad_sources = sorted(

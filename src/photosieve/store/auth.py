@@ -15,6 +15,7 @@ import secrets
 
 from sqlalchemy import func, select, text, update
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from photosieve.store.models import AuthEvent, AuthSession
 
@@ -81,20 +82,21 @@ def touch(session: Session, session_id: str, now: dt.datetime) -> None:
 
 def revoke(session: Session, session_id: str, now: dt.datetime, reason: str) -> bool:
     """Revoke one session; False when it was revoked already or does not exist."""
-    result = session.execute(
-        update(AuthSession)
-        .where(AuthSession.id == session_id, AuthSession.revoked_at.is_(None))
-        .values(revoked_at=now, revoked_reason=reason)
-        .execution_options(synchronize_session=False)
-    )
-    return bool(result.rowcount)  # type: ignore[attr-defined]
+    return bool(_revoke_where(session, AuthSession.id == session_id, now, reason))
 
 
 def revoke_user_sessions(session: Session, user_id: int, now: dt.datetime, reason: str) -> int:
     """Revoke every unrevoked session of a user; returns how many."""
+    return _revoke_where(session, AuthSession.user_id == user_id, now, reason)
+
+
+def _revoke_where(
+    session: Session, which: ColumnElement[bool], now: dt.datetime, reason: str
+) -> int:
+    """Revoke the unrevoked sessions matching `which`; how many were."""
     result = session.execute(
         update(AuthSession)
-        .where(AuthSession.user_id == user_id, AuthSession.revoked_at.is_(None))
+        .where(which, AuthSession.revoked_at.is_(None))
         .values(revoked_at=now, revoked_reason=reason)
         .execution_options(synchronize_session=False)
     )

@@ -9,9 +9,11 @@ import datetime as dt
 from typing import Annotated, Any
 
 from fastapi import APIRouter, HTTPException, Path, Query, Request, status
+from sqlalchemy.orm import Session
 
 from photosieve.records import Label
 from photosieve.service import security, sessions, throttle, users, views
+from photosieve.service.config import Settings
 from photosieve.service.deps import Admin, DbSession, ModeratorDep, Reviewer, SettingsDep
 from photosieve.service.schemas import (
     ClaimRequest,
@@ -28,7 +30,7 @@ from photosieve.service.schemas import (
 )
 from photosieve.service.throttle import LoginThrottled
 from photosieve.store import accounts, queue, stats, uploads
-from photosieve.store.models import Role, utcnow
+from photosieve.store.models import ReviewDecision, Role, User, utcnow
 from photosieve.store.queue import ForbiddenError, QueueError
 
 router = APIRouter(prefix="/v1", tags=["review"])
@@ -126,12 +128,8 @@ def decide(
         decision = moderator.decide(session, item_id, user, Label(body.label))
     except QueueError as exc:
         raise _queue_error(exc) from exc
-    upload = uploads.get(session, decision.upload_id)
-    assert upload is not None
     depth = sum(queue.depth(session).values())
-    return views.decision_public(
-        decision, user.username, upload.status, settings.undo_window_seconds, depth
-    )
+    return _decision_view(session, decision, user, settings, depth)
 
 
 @router.post(
@@ -149,10 +147,18 @@ def undo(
         decision = moderator.undo(session, decision_id, user)
     except QueueError as exc:
         raise _queue_error(exc) from exc
+    return _decision_view(session, decision, user, settings)
+
+
+def _decision_view(
+    session: Session, decision: ReviewDecision, user: User, settings: Settings,
+    queue_depth: int | None = None,
+) -> DecisionPublic:  # fmt: skip
+    """A decision as the API shows it, with its upload's status after the change."""
     upload = uploads.get(session, decision.upload_id)
     assert upload is not None
     return views.decision_public(
-        decision, user.username, upload.status, settings.undo_window_seconds
+        decision, user.username, upload.status, settings.undo_window_seconds, queue_depth
     )
 
 
