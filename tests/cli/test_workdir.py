@@ -101,3 +101,13 @@ def test_service_commands_take_the_workdir(tmp_path: Path, monkeypatch: pytest.M
     assert upgraded.exit_code == 0 and "→" in upgraded.output
     assert Workdir(tmp_path / "w").database.is_file()
     assert not (tmp_path / "work").exists()
+
+
+def test_serve_takes_the_workdir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """`serve --workdir` looks for its bundle (and database) there, not in ./work."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("PHOTOSIEVE_WORKDIR", raising=False)
+    result = CliRunner().invoke(app, ["serve", "--workdir", str(tmp_path / "w")])
+    assert result.exit_code != 0
+    assert str(Workdir(tmp_path / "w").bundle) in result.output.replace("\n", "")
+    assert not (tmp_path / "work").exists()
