@@ -63,6 +63,10 @@ RECIPES = {  # explored on validation folds; the after recipe is picked from the
         Recipe("concat_logreg", (L0, L2), "logreg"),
         Recipe("lite2_mlp5", (L2,), "mlp5"),
         Recipe("concat_mlp5", (L0, L2), "mlp5"),
+        # Lite2 embeddings of the primary photos only (the icons did not fit the CPU budget):
+        Recipe("lite0_mlp1_noext", (L0,), "mlp1", external=False),
+        Recipe("lite2_mlp1_noext", (L2,), "mlp1", external=False),
+        Recipe("concat_mlp1_noext", (L0, L2), "mlp1", external=False),
     )
 }
 
@@ -310,6 +314,9 @@ def main(argv: list[str] | None = None) -> int:
         help="RECIPE:before|after — only compute (and cache) those OOF scores, then exit "
         "(lets the slow MLP cross-fits run as parallel processes)",
     )
+    parser.add_argument(
+        "--primary-only-lite2", action="store_true", help="Lite2 embeddings of primary photos only"
+    )
     parser.add_argument("--table", action="store_true", help="print the README tables and exit")
     args = parser.parse_args(argv)
     if args.table:
@@ -317,7 +324,8 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     if args.oof_only:
         name, _, which = args.oof_only.partition(":")
-        bench = load_bench(args.ingested, args.workdir, RECIPES[name].backbones)
+        primary_only = [L2] if args.primary_only_lite2 else []
+        bench = load_bench(args.ingested, args.workdir, RECIPES[name].backbones, primary_only)
         n_pos = int(bench.y[bench.primary].sum())
         plan = plan_fractions(n_pos) if which == "before" else plan_by_workload(n_pos)[0]
         _, info = oof_scores(
@@ -336,7 +344,8 @@ def main(argv: list[str] | None = None) -> int:
     backbones = sorted(
         {b for name in [*explore, args.after or args.before] for b in RECIPES[name].backbones}
     )
-    bench = load_bench(args.ingested, args.workdir, backbones)
+    primary_only = [L2] if args.primary_only_lite2 else []
+    bench = load_bench(args.ingested, args.workdir, backbones, primary_only)
     n_pos = int(bench.y[bench.primary].sum())
     before_plan = plan_fractions(n_pos)
     after_plan, choice, _ = plan_by_workload(n_pos)

@@ -43,6 +43,7 @@ class Recipe:
     name: str
     backbones: tuple[str, ...]
     head: str  # "mlp5" (today's: TrainConfig() 5-seed ensemble), "mlp1", "logreg"
+    external: bool = True  # train on the external icons too (False: primary photos only)
 
 
 @dataclass
@@ -58,17 +59,35 @@ class Bench:
         return np.concatenate([self.features[b] for b in recipe.backbones], axis=1)
 
 
-def load_bench(ingested: Path, workdir: Path, backbones: Sequence[str]) -> Bench:
-    """Read `ingested.csv` and take each backbone's embeddings (cached; computed if missing)."""
+def load_bench(
+    ingested: Path, workdir: Path, backbones: Sequence[str], primary_only: Sequence[str] = ()
+) -> Bench:
+    """Read `ingested.csv` and take each backbone's embeddings (cached; computed if missing).
+
+    Backbones in `primary_only` embed the primary photos only (external rows are NaN): for
+    recipes that train without the external icons.
+    """
     from photosieve.vision.embed import embed_files
 
     frame = pd.read_csv(ingested)
     paths = [Path(p) for p in frame["path"]]
-    feats = {b: embed_files(paths, workdir=workdir, backbone=b, progress=False) for b in backbones}
+    primary = (frame["source"] == PRIMARY_SOURCE).to_numpy()
+    feats = {}
+    for b in backbones:
+        rows = primary if b in primary_only else np.ones(len(frame), dtype=bool)
+        some = embed_files(
+            [p for p, keep in zip(paths, rows, strict=True) if keep],
+            workdir=workdir,
+            backbone=b,
+            progress=False,
+        )
+        full = np.full((len(frame), some.shape[1]), np.nan, dtype=np.float32)
+        full[rows] = some
+        feats[b] = full
     return Bench(
         frame=frame,
         y=(frame["label"] == Label.OFFENSIVE.value).to_numpy().astype(np.int64),
-        primary=(frame["source"] == PRIMARY_SOURCE).to_numpy(),
+        primary=primary,
         features=feats,
     )
 
@@ -98,7 +117,13 @@ def fold_of(bench: Bench, k: int, seed: int) -> np.ndarray:
 
 
 def fold_parts(
-    bench: Bench, folds: np.ndarray, f: int, plan: dict[Split, float], seed: int
+    bench: Bench,
+    folds: np.ndarray,
+    f: int,
+    plan: dict[Split, float],
+    seed: int,
+    *,
+    external: bool = True,
 ) -> tuple[np.ndarray, np.ndarray]:
     """(train mask, validation mask) for fold f: drawn from the other folds in the plan's shares."""
     k = int(folds.max()) + 1
@@ -110,10 +135,10 @@ def fold_parts(
         raise ValueError("the plan's train + validation shares exceed the fold's training pool")
     rest = max(0.0, 1.0 - train_share - val_share)
     part = _group_fill(bench.frame, pool, [train_share, val_share, rest], seed + 1000 * (f + 1))
-    external = ~bench.primary
     ext_share = plan[Split.TRAIN] / (plan[Split.TRAIN] + plan[Split.TRAIN_DEV])
-    ext_part = _group_fill(bench.frame, external, [ext_share, 1.0 - ext_share], seed + 7 + f)
-    return (part == 0) | (ext_part == 0), part == 1
+    ext_part = _group_fill(bench.frame, ~bench.primary, [ext_share, 1.0 - ext_share], seed + 7 + f)
+    train = (part == 0) | ((ext_part == 0) & external)
+    return train, part == 1
 
 
 def make_head(head: str) -> Any:
@@ -170,6 +195,7 @@ def oof_scores(
             seed,
             len(bench.frame),
         ]
+        + ([] if recipe.external else ["primary-only"])
     )
     tag = f"{recipe.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
     if cache_dir is not None and (cache_dir / f"{tag}.npz").is_file():
@@ -180,7 +206,7 @@ def oof_scores(
     folds = fold_of(bench, k, seed)
     jobs_args, tests, vals = [], [], []
     for f in range(k):
-        train, val = fold_parts(bench, folds, f, plan, seed)
+        train, val = fold_parts(bench, folds, f, plan, seed, external=recipe.external)
         test = folds == f
         jobs_args.append((X[train], bench.y[train], X[val], bench.y[val], X[test], recipe.head))
         tests.append(test)
