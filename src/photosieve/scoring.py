@@ -36,13 +36,18 @@ class ScoredImage:
 
 def backbone_for(backbone_id: str) -> str:
     """The registered backbone name whose id is `backbone_id` (weights hash included)."""
+    known: list[str] = []
     for name in list_backbones():
-        if backbone_config(name).id == backbone_id:
+        try:  # a registered backbone whose weights package is not installed cannot match
+            config_id = backbone_config(name).id
+        except ValueError:
+            continue
+        if config_id == backbone_id:
             return name
-    known = ", ".join(backbone_config(n).id for n in list_backbones())
+        known.append(config_id)
     raise ValueError(
         f"the bundle was trained on backbone {backbone_id!r}, which is not installed here "
-        f"(available: {known}); retrain the bundle or install the matching weights"
+        f"(available: {', '.join(known)}); retrain the bundle or install the matching weights"
     )
 
 

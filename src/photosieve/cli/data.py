@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import pandas as pd
@@ -18,13 +17,14 @@ from photosieve.data.dedupe import NEAR_DUPLICATE_DISTANCE
 from photosieve.data.ingest import IngestResult, ingest
 from photosieve.data.manifest import INGESTED_COLUMNS, read_manifest, write_manifest
 from photosieve.data.plan import (
-    DEFAULT_MARGIN,
     MAX_CALIBRATION,
+    MIN_TRAIN_POSITIVES,
     REST_RATIOS,
+    WORKLOAD_TOLERANCE,
     parse_fractions,
 )
 from photosieve.data.split import SplitResult, split_manifest
-from photosieve.records import MANIFEST_COLUMNS, PRIMARY_SOURCE, Label
+from photosieve.records import MANIFEST_COLUMNS, Label
 
 
 def _fail(console: Console, exc: ValueError) -> typer.Exit:
@@ -177,6 +177,42 @@ def _split_table(console: Console, result: SplitResult) -> None:
         )
 
 
+def _plan_table(console: Console, result: SplitResult) -> None:
+    """The planner's expected-workload curve over calibration sizes, its choice marked."""
+    chosen = result.calibration_choice
+    assert chosen is not None
+    table = Table(
+        title="Calibration size: expected certified review rate at 1% prevalence "
+        "(q ~ Beta(k+1, n−k); binormal ROC with a learning-curve penalty)"
+    )
+    for column in (
+        "positives",
+        "misses allowed",
+        "train positives",
+        "exp. miss rate",
+        "exp. review",
+    ):
+        table.add_column(column, justify="right")
+    for o in result.calibration_curve:
+        mark = " ◀" if o == chosen else ("" if o.feasible else " (too few to train)")
+        table.add_row(
+            f"{o.positives:,}",
+            str(o.misses),
+            f"{o.train_positives:,}",
+            f"{o.expected_miss_rate:.4f}",
+            f"{o.expected_review_rate:.2%}{mark}",
+        )
+    console.print(table)
+    rest = ":".join(f"{ratio * 100:g}" for ratio in REST_RATIOS.values())
+    console.print(
+        f"Calibration gets {chosen.positives:,} positives ({chosen.misses} misses allowed): the "
+        f"smallest size within {WORKLOAD_TOLERANCE:.0%} of the lowest expected review rate, "
+        f"keeping ≥ {MIN_TRAIN_POSITIVES} training positives (at most {MAX_CALIBRATION:.0%} of "
+        f"the photos); the rest goes train:train_dev:validation:test = {rest}. "
+        "Pass --fractions to choose them yourself."
+    )
+
+
 def split_command(
     ingested: Path = typer.Argument(
         ..., metavar="INGESTED", help="Output of `photosieve ingest` (.csv/.parquet)."
@@ -213,18 +249,8 @@ def split_command(
         )
     except ValueError as exc:
         raise _fail(console, exc) from exc
-    if fractions is None:
-        rest = ":".join(f"{ratio * 100:g}" for ratio in REST_RATIOS.values())
-        primary = result.manifest[result.manifest["source"] == PRIMARY_SOURCE]
-        n_positives = int((primary["label"] == Label.OFFENSIVE.value).sum())
-        planned = math.ceil(result.positives_needed * (1 + DEFAULT_MARGIN))
-        console.print(
-            f"Fractions planned for the target: calibration gets the {result.positives_needed} "
-            f"positives needed + {DEFAULT_MARGIN:.0%} margin = {planned} of {n_positives} "
-            f"primary positives (at most {MAX_CALIBRATION:.0%} of the photos); the rest goes "
-            f"train:train_dev:validation:test = {rest}. "
-            "Pass --fractions to choose them yourself."
-        )
+    if result.calibration_choice is not None:
+        _plan_table(console, result)
     _split_table(console, result)
     write_manifest(result.manifest, out, columns=MANIFEST_COLUMNS)
     sidecar = out.with_suffix(".json")
@@ -241,6 +267,7 @@ def split_command(
                 "positives_needed": result.positives_needed,
                 "external_in_train_dev": external_in_train_dev,
                 "splits": result.summary.to_dict(orient="records"),
+                "calibration_plan": result.plan_record(),
             },
             indent=2,
         )

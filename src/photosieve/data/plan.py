@@ -11,6 +11,10 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+from scipy import stats
 
 from photosieve.config import CERTIFY
 from photosieve.records import Split
@@ -124,3 +128,143 @@ def plan_fractions(
     fractions = {split: rest * ratio for split, ratio in REST_RATIOS.items()}
     fractions[Split.CALIBRATION] = calibration
     return check_fractions(fractions)
+
+
+# --- Calibration size chosen by expected certified workload ------------------------------------
+# A certificate with k misses allowed needs n_k positives (99%/95%: 299, 473, 628, 773, …); its
+# threshold is the (k+1)-th lowest calibration positive, whose true miss rate q is distributed
+# Beta(k+1, n−k): more positives let the threshold sit closer to the target quantile, so fewer
+# fine photos are reviewed. Positives put into calibration leave training, which costs ranking
+# quality; the learning curve is modelled as a binormal ROC whose separation d' grows by
+# `LEARNING_SLOPE` per e-fold of training positives (facts: 150 → 500 training positives moved
+# the FPR at 99% recall 4.7% → 3.7%, i.e. Δd' ≈ 0.094 per e-fold).
+DEFAULT_PREVALENCE = 0.01
+REFERENCE_FPR = 0.10  # FPR at exactly 99% recall with REFERENCE_TRAIN_POSITIVES training positives
+REFERENCE_TRAIN_POSITIVES = 1000
+LEARNING_SLOPE = 0.094
+MIN_TRAIN_POSITIVES = 250  # calibration never takes positives training needs below this
+PLAN_MARGIN = 0.02  # buffer for whole duplicate groups landing a photo or two off target
+MAX_MISSES = 30
+# Past the point of diminishing returns a few hundredths of a point of workload are not worth
+# hundreds of positives taken from training (and the learning-curve model is rough): take the
+# smallest calibration whose expected review rate is within this relative tolerance of the best.
+WORKLOAD_TOLERANCE = 0.05
+_QUANTILES = (np.arange(400) + 0.5) / 400  # midpoints for E[·] over q ~ Beta
+
+
+def cp_upper_bound(k: int, n: int, confidence: float) -> float:
+    """Exact one-sided Clopper–Pearson upper bound on a miss rate with k misses in n."""
+    if k >= n:
+        return 1.0
+    return float(stats.beta.ppf(confidence, k + 1, n - k))
+
+
+def positives_for_misses(misses: int, target_recall: float, confidence: float) -> int:
+    """Fewest calibration positives with which `misses` misses still certify the target."""
+    _check_rates(target_recall, confidence)
+    alpha = 1.0 - target_recall
+    lo = hi = positives_needed(target_recall, confidence)
+    while cp_upper_bound(misses, hi, confidence) > alpha:
+        lo, hi = hi, hi * 2
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if cp_upper_bound(misses, mid, confidence) <= alpha:
+            hi = mid
+        else:
+            lo = mid + 1
+    return hi
+
+
+@dataclass(frozen=True)
+class CalibrationOption:
+    """One candidate calibration size and what the workload model expects of it."""
+
+    positives: int  # calibration positives planned (n_k plus the margin)
+    misses: int  # misses the certificate may allow (k)
+    train_positives: int  # training positives left
+    expected_miss_rate: float  # E[q], q ~ Beta(k+1, n−k): true miss rate of the threshold
+    expected_fpr: float  # E[share of fine photos reviewed]
+    expected_review_rate: float  # at the stated prevalence: π(1 − E[q]) + (1 − π)·E[fpr]
+    feasible: bool  # training keeps ≥ MIN_TRAIN_POSITIVES
+
+
+def _separation(train_positives: float, target_recall: float) -> float:
+    """Binormal d' for this many training positives (anchored at REFERENCE_FPR)."""
+    d_ref = float(stats.norm.ppf(target_recall) - stats.norm.ppf(REFERENCE_FPR))
+    ratio = max(train_positives, 1.0) / REFERENCE_TRAIN_POSITIVES
+    return d_ref + LEARNING_SLOPE * math.log(ratio)
+
+
+def calibration_curve(
+    n_positives: int,
+    *,
+    target_recall: float = CERTIFY.target_recall,
+    confidence: float = CERTIFY.confidence,
+    prevalence: float = DEFAULT_PREVALENCE,
+    margin: float = PLAN_MARGIN,
+    min_train_positives: int = MIN_TRAIN_POSITIVES,
+) -> list[CalibrationOption]:
+    """Expected certified review rate for calibration sizes n_0, n_1, … (k = 0, 1, … misses)."""
+    _check_rates(target_recall, confidence)
+    train_share = REST_RATIOS[Split.TRAIN]
+    out: list[CalibrationOption] = []
+    for k in range(MAX_MISSES + 1):
+        n = math.ceil(positives_for_misses(k, target_recall, confidence) * (1.0 + margin))
+        if n > n_positives * MAX_CALIBRATION and k > 0:
+            break
+        train = int((n_positives - n) * train_share)
+        q = stats.beta.ppf(_QUANTILES, k + 1, n - k)  # (400,) true miss rates
+        d = _separation(train, target_recall)
+        fpr = stats.norm.cdf(-d - stats.norm.ppf(q))  # binormal: FPR at positive quantile q
+        review = prevalence * (1.0 - q) + (1.0 - prevalence) * fpr
+        out.append(
+            CalibrationOption(
+                positives=n,
+                misses=k,
+                train_positives=train,
+                expected_miss_rate=float(q.mean()),
+                expected_fpr=float(fpr.mean()),
+                expected_review_rate=float(review.mean()),
+                feasible=k == 0 or train >= min_train_positives,
+            )
+        )
+    return out
+
+
+def choose_calibration(
+    curve: list[CalibrationOption], *, tolerance: float = WORKLOAD_TOLERANCE
+) -> CalibrationOption:
+    """The smallest feasible option within `tolerance` (relative) of the lowest expected review
+    rate; the zero-miss option when none is feasible."""
+    if not curve:
+        raise ValueError("empty calibration curve")
+    if tolerance < 0:
+        raise ValueError(f"tolerance must be ≥ 0, got {tolerance}")
+    feasible = [o for o in curve if o.feasible] or curve[:1]
+    best = min(o.expected_review_rate for o in feasible)
+    good = [o for o in feasible if o.expected_review_rate <= best * (1.0 + tolerance)]
+    return min(good, key=lambda o: o.positives)
+
+
+def plan_by_workload(
+    n_positives: int,
+    *,
+    target_recall: float = CERTIFY.target_recall,
+    confidence: float = CERTIFY.confidence,
+    prevalence: float = DEFAULT_PREVALENCE,
+) -> tuple[dict[Split, float], CalibrationOption, list[CalibrationOption]]:
+    """Fractions whose calibration share minimises the expected certified review rate.
+
+    Returns (fractions, chosen option, the whole curve). With too few positives for even the
+    zero-miss certificate, calibration takes at most `MAX_CALIBRATION` (as `plan_fractions`).
+    """
+    if n_positives <= 0:
+        raise ValueError("no primary positives: nothing can be certified; label some photos")
+    curve = calibration_curve(
+        n_positives, target_recall=target_recall, confidence=confidence, prevalence=prevalence
+    )
+    chosen = choose_calibration(curve)
+    calibration = min(chosen.positives / n_positives, MAX_CALIBRATION)
+    fractions = {split: (1.0 - calibration) * r for split, r in REST_RATIOS.items()}
+    fractions[Split.CALIBRATION] = calibration
+    return check_fractions(fractions), chosen, curve

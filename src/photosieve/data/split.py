@@ -1,5 +1,9 @@
 """Split planner: ingested photos → train / train_dev / validation / calibration / test.
 
+Without explicit fractions the calibration share comes from `plan.plan_by_workload`: the
+calibration size (positives) that minimises the expected certified review rate, traded against
+training positives; the rest is shared by `plan.REST_RATIOS`.
+
 Rules, in the order they bind:
 1. A duplicate group (`group_id`) is never split: whole groups are assigned.
 2. A group with any external photo (`source != "primary"`) is training data only: train, or
@@ -17,7 +21,8 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -26,9 +31,10 @@ from photosieve.config import CERTIFY
 from photosieve.data.dedupe import NEAR_DUPLICATE_DISTANCE, duplicate_groups
 from photosieve.data.plan import (
     CERTIFYING_SPLITS,
+    CalibrationOption,
     certifiable_recall,
     check_fractions,
-    plan_fractions,
+    plan_by_workload,
     positives_needed,
 )
 from photosieve.records import PRIMARY_SOURCE, Label, Split
@@ -49,6 +55,20 @@ class SplitResult:
     confidence: float
     positives_needed: int
     fingerprint: str
+    # When the planner chose the fractions: its pick and the expected-workload curve it chose from.
+    calibration_choice: CalibrationOption | None = None
+    calibration_curve: list[CalibrationOption] = field(default_factory=list)
+
+    def plan_record(self) -> dict[str, Any] | None:
+        """The planner's choice and curve as plain data (for split.json); None if not planned."""
+        if self.calibration_choice is None:
+            return None
+        return {
+            "rule": "smallest calibration within 5% of the lowest expected certified review "
+            "rate; q ~ Beta(k+1, n-k), binormal ROC with a learning-curve penalty",
+            "chosen": asdict(self.calibration_choice),
+            "curve": [asdict(o) for o in self.calibration_curve],
+        }
 
     @property
     def shortfalls(self) -> dict[Split, int]:
@@ -183,17 +203,21 @@ def split_manifest(
     confidence: float = CERTIFY.confidence,
     external_in_train_dev: bool = True,
 ) -> SplitResult:
-    """Assign every photo a split; fractions default to `plan_fractions` for the target."""
+    """Assign every photo a split; fractions default to `plan_by_workload` for the target."""
     for column in ("path", "label", "source", "sha256"):
         if column not in frame.columns:
             raise ValueError(f"input has no {column!r} column: run `photosieve ingest` first")
     manifest = frame.copy()
     ensure_groups(manifest)
     needed = positives_needed(target_recall, confidence)
+    choice: CalibrationOption | None = None
+    curve: list[CalibrationOption] = []
     if fractions is None:
         primary = manifest["source"] == PRIMARY_SOURCE
         n_pos = int((manifest.loc[primary, "label"] == Label.OFFENSIVE.value).sum())
-        fractions = plan_fractions(n_pos, target_recall=target_recall, confidence=confidence)
+        fractions, choice, curve = plan_by_workload(
+            n_pos, target_recall=target_recall, confidence=confidence
+        )
     fractions = check_fractions(fractions)
     manifest["split"] = assign_splits(
         manifest, fractions, seed=seed, external_in_train_dev=external_in_train_dev
@@ -207,4 +231,6 @@ def split_manifest(
         confidence=confidence,
         positives_needed=needed,
         fingerprint=data_fingerprint(manifest),
+        calibration_choice=choice,
+        calibration_curve=curve,
     )

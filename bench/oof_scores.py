@@ -1,0 +1,248 @@
+"""Cross-fitted (out-of-fold) scores for every primary photo, for `certified_workload.py`.
+
+Primary duplicate groups (`group_id` from `photosieve ingest`) are dealt into K folds, stratified
+by label with the split planner's own group filler. For fold f, the other K−1 folds are the
+training pool: from it, whole groups are drawn for `train` and for an early-stopping
+`validation` slice in the shares a split plan gives them (so a plan that puts more positives in
+calibration trains on fewer, as it would in the product); external photos go to training only,
+in the share the plan gives `train` out of the training splits. The head is fitted with the full
+recipe and scores fold f. Every primary photo is scored by a head that never saw its group.
+
+Each fold's validation slice also yields the figures the recipes are *chosen* on (review rate
+at 99% recall, high-recall partial area, AP), never the test draws.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from photosieve.data.split import _assign_groups
+from photosieve.learn.metrics import (
+    average_precision,
+    high_recall_review_rate,
+    review_rate_at_recall,
+)
+from photosieve.records import PRIMARY_SOURCE, Label, Split
+
+HEADS = ("mlp5", "mlp1", "logreg")
+
+
+@dataclass(frozen=True)
+class Recipe:
+    """Features (cached backbone embeddings, concatenated) and a head."""
+
+    name: str
+    backbones: tuple[str, ...]
+    head: str  # "mlp5" (today's: TrainConfig() 5-seed ensemble), "mlp1", "logreg"
+    external: bool = True  # train on the external icons too (False: primary photos only)
+
+
+@dataclass
+class Bench:
+    """The ingested bench with per-backbone embeddings aligned to its rows."""
+
+    frame: pd.DataFrame
+    y: np.ndarray  # (N,) 0/1
+    primary: np.ndarray  # (N,) bool
+    features: dict[str, np.ndarray]  # backbone → (N, D) float32
+
+    def design(self, recipe: Recipe) -> np.ndarray:
+        return np.concatenate([self.features[b] for b in recipe.backbones], axis=1)
+
+
+def load_bench(
+    ingested: Path, workdir: Path, backbones: Sequence[str], primary_only: Sequence[str] = ()
+) -> Bench:
+    """Read `ingested.csv` and take each backbone's embeddings (cached; computed if missing).
+
+    Backbones in `primary_only` embed the primary photos only (external rows are NaN): for
+    recipes that train without the external icons.
+    """
+    from photosieve.vision.embed import embed_files
+
+    frame = pd.read_csv(ingested)
+    paths = [Path(p) for p in frame["path"]]
+    primary = (frame["source"] == PRIMARY_SOURCE).to_numpy()
+    feats = {}
+    for b in backbones:
+        rows = primary if b in primary_only else np.ones(len(frame), dtype=bool)
+        some = embed_files(
+            [p for p, keep in zip(paths, rows, strict=True) if keep],
+            workdir=workdir,
+            backbone=b,
+            progress=False,
+        )
+        full = np.full((len(frame), some.shape[1]), np.nan, dtype=np.float32)
+        full[rows] = some
+        feats[b] = full
+    return Bench(
+        frame=frame,
+        y=(frame["label"] == Label.OFFENSIVE.value).to_numpy().astype(np.int64),
+        primary=primary,
+        features=feats,
+    )
+
+
+def _group_fill(
+    frame: pd.DataFrame, mask: np.ndarray, fractions: Sequence[float], seed: int
+) -> np.ndarray:
+    """Per row of `frame`: index into `fractions` for rows in `mask` (whole groups), else −1."""
+    out = np.full(len(frame), -1, dtype=np.int64)
+    if not mask.any():
+        return out
+    sub = frame.loc[mask]
+    codes, _ = pd.factorize(sub["group_id"], sort=True)
+    pos = np.bincount(codes, weights=(sub["label"] == Label.OFFENSIVE.value).to_numpy())
+    size = np.bincount(codes)
+    rng = np.random.default_rng(seed)
+    chosen = _assign_groups(
+        pos.astype(np.int64), (size - pos).astype(np.int64), np.asarray(fractions, float), rng
+    )
+    out[np.flatnonzero(mask)] = chosen[codes]
+    return out
+
+
+def fold_of(bench: Bench, k: int, seed: int) -> np.ndarray:
+    """Fold 0..k−1 per primary row (whole duplicate groups, label-stratified), −1 external."""
+    return _group_fill(bench.frame, bench.primary, [1.0 / k] * k, seed)
+
+
+def fold_parts(
+    bench: Bench,
+    folds: np.ndarray,
+    f: int,
+    plan: dict[Split, float],
+    seed: int,
+    *,
+    external: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(train mask, validation mask) for fold f: drawn from the other folds in the plan's shares."""
+    k = int(folds.max()) + 1
+    pool = bench.primary & (folds != f) & (folds >= 0)
+    scale = 1.0 / (1.0 - 1.0 / k)  # the pool is (k−1)/k of the primary photos
+    train_share = plan[Split.TRAIN] * scale
+    val_share = plan[Split.VALIDATION] * scale
+    if train_share + val_share > 1.0 + 1e-9:
+        raise ValueError("the plan's train + validation shares exceed the fold's training pool")
+    rest = max(0.0, 1.0 - train_share - val_share)
+    part = _group_fill(bench.frame, pool, [train_share, val_share, rest], seed + 1000 * (f + 1))
+    ext_share = plan[Split.TRAIN] / (plan[Split.TRAIN] + plan[Split.TRAIN_DEV])
+    ext_part = _group_fill(bench.frame, ~bench.primary, [ext_share, 1.0 - ext_share], seed + 7 + f)
+    train = (part == 0) | ((ext_part == 0) & external)
+    return train, part == 1
+
+
+def make_head(head: str) -> Any:
+    """An unfitted head by name (today's recipe is `mlp5`: `TrainConfig()`'s ensemble)."""
+    from photosieve.config import TrainConfig
+    from photosieve.learn.head import LogisticHead
+    from photosieve.learn.train import make_head as head_of
+
+    if head == "mlp5":
+        return head_of(TrainConfig())
+    if head == "mlp1":
+        return head_of(TrainConfig(ensemble=1))
+    if head == "logreg":
+        return LogisticHead(C=0.05, imbalance="weighted", max_iter=300)
+    raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
+
+
+def _fit_fold(args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, str]) -> Any:
+    import torch
+
+    torch.set_num_threads(1)
+    X_train, y_train, X_val, y_val, X_test, head = args
+    model = make_head(head).fit(X_train, y_train, X_val=X_val, y_val=y_val)
+    return model.score(X_test), model.score(X_val)
+
+
+def validation_figures(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """What recipes are chosen on: figures on the early-stopping validation slices."""
+    return {
+        "review_at_99_prev1pct": review_rate_at_recall(scores, y, recall=0.99, prevalence=0.01),
+        "high_recall_review": high_recall_review_rate(scores, y),
+        "ap": average_precision(scores, y),
+    }
+
+
+def oof_scores(
+    bench: Bench,
+    recipe: Recipe,
+    plan: dict[Split, float],
+    *,
+    k: int = 5,
+    seed: int = 0,
+    jobs: int = 2,
+    cache_dir: Path | None = None,
+) -> tuple[np.ndarray, dict[str, Any]]:
+    """(scores (N,) with NaN for external rows, info incl. validation figures and seconds)."""
+    import time
+
+    key = json.dumps(
+        [
+            recipe.backbones,
+            recipe.head,
+            sorted((s.value, round(v, 6)) for s, v in plan.items()),
+            k,
+            seed,
+            len(bench.frame),
+        ]
+        + ([] if recipe.external else ["primary-only"])
+    )
+    tag = f"{recipe.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    if cache_dir is not None and (cache_dir / f"{tag}.npz").is_file():
+        saved = np.load(cache_dir / f"{tag}.npz")
+        return saved["scores"], json.loads((cache_dir / f"{tag}.json").read_text())
+    started = time.perf_counter()
+    X = bench.design(recipe)
+    folds = fold_of(bench, k, seed)
+    jobs_args, tests, vals = [], [], []
+    for f in range(k):
+        train, val = fold_parts(bench, folds, f, plan, seed, external=recipe.external)
+        test = folds == f
+        jobs_args.append((X[train], bench.y[train], X[val], bench.y[val], X[test], recipe.head))
+        tests.append(test)
+        vals.append(val)
+    scores = np.full(len(bench.frame), np.nan)
+    val_scores, val_labels = [], []
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        for test, val, (s_test, s_val) in zip(
+            tests, vals, pool.map(_fit_fold, jobs_args), strict=True
+        ):
+            scores[test] = s_test
+            print(
+                f"  {recipe.name}: fold {len(val_scores) + 1}/{k} scored "
+                f"({time.perf_counter() - started:.0f} s)",
+                flush=True,
+            )
+            val_scores.append(s_val)
+            val_labels.append(bench.y[val])
+    per_fold = [validation_figures(s, y) for s, y in zip(val_scores, val_labels, strict=True)]
+    info: dict[str, Any] = {
+        "recipe": recipe.name,
+        "backbones": list(recipe.backbones),
+        "head": recipe.head,
+        "k": k,
+        "train_positives_per_fold": [int(a[1].sum()) for a in jobs_args],
+        "train_photos_per_fold": [len(a[1]) for a in jobs_args],
+        "validation_positives_per_fold": [int(a[3].sum()) for a in jobs_args],
+        "validation": {
+            name: float(np.mean([fig[name] for fig in per_fold])) for name in per_fold[0]
+        },
+        "validation_per_fold": per_fold,
+        "seconds": time.perf_counter() - started,
+    }
+    if cache_dir is not None:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+        np.savez(cache_dir / f"{tag}.npz", scores=scores)
+        (cache_dir / f"{tag}.json").write_text(json.dumps(info, indent=2))
+    return scores, info

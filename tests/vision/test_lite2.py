@@ -1,0 +1,95 @@
+"""EfficientNet-Lite2 (260 px): strict loading, TF-SAME padding A/B, ONNX vs PyTorch on photos."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import skimage.data
+import torch
+from PIL import Image
+
+from photosieve.vision.backbone import (
+    Conv2dSame,
+    EfficientNetLite,
+    backbone_config,
+    create_backbone,
+    create_lite2,
+    list_backbones,
+)
+from photosieve.vision.embed import Embedder
+from photosieve.vision.preprocess import (
+    PreprocessConfig,
+    load_for_model,
+    preprocess,
+    to_input_array,
+)
+
+LITE2 = "efficientnet_lite2_avgmax"
+
+
+def _probabilities(model: EfficientNetLite, array: np.ndarray) -> torch.Tensor:
+    cfg = PreprocessConfig(input_size=260)
+    x = torch.from_numpy(to_input_array(Image.fromarray(array), cfg)[None])  # (1, 3, 260, 260)
+    with torch.no_grad():
+        return model(x).softmax(dim=-1)[0]  # (1000,)
+
+
+def test_registered_with_its_own_input_size_and_id() -> None:
+    assert LITE2 in list_backbones()
+    cfg = backbone_config(LITE2)
+    assert cfg.preprocess.input_size == 260 and cfg.embed_dim == 2560
+    assert cfg.id.startswith("efficientnet_lite2_avgmax_same260-")
+    assert cfg.id != backbone_config("efficientnet_lite0_avgmax").id
+
+
+def test_same_padding_is_tensorflows() -> None:
+    conv = Conv2dSame(1, 1, 3, stride=2, bias=False)
+    torch.nn.init.ones_(conv.weight)
+    x = torch.arange(16.0).view(1, 1, 4, 4)
+    with torch.no_grad():
+        out = conv(x)  # TF pads 0 before and 1 after on an even input: windows start at 0 and 2
+    assert out.shape == (1, 1, 2, 2)
+    assert float(out[0, 0, 0, 0]) == float(x[0, 0, :3, :3].sum())
+
+
+def test_same_padding_beats_symmetric_on_imagenet_photos() -> None:
+    """The checkpoint was trained with TF SAME padding: it must keep the classes right."""
+    same, symmetric = create_lite2(pooling="avg"), create_lite2(padding="symmetric", pooling="avg")
+    log_p = {"same": 0.0, "symmetric": 0.0}
+    for array, cls in ((skimage.data.chelsea(), 285), (skimage.data.coffee(), 967)):
+        p_same, p_sym = _probabilities(same, array), _probabilities(symmetric, array)
+        assert int(p_same.argmax()) == cls
+        log_p["same"] += float(p_same[cls].log())
+        log_p["symmetric"] += float(p_sym[cls].log())
+    assert log_p["same"] > log_p["symmetric"]
+
+
+def test_unknown_variant_or_padding_is_refused() -> None:
+    cfg = backbone_config(LITE2)
+    with pytest.raises(ValueError, match="unknown variant"):
+        EfficientNetLite(cfg, pooling="avgmax", variant="lite9")
+    with pytest.raises(ValueError, match="unknown padding"):
+        EfficientNetLite(cfg, pooling="avgmax", variant="lite2", padding="valid")
+
+
+def test_lite2_onnx_matches_pytorch_on_real_photos(
+    vision_workdir: Path, bench_dir: Path, tmp_path: Path
+) -> None:
+    embedder = Embedder(LITE2, workdir=vision_workdir, threads=1)
+    manifest = pd.read_csv(bench_dir / "manifest.csv")
+    sources: list[Path] = [bench_dir / p for p in manifest["path"].iloc[::2500]]
+    for array in (skimage.data.chelsea(), skimage.data.astronaut()):
+        path = tmp_path / f"{len(sources)}.png"
+        Image.fromarray(array).save(path)
+        sources.append(path)
+    cfg = embedder.config.preprocess
+    onnx_out = embedder.embed_arrays(np.stack([load_for_model(s, cfg) for s in sources]))
+    model = create_backbone(LITE2)
+    with torch.no_grad():
+        x = torch.from_numpy(np.stack([preprocess(s, cfg) for s in sources]))
+        torch_out = model.forward_features(x).numpy()
+    assert onnx_out.shape == (len(sources), 2560)
+    assert np.abs(onnx_out - torch_out).max() <= 1e-3
