@@ -102,14 +102,32 @@ def test_a_killed_run_resumes_to_the_same_file(
     deadline = time.monotonic() + 120
     while len(list(parts.glob("0*.parquet"))) < 3 and time.monotonic() < deadline:
         time.sleep(0.05)
+    workers = _children(run.pid)  # its decoding processes
     run.send_signal(signal.SIGKILL)
     run.wait()
+    deadline = time.monotonic() + 15
+    while any(Path(f"/proc/{pid}").exists() for pid in workers) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert workers and not any(Path(f"/proc/{pid}").exists() for pid in workers)  # no orphans
     finished = len(list(parts.glob("0*.parquet")))
     assert 3 <= finished < 10 and not resumed.exists()  # killed half-way
 
     again = CliRunner().invoke(app, ["score", str(photos), *args, "--out", str(resumed)], env=env)
     assert again.exit_code == 0, again.output
     pd.testing.assert_frame_equal(pd.read_parquet(resumed), pd.read_parquet(whole))
+
+
+def _children(pid: int) -> list[int]:
+    """Live processes whose parent is `pid` (from /proc)."""
+    found = []
+    for stat in Path("/proc").glob("[0-9]*/stat"):
+        try:
+            fields = stat.read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            found.append(int(stat.parent.name))
+    return found
 
 
 def test_parts_of_another_job_are_not_reused(

@@ -7,10 +7,23 @@ onnxruntime so the local engine's decoding processes start light.
 
 from __future__ import annotations
 
+import ctypes
+import signal
+import sys
+
 import numpy as np
 
 from photosieve.vision.decode import ANIMATION_FRAMES, ImageDecodeError, decode
 from photosieve.vision.preprocess import PreprocessConfig, resize_for_model
+
+PR_SET_PDEATHSIG = 1  # <linux/prctl.h>
+
+
+def die_with_parent() -> None:
+    """Decoding-worker initializer: end this worker when the scoring process dies, even by
+    SIGKILL, so a killed run leaves no orphan processes behind (Linux `PR_SET_PDEATHSIG`)."""
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
 def decode_for_model(path: str, cfg: PreprocessConfig) -> list[np.ndarray] | str:

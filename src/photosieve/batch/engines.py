@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from photosieve.batch.decode import decode_for_model
+from photosieve.batch.decode import decode_for_model, die_with_parent
 from photosieve.bundle import ModelBundle
 from photosieve.scoring import Scorer
 from photosieve.vision.onnx import available_cores
@@ -83,7 +83,9 @@ class LocalEngine:
         self.workers = workers or available_cores()
         # spawn: onnxruntime's threads are already running in this process; never fork them
         context = multiprocessing.get_context("spawn")
-        self._pool = ProcessPoolExecutor(self.workers, mp_context=context)
+        self._pool = ProcessPoolExecutor(
+            self.workers, mp_context=context, initializer=die_with_parent
+        )
 
     def score(self, paths: Sequence[str]) -> pd.DataFrame:
         cfg = self.scorer.embedder.config.preprocess
