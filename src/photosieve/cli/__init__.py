@@ -2,7 +2,10 @@
 
 Commands live beside their stage's name (`cli/embed.py`, `cli/data.py`, ...); each module has a
 `register(app)` that adds its commands. Commands only parse arguments, call the library and
-print Rich tables.
+print Rich tables. The one place function-level imports are the rule: a command imports the
+heavy part of its stage (torch, onnxruntime, the service app, Ray) when it runs, so
+`photosieve --help` and the light commands start without loading them. Library code imports at
+module level (checked by the import-linter contract), except optional extras (`batch` → Ray).
 """
 
 from __future__ import annotations

@@ -23,12 +23,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
+from photosieve.bundle import ModelBundle
+from photosieve.scoring import Scorer
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
 from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.moderation import ImageScorer, Moderator
+from photosieve.service.routes import api, health, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
 from photosieve.store import uploads
@@ -43,9 +46,6 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 
 def load_scorer(settings: Settings) -> ImageScorer:
     """The production scorer: the trained bundle at `settings.resolved_bundle_path`."""
-    from photosieve.bundle import ModelBundle
-    from photosieve.scoring import Scorer
-
     path = settings.resolved_bundle_path
     if not (path / "bundle.json").is_file():
         raise ValueError(
@@ -137,8 +137,6 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.add_middleware(BodySizeLimit, max_bytes=settings.max_upload_bytes + FORM_OVERHEAD_BYTES)
     app.add_exception_handler(RequestValidationError, validation_error_handler)
     app.add_exception_handler(StarletteHTTPException, http_error_handler)
-
-    from photosieve.service.routes import api, health, review, ui
 
     app.include_router(health.router)
     app.include_router(api.router)
