@@ -17,7 +17,7 @@ from live_server import LiveServer
 from photosieve.service import hashbank
 from photosieve.service.decoding import DecodeBusy, DecodeGate
 from photosieve.store.models import Upload
-from photosieve.vision.decode import ImageHeader
+from photosieve.vision.decode import ImageHeader, reduce_factors
 from service_harness import APPROVE_ALL, Service, drawn_photo
 
 HOSTILE = {
@@ -75,7 +75,7 @@ def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(
     service: Service, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     # Finding 6: 6300×6300 (113 KB) cost ~400 MB and seconds; lossless images are now capped at
-    # 4096² (no reduced-scale decode exists for them) and those within it decode reduced.
+    # 3072² (no reduced-scale decode exists for them) and those within it decode reduced.
     service.set_policy(APPROVE_ALL)
     hashed: list[tuple[int, int]] = []
     original = hashbank.phash
@@ -89,7 +89,7 @@ def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(
     refused = _post(service.api(), hostile.solid_png(6300, 6300))
     assert refused.status_code == 422 and refused.json()["detail"]["reason"] == "too_large"
     assert time.perf_counter() - started < 10  # judged from the header (generating it: ~1 s)
-    data = hostile.solid_png(4096, 4096)
+    data = hostile.solid_png(3072, 3072)
     started = time.perf_counter()
     response = _post(service.api(), data)
     elapsed = time.perf_counter() - started
@@ -97,8 +97,9 @@ def test_big_cheap_pngs_are_refused_or_decoded_small_and_quick(
     assert elapsed < 30  # ~0.4 s on an idle core; generous for the shared box
     with service.sessions() as session:
         upload = session.scalars(select(Upload)).one()
-        assert (upload.width, upload.height, upload.image_format) == (4096, 4096, "png")
-    assert hashed == [(683, 683)]  # the pHash saw the reduced photo, not 16.8 MP
+        assert (upload.width, upload.height, upload.image_format) == (3072, 3072, "png")
+    fx, fy = reduce_factors((3072, 3072), 224)
+    assert fx > 1 and hashed == [(-(-3072 // fx), -(-3072 // fy))]  # the reduced photo, not 9.4 MP
 
 
 def _header(pixels: int) -> ImageHeader:

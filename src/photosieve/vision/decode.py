@@ -6,10 +6,11 @@ is judged from its header before any pixel is decoded:
 - format: JPEG, PNG, WebP, BMP, GIF (first frame) or MPO;
 - total pixels ≤ `max_pixels` (40 MP: a phone photo is ~12 MP; 48/50-MP sensors still pass)
   for JPEG, which decodes big photos at 1/2-1/8 scale (`Image.draft`: 40 MP in 0.1 s);
-  ≤ `max_pixels_lossless` (16.8 MP, 4096²) for PNG, GIF and BMP, which have no reduced-scale
+  ≤ `max_pixels_lossless` (9.4 MP, 3072²) for PNG, GIF and BMP, which have no reduced-scale
   decode: every pixel is inflated and unfiltered (a 40-MP PNG took 2.2-3.2 s on the loaded
-  2-core box; a 5K screenshot is 14.7 MP); ≤ `max_pixels_webp` (10.2 MP, 3200²) for WebP,
-  decoded through libwebp's RGBA animation API (4096² took 1.9 s and 258 MB);
+  2-core box, and a 4096² one waited past 2 s behind another under attack); ≤ `max_pixels_webp`
+  (6.6 MP, 2560²) for WebP, decoded through libwebp's RGBA animation API (4096² took 1.9 s
+  and 258 MB; 3200² 0.6 s);
 - each side ≤ `max_side` (8192 px: an 8K photo, 8160-px 50-MP phones; beyond it only banners
   and bombs);
 - long side ≤ `max_aspect` × short side (20:1) once the long side exceeds `ASPECT_FREE_SIDE`
@@ -63,13 +64,14 @@ _TRANSPOSE = {
     7: Image.Transpose.TRANSVERSE,
     8: Image.Transpose.ROTATE_90,
 }
-MAX_PIXELS_LOSSLESS = 4096 * 4096
+MAX_PIXELS_LOSSLESS = 3072 * 3072
 # Frames of an animation a scorer looks at: the first and up to 15 more, evenly spaced.
 ANIMATION_FRAMES = 16
 # An animation is checked frame by frame, and later frames can only be reached by decoding every
-# frame before them: frames × pixels is bounded (600 frames of 256², or 4 of 4096²).
-MAX_ANIMATION_PIXELS = 40_000_000
-MAX_PIXELS_WEBP = 3200 * 3200
+# frame before them: frames × pixels is bounded (240 frames of 256², or 1.7 of 3072²: the cost of
+# one big still image).
+MAX_ANIMATION_PIXELS = 16_000_000
+MAX_PIXELS_WEBP = 2560 * 2560
 _LOSSLESS = frozenset({"PNG", "GIF", "BMP"})
 SUPPORTED_FORMATS: frozenset[str] = frozenset({"JPEG", "PNG", "WEBP", "BMP", "GIF", "MPO"})
 
