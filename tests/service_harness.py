@@ -279,3 +279,20 @@ def service(
     svc = build_service(tmp_path, db_url, tiny_bundle, embedder)
     yield svc
     svc.close()
+
+
+CHUNKED_BOUNDARY = "photosieveboundary"
+CHUNKED_CONTENT_TYPE = f"multipart/form-data; boundary={CHUNKED_BOUNDARY}"
+
+
+def oversized_chunked_upload(max_upload_bytes: int) -> Iterator[bytes]:
+    """A multipart upload body larger than `max_upload_bytes`, sent without Content-Length
+    (chunked transfer): the body limit must stop it while it streams."""
+    yield (
+        f'--{CHUNKED_BOUNDARY}\r\nContent-Disposition: form-data; name="user_id"\r\n\r\nu1\r\n'
+        f'--{CHUNKED_BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"'
+        "\r\nContent-Type: image/jpeg\r\n\r\n"
+    ).encode()
+    for _ in range(max_upload_bytes // 65536 + 4):
+        yield b"\xff" * 65536
+    yield f"\r\n--{CHUNKED_BOUNDARY}--\r\n".encode()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import io
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,7 +10,13 @@ from PIL import Image
 from sqlalchemy import func, select
 
 from photosieve.store.models import KnownBadHash, ReviewItem, Upload
-from service_harness import APPROVE_ALL, Service, drawn_photo
+from service_harness import (
+    APPROVE_ALL,
+    CHUNKED_CONTENT_TYPE,
+    Service,
+    drawn_photo,
+    oversized_chunked_upload,
+)
 
 
 @pytest.fixture(scope="module")
@@ -76,23 +81,11 @@ def test_oversized_body_declared(service: Service) -> None:
 
 
 def test_oversized_body_streamed_without_length(service: Service) -> None:
-    boundary = "photosieveboundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="user_id"\r\n\r\nu1\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-
-    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
-        yield head
-        for _ in range(service.settings.max_upload_bytes // 65536 + 4):
-            yield b"\xff" * 65536
-        yield f"\r\n--{boundary}--\r\n".encode()
 
     response = service.api().post(
         "/v1/uploads",
-        content=chunks(),
-        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+        content=oversized_chunked_upload(service.settings.max_upload_bytes),
+        headers={"Content-Type": CHUNKED_CONTENT_TYPE},
     )
     assert response.status_code == 413
     _nothing_written(service)

@@ -17,6 +17,7 @@ from live_server import LiveServer
 from photosieve.store import queue, uploads
 from photosieve.store.models import ItemKind, ItemStatus, ReviewDecision, ReviewItem
 from service_harness import Service, sign_in
+from upload_rows import new_upload
 
 N_ITEMS = 300
 N_REVIEWERS = 6
@@ -28,19 +29,13 @@ def _fill_queue(service: Service, n: int) -> None:
         for i in range(n):
             upload = uploads.insert(
                 session,
-                uploads.NewUpload(
+                new_upload(
+                    i,
                     user_id=f"user{i}",
-                    sha256=f"{i:064x}",
-                    phash=f"{i:016x}",
-                    image_format="jpeg",
                     width=64,
                     height=64,
                     size_bytes=1000,
-                    score=0.5,
                     model_version="tiny",
-                    model_decision="review",
-                    status="pending_review",
-                    reason="model_band",
                 ),
             )
             queue.enqueue(

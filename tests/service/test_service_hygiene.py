@@ -18,7 +18,14 @@ from sqlalchemy import func, select
 
 from live_server import LiveServer
 from photosieve.store.models import Upload, User
-from service_harness import APPROVE_ALL, PASSWORD, Service, drawn_photo
+from service_harness import (
+    APPROVE_ALL,
+    CHUNKED_CONTENT_TYPE,
+    PASSWORD,
+    Service,
+    drawn_photo,
+    oversized_chunked_upload,
+)
 
 
 def _reason(response: Any) -> str:
@@ -147,27 +154,15 @@ def test_chunked_body_over_the_limit_is_a_quiet_413(
     watched = [logging.getLogger(name) for name in ("uvicorn.error", "uvicorn", "")]
     for logger in watched:
         logger.addHandler(errors)
-    boundary = "photosieveboundary"
-    head = (
-        f'--{boundary}\r\nContent-Disposition: form-data; name="user_id"\r\n\r\nu1\r\n'
-        f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="x.jpg"\r\n'
-        "Content-Type: image/jpeg\r\n\r\n"
-    ).encode()
-
-    def chunks() -> Iterator[bytes]:  # no Content-Length: chunked transfer
-        yield head
-        for _ in range(service.settings.max_upload_bytes // 65536 + 4):
-            yield b"\xff" * 65536
-        yield f"\r\n--{boundary}--\r\n".encode()
 
     try:
         with httpx.Client(base_url=live, timeout=30) as http:
             try:
                 response = http.post(
                     "/v1/uploads",
-                    content=chunks(),
+                    content=oversized_chunked_upload(service.settings.max_upload_bytes),
                     headers={
-                        "Content-Type": f"multipart/form-data; boundary={boundary}",
+                        "Content-Type": CHUNKED_CONTENT_TYPE,
                         "Authorization": f"Bearer {service.api_key}",
                     },
                 )

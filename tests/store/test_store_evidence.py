@@ -18,6 +18,7 @@ from photosieve.store import accounts, queue, uploads
 from photosieve.store.db import make_sessionmaker, migrate
 from photosieve.store.evidence import production_evidence, production_recall
 from photosieve.store.models import ItemKind, ReviewDecision
+from upload_rows import new_upload
 
 _ids = itertools.count()
 
@@ -25,11 +26,9 @@ _ids = itertools.count()
 def _upload(session: Session, decision: str, score: float, **extra: object) -> str:
     i = next(_ids)
     status = {"review": "pending_review", "approve": "approved", "remove": "removed"}[decision]
-    new = uploads.NewUpload(
-        user_id=f"u{i}", sha256=f"{i:064x}", phash="0" * 16, image_format="jpeg", width=9,
-        height=9, size_bytes=99, score=score, model_version=str(extra.pop("version", "live")),
-        model_decision=decision, status=status, reason=str(extra.pop("reason", "model_band")),
-        **extra,  # type: ignore[arg-type]
+    new = new_upload(
+        i, score=score, model_version=str(extra.pop("version", "live")), model_decision=decision,
+        status=status, reason=str(extra.pop("reason", "model_band")), phash="0" * 16, **extra,
     )  # fmt: skip
     return uploads.insert(session, new).id
 

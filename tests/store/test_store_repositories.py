@@ -13,26 +13,11 @@ from sqlalchemy.orm import Session
 from photosieve.store import accounts, auth, bank, decisions, queue, uploads
 from photosieve.store.db import begin_write, make_sessionmaker, migrate, probe_write
 from photosieve.store.models import ItemKind, Upload
+from upload_rows import new_upload
 
 
 def _upload(session: Session, i: int, status: str = "removed") -> Upload:
-    return uploads.insert(
-        session,
-        uploads.NewUpload(
-            user_id=f"u{i}",
-            sha256=f"{i:064x}",
-            phash=f"{i:016x}",
-            image_format="jpeg",
-            width=10,
-            height=10,
-            size_bytes=100,
-            score=0.5,
-            model_version="v",
-            model_decision="review",
-            status=status,
-            reason="model_band",
-        ),
-    )
+    return uploads.insert(session, new_upload(i, status=status))
 
 
 @pytest.fixture

@@ -13,23 +13,11 @@ from sqlalchemy import Engine, inspect
 from photosieve.store import accounts, bank, queue, uploads
 from photosieve.store.db import alembic_config, current_revision, make_sessionmaker, migrate
 from photosieve.store.models import Base, ItemKind, Role
+from upload_rows import new_upload
 
 
 def _new_upload(i: int, phash: str = "0" * 16) -> uploads.NewUpload:
-    return uploads.NewUpload(
-        user_id=f"u{i}",
-        sha256=f"{i:064x}",
-        phash=phash,
-        image_format="jpeg",
-        width=10,
-        height=10,
-        size_bytes=100,
-        score=0.5,
-        model_version="v",
-        model_decision="review",
-        status="pending_review",
-        reason="model_band",
-    )
+    return new_upload(i, phash=phash)
 
 
 def _downgrade_to_base(engine: Engine) -> None:

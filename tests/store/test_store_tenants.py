@@ -11,25 +11,11 @@ from sqlalchemy.exc import IntegrityError
 from photosieve.store import accounts, uploads
 from photosieve.store.db import make_sessionmaker, migrate
 from photosieve.store.models import ApiKey, Client, Upload
+from upload_rows import new_upload
 
 
 def _new_upload(i: int, client_id: int | None, key: str | None) -> uploads.NewUpload:
-    return uploads.NewUpload(
-        user_id=f"u{i}",
-        sha256=f"{i:064x}",
-        phash="0" * 16,
-        image_format="jpeg",
-        width=10,
-        height=10,
-        size_bytes=100,
-        score=0.5,
-        model_version="v",
-        model_decision="review",
-        status="pending_review",
-        reason="model_band",
-        client_id=client_id,
-        idempotency_key=key,
-    )
+    return new_upload(i, phash="0" * 16, client_id=client_id, idempotency_key=key)
 
 
 def test_existing_keys_and_uploads_move_to_the_default_client(engine: Engine) -> None:
