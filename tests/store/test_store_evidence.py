@@ -8,16 +8,25 @@ auto-removed, hash-bank matches, another model version).
 from __future__ import annotations
 
 import itertools
+from pathlib import Path
 
+import numpy as np
 import pytest
 from sqlalchemy import Engine
 from sqlalchemy.orm import Session
+from typer.testing import CliRunner
 
+from photosieve.bundle import ModelBundle
+from photosieve.cli import app
+from photosieve.learn.head import LogisticHead
+from photosieve.policy.bands import DecisionPolicy
 from photosieve.policy.production import binomial_count_upper
+from photosieve.service.config import Settings
 from photosieve.store import accounts, queue, uploads
-from photosieve.store.db import make_sessionmaker, migrate
+from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.evidence import production_evidence, production_recall
 from photosieve.store.models import ItemKind, ReviewDecision
+from photosieve.vision.preprocess import PreprocessConfig
 from upload_rows import new_upload
 
 _ids = itertools.count()
@@ -78,3 +87,32 @@ def test_no_evidence_no_certificate(engine: Engine) -> None:
         _upload(session, "approve", 0.1, audit_probability=0.01)
         session.commit()
         assert production_recall(session, "live", 0.5, legacy_audit_rate=0.01) is None
+
+
+def test_certify_production_command(tmp_path: Path) -> None:
+    """`photosieve certify-production` prints the live model's certified production recall."""
+    rng = np.random.default_rng(0)
+    X, y = rng.normal(size=(40, 8)), np.arange(40) % 2
+    bundle = ModelBundle(
+        LogisticHead().fit(X, y), backbone_id="test", preprocess=PreprocessConfig(224),
+        policy=DecisionPolicy(approve_below=0.5),
+    ).save(tmp_path / "w" / "bundle")  # fmt: skip
+    version = ModelBundle.load(bundle).version
+    engine = make_engine(Settings(workdir=tmp_path / "w").resolved_database_url)
+    migrate(engine)
+    with make_sessionmaker(engine)() as session:
+        rita = accounts.add_user(session, "rita", "x", "reviewer").id
+        for i in range(30):
+            up = _upload(session, "review", 0.8, version=version)
+            _decide(session, up, ItemKind.MODEL_BAND, "offensive" if i < 20 else "ok", rita)
+        for _ in range(50):
+            up = _upload(session, "approve", 0.1, version=version, audit_probability=1.0)
+            _decide(session, up, ItemKind.AUDIT, "ok", rita)  # every approval audited: 0 misses
+        session.commit()
+    engine.dispose()
+    args = ["certify-production", "--workdir", str(tmp_path / "w"), "--target-recall", "0.8"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "recall lower bound (this look)" in result.output
+    assert "1.0000" in result.output  # 20 caught, 0 misses: a census of everything
+    assert f"production recall of model {version}" in result.output

@@ -12,7 +12,19 @@ from __future__ import annotations
 
 import typer
 
-from photosieve.cli import batch, capacity, data, db, demo, embed, feedback, learn, policy, serve
+from photosieve.cli import (
+    batch,
+    capacity,
+    data,
+    db,
+    demo,
+    embed,
+    feedback,
+    learn,
+    policy,
+    production,
+    serve,
+)
 
 app = typer.Typer(
     name="photosieve",
@@ -31,5 +43,5 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (embed, data, learn, policy, batch, serve, feedback, capacity, demo, db):
+for _module in (embed, data, learn, policy, batch, serve, feedback, production, capacity, demo, db):
     _module.register(app)
