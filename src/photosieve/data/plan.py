@@ -138,7 +138,7 @@ def plan_fractions(
 # quality; the learning curve is modelled as a binormal ROC whose separation d' grows by
 # `LEARNING_SLOPE` per e-fold of training positives (facts: 150 → 500 training positives moved
 # the FPR at 99% recall 4.7% → 3.7%, i.e. Δd' ≈ 0.094 per e-fold).
-DEFAULT_PREVALENCE = 0.01
+DEFAULT_PREVALENCE = CERTIFY.prevalence
 REFERENCE_FPR = 0.10  # FPR at exactly 99% recall with REFERENCE_TRAIN_POSITIVES training positives
 REFERENCE_TRAIN_POSITIVES = 1000
 LEARNING_SLOPE = 0.094
