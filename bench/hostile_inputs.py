@@ -24,7 +24,6 @@ import json
 import multiprocessing as mp
 import os
 import platform
-import secrets
 import sys
 import tempfile
 import threading
@@ -40,7 +39,13 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # hostile_files
 import hostile_files as hostile
-from service_latency import bench_photos, free_port, load_scorer, prepare_bundle
+from service_latency import (
+    bench_photos,
+    bench_settings,
+    free_port,
+    load_scorer,
+    prepare_bundle,
+)
 
 RESULTS = Path(__file__).parent / "results" / "hostile_inputs.json"
 MAX_SECONDS = 2.0
@@ -96,17 +101,10 @@ def serve(tmp: str, bundle_dir: str, port: int, keys: Any) -> None:
     import uvicorn
 
     from photosieve.service.app import create_app
-    from photosieve.service.config import Settings
     from photosieve.store import accounts
 
     folder = Path(tmp)
-    settings = Settings(
-        environment="production",
-        secret_key=secrets.token_urlsafe(32),
-        workdir=folder,
-        database_url=f"sqlite:///{folder / 'service.db'}",
-        data_dir=folder / "images",
-    )
+    settings = bench_settings(folder)
     app = create_app(settings, scorer=load_scorer(bundle_dir, 1))
     with app.state.sessions() as session:
         _, key = accounts.create_api_key(session, "bench")

@@ -123,23 +123,27 @@ def bare_model(bundle_dir: Path, photos: list[Path], threads: int) -> dict[str, 
     return summarise(times, len(times), sum(times))
 
 
-def serve(tmp: str, bundle_dir: str, port: int, threads: int, keys: Any) -> None:
-    """Child process: the real app on SQLite in `tmp`, served by uvicorn on loopback."""
-    import uvicorn
-
-    from photosieve.service.app import create_app
+def bench_settings(folder: Path) -> Any:
+    """Production-mode settings of a throwaway service in `folder` (SQLite, random secret)."""
     from photosieve.service.config import Settings
-    from photosieve.store import accounts
 
-    folder = Path(tmp)
-    settings = Settings(
+    return Settings(
         environment="production",
         secret_key=secrets.token_urlsafe(32),
         workdir=folder,
         database_url=f"sqlite:///{folder / 'service.db'}",
         data_dir=folder / "images",
     )
-    app = create_app(settings, scorer=load_scorer(bundle_dir, threads))
+
+
+def serve(tmp: str, bundle_dir: str, port: int, threads: int, keys: Any) -> None:
+    """Child process: the real app on SQLite in `tmp`, served by uvicorn on loopback."""
+    import uvicorn
+
+    from photosieve.service.app import create_app
+    from photosieve.store import accounts
+
+    app = create_app(bench_settings(Path(tmp)), scorer=load_scorer(bundle_dir, threads))
     with app.state.sessions() as session:
         _, key = accounts.create_api_key(session, "bench")
         session.commit()
