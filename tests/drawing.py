@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
@@ -52,3 +53,17 @@ def striped_jpeg(seed: int, *, size: tuple[int, int], shape: str = "circle") -> 
         x = int(rng.integers(0, w))
         draw.line((x, 0, (x * 7 + i * 13) % w, h), fill=(255, 255, 255), width=3)
     return encode(image, "JPEG", quality=90)
+
+
+def labelled_folder(
+    root: Path, *, offensive: int, ok: int, size: tuple[int, int] = (96, 80)
+) -> Path:
+    """`root/offensive/*.jpg` (rectangles) and `root/ok/*.jpg` (circles): distinct drawn photos
+    in the folder layout `photosieve ingest` reads."""
+    for label, shape, count in (("offensive", "rectangle", offensive), ("ok", "circle", ok)):
+        folder = root / label
+        folder.mkdir(parents=True)
+        for i in range(count):
+            seed = i if label == "ok" else 10_000 + i
+            (folder / f"{i:03d}.jpg").write_bytes(striped_jpeg(seed, size=size, shape=shape))
+    return root

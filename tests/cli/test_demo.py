@@ -12,19 +12,13 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from drawing import striped_jpeg
+from drawing import labelled_folder
 from photosieve.cli import app
 
 
 @pytest.mark.slow
 def test_demo_builds_a_certified_bundle_then_skips_done_steps(tmp_path: Path) -> None:
-    photos = tmp_path / "photos"
-    for label, shape, count in (("offensive", "rectangle", 60), ("ok", "circle", 140)):
-        folder = photos / label
-        folder.mkdir(parents=True)
-        for i in range(count):
-            seed = i if label == "ok" else 10_000 + i
-            (folder / f"{i:03d}.jpg").write_bytes(striped_jpeg(seed, size=(96, 80), shape=shape))
+    photos = labelled_folder(tmp_path / "photos", offensive=60, ok=140)
     work = tmp_path / "work"
     args = ["demo", "--data", str(photos), "--workdir", str(work), "--no-serve"]
     args += ["--target-recall", "0.9"]  # 60 positives can certify 90%, not 99%

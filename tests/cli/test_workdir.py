@@ -12,20 +12,14 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from drawing import striped_jpeg
+from drawing import labelled_folder
 from photosieve.cli import app
 from photosieve.cli.demo import _wait_for_port
 from photosieve.config import Workdir
 
 
 def _photos(root: Path) -> Path:
-    for label, shape, count in (("offensive", "rectangle", 12), ("ok", "circle", 30)):
-        folder = root / label
-        folder.mkdir(parents=True)
-        for i in range(count):
-            seed = i if label == "ok" else 10_000 + i
-            (folder / f"{i:03d}.jpg").write_bytes(striped_jpeg(seed, size=(64, 48), shape=shape))
-    return root
+    return labelled_folder(root, offensive=12, ok=30, size=(64, 48))
 
 
 def test_ingest_and_split_default_into_the_env_workdir(

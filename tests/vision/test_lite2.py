@@ -11,19 +11,17 @@ import skimage.data
 import torch
 from PIL import Image
 
+from onnx_check import onnx_and_torch
 from photosieve.vision.backbone import (
     Conv2dSame,
     EfficientNetLite,
     backbone_config,
-    create_backbone,
     create_lite2,
     list_backbones,
 )
 from photosieve.vision.embed import Embedder
 from photosieve.vision.preprocess import (
     PreprocessConfig,
-    load_for_model,
-    preprocess,
     to_input_array,
 )
 
@@ -85,11 +83,6 @@ def test_lite2_onnx_matches_pytorch_on_real_photos(
         path = tmp_path / f"{len(sources)}.png"
         Image.fromarray(array).save(path)
         sources.append(path)
-    cfg = embedder.config.preprocess
-    onnx_out = embedder.embed_arrays(np.stack([load_for_model(s, cfg) for s in sources]))
-    model = create_backbone(LITE2)
-    with torch.no_grad():
-        x = torch.from_numpy(np.stack([preprocess(s, cfg) for s in sources]))
-        torch_out = model.forward_features(x).numpy()
+    onnx_out, torch_out = onnx_and_torch(embedder, sources)
     assert onnx_out.shape == (len(sources), 2560)
     assert np.abs(onnx_out - torch_out).max() <= 1e-3

@@ -8,13 +8,12 @@ import numpy as np
 import pandas as pd
 import pytest
 import skimage.data
-import torch
 from PIL import Image
 
-from photosieve.vision.backbone import create_backbone
+from onnx_check import onnx_and_torch
 from photosieve.vision.embed import Embedder
 from photosieve.vision.onnx import available_cores, create_session, export_onnx, onnx_path
-from photosieve.vision.preprocess import load_for_model, load_image, preprocess
+from photosieve.vision.preprocess import load_image
 
 PLAIN = "efficientnet_lite0"  # the backbone the `embedder` fixture pins (conftest.py)
 
@@ -29,12 +28,7 @@ def test_onnx_matches_pytorch_on_real_photos(
         path = tmp_path / f"{len(sources)}.png"
         Image.fromarray(array).save(path)
         sources.append(path)
-    cfg = embedder.config.preprocess
-    onnx_out = embedder.embed_arrays(np.stack([load_for_model(s, cfg) for s in sources]))
-    model = create_backbone(PLAIN)
-    with torch.no_grad():
-        x = torch.from_numpy(np.stack([preprocess(s, cfg) for s in sources]))
-        torch_out = model.forward_features(x).numpy()
+    onnx_out, torch_out = onnx_and_torch(embedder, sources)
     assert onnx_out.shape == (len(sources), 1280)
     assert np.abs(onnx_out - torch_out).max() <= 1e-3
     # and embed_images (from decoded PIL images) goes the same way
