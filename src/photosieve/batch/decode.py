@@ -33,3 +33,8 @@ def decode_for_model(path: str, cfg: PreprocessConfig) -> list[np.ndarray] | str
     except ImageDecodeError as exc:
         return f"{exc.reason}: {exc}"
     return [np.asarray(resize_for_model(f, cfg), dtype=np.uint8) for f in decoded.all_frames]
+
+
+def decode_batch(paths: list[str], cfg: PreprocessConfig) -> list[list[np.ndarray] | str]:
+    """`decode_for_model` of each path: one worker round trip for a whole batch."""
+    return [decode_for_model(p, cfg) for p in paths]

@@ -17,7 +17,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from photosieve.batch.decode import decode_for_model, die_with_parent
+from photosieve.batch.decode import decode_batch, die_with_parent
 from photosieve.bundle import ModelBundle
 from photosieve.scoring import Scorer
 from photosieve.vision.onnx import available_cores
@@ -69,6 +69,18 @@ def score_decoded(
     return scores, decisions, errors
 
 
+def _frame(paths: list[str], parts: list[tuple[np.ndarray, list[str], list[str]]]) -> pd.DataFrame:
+    """One chunk's frame from its scored batches."""
+    if not parts:
+        return rows_from([], np.zeros(0), [], [])
+    return rows_from(
+        paths,
+        np.concatenate([p[0] for p in parts]),
+        [d for p in parts for d in p[1]],
+        [e for p in parts for e in p[2]],
+    )
+
+
 class LocalEngine:
     """Scores on this machine: `workers` decoding processes feed onnxruntime batches."""
 
@@ -88,30 +100,48 @@ class LocalEngine:
         )
 
     def score(self, paths: Sequence[str]) -> pd.DataFrame:
-        cfg = self.scorer.embedder.config.preprocess
-        batches = [paths[s : s + self.batch_size] for s in range(0, len(paths), self.batch_size)]
-        queue: deque[list[Future[list[np.ndarray] | str]]] = deque()
-        parts: list[tuple[np.ndarray, list[str], list[str]]] = []
-        for batch in batches[:AHEAD]:
-            queue.append([self._pool.submit(decode_for_model, p, cfg) for p in batch])
-        for n in range(len(batches)):
-            futures = queue.popleft()
-            if n + AHEAD < len(batches):
-                upcoming = batches[n + AHEAD]
-                queue.append([self._pool.submit(decode_for_model, p, cfg) for p in upcoming])
-            parts.append(score_decoded(self.scorer, [f.result() for f in futures]))
-        if not parts:
-            return rows_from([], np.zeros(0), [], [])
-        return rows_from(
-            paths,
-            np.concatenate([p[0] for p in parts]),
-            [d for p in parts for d in p[1]],
-            [e for p in parts for e in p[2]],
-        )
+        """The frame of one list of paths (see `score_chunks`)."""
+        frames = list(self.score_chunks([list(paths)]))
+        return frames[0] if frames else rows_from([], np.zeros(0), [], [])
 
     def score_chunks(self, chunks: Iterable[list[str]]) -> Iterator[pd.DataFrame]:
-        for chunk in chunks:
-            yield self.score(chunk)
+        """One frame per chunk, in order. Decoding runs `AHEAD` batches ahead of the model across
+        chunk boundaries, so the model never waits for a new chunk's first batch; each worker
+        task decodes a whole batch (one round trip per batch, not per photo)."""
+        cfg = self.scorer.embedder.config.preprocess
+
+        def batches() -> Iterator[tuple[int, list[str]]]:
+            for n, chunk in enumerate(chunks):
+                if not chunk:
+                    yield n, []
+                for s in range(0, len(chunk), self.batch_size):
+                    yield n, chunk[s : s + self.batch_size]
+
+        source = batches()
+        queue: deque[tuple[int, list[str], Future[list[list[np.ndarray] | str]]]] = deque()
+
+        def refill() -> None:
+            while len(queue) < AHEAD:
+                batch = next(source, None)
+                if batch is None:
+                    return
+                queue.append((batch[0], batch[1], self._pool.submit(decode_batch, batch[1], cfg)))
+
+        current: int | None = None
+        paths: list[str] = []
+        parts: list[tuple[np.ndarray, list[str], list[str]]] = []
+        refill()
+        while queue:
+            chunk_no, batch_paths, future = queue.popleft()
+            refill()
+            if current is not None and chunk_no != current:
+                yield _frame(paths, parts)
+                paths, parts = [], []
+            current = chunk_no
+            paths.extend(batch_paths)
+            parts.append(score_decoded(self.scorer, future.result()))
+        if current is not None:
+            yield _frame(paths, parts)
 
     def close(self) -> None:
         self._pool.shutdown(cancel_futures=True)
