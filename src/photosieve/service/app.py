@@ -5,7 +5,8 @@ once in the workdir: `service.secret_key`), checks its folders are writable and 
 database beside stored photos (`service.startup`), migrates the database to the newest schema,
 finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
 in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
-`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`).
+`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`); the webhook sender's thread
+(`service.webhooks`) runs for the app's lifespan.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from photosieve.service.moderation import ImageScorer, Moderator
 from photosieve.service.routes import api, health, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
+from photosieve.service.webhooks import WebhookSender
 from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
@@ -82,9 +84,14 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         log.warning("image store recovery: %d published, %d deleted", published, deleted)
     metrics = Metrics()
 
+    sender = WebhookSender(settings, sessions)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.webhook_worker:
+            sender.start()  # signed callbacks of final decisions (service.webhooks)
         yield
+        sender.stop()
         engine.dispose()
 
     # Swagger UI and ReDoc served from the fastapi-offline package's files: /docs works offline.
@@ -101,6 +108,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.sessions = sessions
     app.state.images = images
     app.state.metrics = metrics
+    app.state.webhooks = sender
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
     app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)

@@ -198,3 +198,14 @@ def production_recall(
         "recall_lower_bound": fixed.recall_lower_bound,
         "anytime_recall_lower_bound": anytime.recall_lower_bound,
     }
+
+
+def recent_scores(session: Session, model_version: str, limit: int) -> np.ndarray:
+    """Scores of the latest `limit` uploads `model_version` scored, newest first (drift alarm)."""
+    scores = session.scalars(
+        select(Upload.score)
+        .where(Upload.model_version == model_version)
+        .order_by(Upload.created_at.desc(), Upload.id.desc())
+        .limit(limit)
+    ).all()
+    return np.asarray(scores, dtype=float)
