@@ -43,6 +43,7 @@ def webhook_set(
     """Send the client's final decisions to URL, signed (a secret is made on first use)."""
     from photosieve.service.webhooks import WebhookUrlError, check_url
     from photosieve.store import webhooks
+    from photosieve.store.db import begin_write
 
     allow = settings_for().webhook_allow_http_localhost
     try:
@@ -50,6 +51,7 @@ def webhook_set(
     except WebhookUrlError as exc:
         raise typer.BadParameter(str(exc)) from exc
     with open_database() as session:
+        begin_write(session)
         client = _client(session, name)
         had = client.webhook_secret
         webhooks.set_webhook(session, client, checked, rotate=rotate)
@@ -90,8 +92,10 @@ def webhook_show(name: str = typer.Argument(..., help="Client name.")) -> None:
 def webhook_remove(name: str = typer.Argument(..., help="Client name.")) -> None:
     """Stop sending the client webhooks (its secret is forgotten)."""
     from photosieve.store import webhooks
+    from photosieve.store.db import begin_write
 
     with open_database() as session:
+        begin_write(session)
         client = _client(session, name)
         webhooks.set_webhook(session, client, None, rotate=False)
         session.commit()

@@ -40,7 +40,8 @@ def new_event_id() -> str:
 
 def set_webhook(session: Session, client: Client, url: str | None, *, rotate: bool) -> Client:
     """Point the client's webhook at `url` (None: switch it off); a secret is created on first
-    use or when `rotate`. `url` must already be validated. No commit."""
+    use or when `rotate`. `url` must already be validated. No commit; open the transaction with
+    `db.begin_write` (SQLite) before reading the client."""
     client.webhook_url = url
     if url is None:
         client.webhook_secret = None
@@ -115,16 +116,23 @@ class DueDelivery:
 def claim_due(
     session: Session, now: dt.datetime, *, limit: int, lease: dt.timedelta
 ) -> list[DueDelivery]:
-    """Take up to `limit` due pending events and hold them for `lease`; commits."""
+    """Take up to `limit` due pending events and hold them for `lease`; commits.
+
+    A plain read first: an idle poll never takes SQLite's write lock."""
+    due_now = (
+        WebhookDelivery.status == DeliveryStatus.PENDING.value,
+        WebhookDelivery.next_attempt_at <= now,
+    )
+    if session.scalar(select(WebhookDelivery.id).where(*due_now).limit(1)) is None:
+        session.rollback()
+        return []
+    session.rollback()
     begin_write(session)
     rows = list(
         session.execute(
             select(WebhookDelivery, Client)
             .join(Client, Client.id == WebhookDelivery.client_id)
-            .where(
-                WebhookDelivery.status == DeliveryStatus.PENDING.value,
-                WebhookDelivery.next_attempt_at <= now,
-            )
+            .where(*due_now)
             .order_by(WebhookDelivery.next_attempt_at, WebhookDelivery.id)
             .limit(limit)
             .with_for_update(skip_locked=True, of=WebhookDelivery)
