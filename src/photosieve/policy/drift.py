@@ -184,7 +184,10 @@ def assess(
             reasons=tuple(reasons), note=note,
         )  # fmt: skip
     edges = np.asarray(reference["edges"], float)
-    live = _bin_counts(np.asarray(scores, float), edges) / n
+    counts_per_bin = _bin_counts(np.asarray(scores, float), edges)
+    # Half a photo added to every bin (Jeffreys): an empty bin of a small window is not read as
+    # a share of zero (which a floored PSI turns into a large false shift).
+    live = (counts_per_bin + 0.5) / (n + 0.5 * counts_per_bin.size)
     value = psi(np.asarray(reference["expected"], float), live)
     if value > psi_limit:
         reasons.append(f"score distribution shifted (PSI {value:.3f} > {psi_limit:g})")
