@@ -28,6 +28,7 @@ from photosieve.bundle import ModelBundle
 from photosieve.scoring import Scorer
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
+from photosieve.service.forecast import ForecastCache
 from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
@@ -109,6 +110,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.images = images
     app.state.metrics = metrics
     app.state.webhooks = sender
+    app.state.forecast = ForecastCache(settings.drift_check_seconds)  # admin page + chart
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
     app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)

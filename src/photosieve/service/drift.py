@@ -16,6 +16,7 @@ import threading
 import time
 from typing import Any
 
+import numpy as np
 from sqlalchemy.orm import Session, sessionmaker
 
 from photosieve.policy.drift import DriftReport, assess, recall_upper_bound
@@ -51,6 +52,10 @@ class DriftMonitor:
 
     def _compute(self, policy: Any, version: str) -> DriftReport:
         s = self.settings
+        if not policy.evidence.get("reference"):
+            return assess(None, np.zeros(0), recall_upper=None, target_recall=policy.target_recall,
+                          min_uploads=s.drift_min_uploads, psi_limit=s.drift_psi_limit,
+                          band_p_value=s.drift_band_p_value)  # fmt: skip
         with self.sessions() as session:
             scores = evidence.recent_scores(session, version, s.drift_window)
             counts = evidence.evidence_counts(

@@ -9,6 +9,8 @@ the certificate curve from the reference's per-class score quantiles.
 from __future__ import annotations
 
 import dataclasses
+import threading
+import time
 from typing import Any
 
 import numpy as np
@@ -59,3 +61,23 @@ def team_forecast(session: Session, settings: Settings, bundle: Any) -> dict[str
         "forecast": reviewers_needed(workload, USER_COUNTS),
         "curve": curve,
     }
+
+
+class ForecastCache:
+    """`team_forecast` reused for `max_age` seconds: the queue history is read once for the
+    admin page and its chart, not at every load."""
+
+    def __init__(self, max_age: float) -> None:
+        self.max_age = max_age
+        self._lock = threading.Lock()
+        self._cached: tuple[str, float, dict[str, Any]] | None = None
+
+    def get(self, session: Session, settings: Settings, bundle: Any) -> dict[str, Any]:
+        version = str(getattr(bundle, "version", "") or "")
+        with self._lock:
+            cached = self._cached
+            if cached and cached[0] == version and time.monotonic() - cached[1] < self.max_age:
+                return cached[2]
+            forecast = team_forecast(session, settings, bundle)
+            self._cached = (version, time.monotonic(), forecast)
+            return forecast

@@ -24,7 +24,6 @@ from starlette.concurrency import run_in_threadpool
 
 from photosieve.service import admin_views, security, sessions, throttle
 from photosieve.service.deps import DbSession, MaybeUser, ModeratorDep, SettingsDep
-from photosieve.service.forecast import team_forecast
 from photosieve.store import queue, stats, webhooks
 from photosieve.store.models import Role, User, utcnow
 
@@ -293,7 +292,9 @@ def admin_page(
         ],
         "drift": drift,
         "drift_rows": admin_views.drift_rows(drift, safe),
-        "forecast": admin_views.forecast_rows(team_forecast(session, settings, bundle)),
+        "forecast": admin_views.forecast_rows(
+            request.app.state.forecast.get(session, settings, bundle)
+        ),
         "deliveries": admin_views.delivery_rows(webhooks.recent(session, admin_views.DELIVERY_LOG)),
     }
     return _page(request, "admin.html", context, user=user)
@@ -313,7 +314,8 @@ def capacity_chart(
         return refused
     from photosieve.feedback.capacity_chart import capacity_svg
 
-    forecast = team_forecast(session, settings, getattr(moderator.scorer, "bundle", None))
+    bundle = getattr(moderator.scorer, "bundle", None)
+    forecast = request.app.state.forecast.get(session, settings, bundle)
     body = capacity_svg(forecast["forecast"], forecast["curve"], forecast["workload"])
     response = Response(body, media_type="image/svg+xml")
     _harden(response)
