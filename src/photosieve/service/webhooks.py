@@ -138,11 +138,16 @@ class WebhookSender:
     ) -> None:
         self.settings = settings
         self.sessions = sessions
-        self.http = client or httpx.Client(
-            timeout=settings.webhook_timeout_seconds, follow_redirects=False
-        )
+        self._http = client  # made on first use: an app that never sends opens nothing
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
+
+    @property
+    def http(self) -> httpx.Client:
+        if self._http is None:
+            timeout = self.settings.webhook_timeout_seconds
+            self._http = httpx.Client(timeout=timeout, follow_redirects=False)
+        return self._http
 
     def deliver_due(self) -> int:
         """Send every due event once; how many attempts were made."""
@@ -203,4 +208,6 @@ class WebhookSender:
         if self._thread is not None:
             self._thread.join(timeout=self.settings.webhook_timeout_seconds + 5)
             self._thread = None
-        self.http.close()
+        if self._http is not None:
+            self._http.close()
+            self._http = None
