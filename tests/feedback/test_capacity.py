@@ -58,3 +58,14 @@ def test_capacity_command_names_every_assumption(tmp_path: Path) -> None:
     assert payload["origin"]["decisions_per_hour"] == "assumed (default)"
     assert payload["origin"]["uploads_per_user_per_day"] == "assumed (option)"
     assert "Reviewers needed" in result.output and "100,000,000" in result.output
+
+
+def test_capacity_takes_the_review_share_as_a_named_assumption(tmp_path: Path) -> None:
+    """Without a bundle at hand (the README's benchmark figures) the share is an option."""
+    args = ["capacity", "--workdir", str(tmp_path), "--review-share", "0.1597", "--json",
+            str(tmp_path / "f.json")]  # fmt: skip
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    payload = json.loads((tmp_path / "f.json").read_text())
+    assert payload["origin"]["review_share"] == "assumed (option)"
+    assert [round(r["reviewers"], 1) for r in payload["forecast"]] == [0.9, 9.3, 93.4]

@@ -18,14 +18,11 @@ from rich.table import Table
 from photosieve.cli.console import console as make_console
 from photosieve.cli.database import open_database, settings_for
 from photosieve.config import Workdir
-from photosieve.feedback.capacity import USER_COUNTS, Workload
-
-# Measured rates are used once the database holds at least this many of the thing measured.
-MIN_MEASURED = 200
-CURVE_POSITIVES = (299, 473, 1_049, 3_000, 10_000, 30_000)
+from photosieve.feedback.capacity import CURVE_POSITIVES, USER_COUNTS, Workload
 
 
 def _measured(workdir: Path | None) -> dict[str, float]:
+    from photosieve.feedback.capacity import measured_rates
     from photosieve.service.startup import sqlite_path
     from photosieve.store.throughput import review_throughput
 
@@ -33,20 +30,7 @@ def _measured(workdir: Path | None) -> dict[str, float]:
     if path is not None and not path.is_file():
         return {}  # no service has run here yet: nothing measured
     with open_database(workdir) as session:
-        t = review_throughput(session)
-    found: dict[str, float] = {}
-    if t.decisions >= MIN_MEASURED and t.decisions_per_hour:
-        found["decisions_per_hour"] = t.decisions_per_hour
-    if t.uploads >= MIN_MEASURED:
-        for field, decision in (("review_share", "review"), ("remove_share", "remove")):
-            share = t.share(decision)
-            if share is not None:
-                found[field] = share
-        if t.audit_rate is not None:
-            found["audit_rate"] = t.audit_rate
-    if t.model_decisions.get("remove", 0) >= MIN_MEASURED and t.appeal_rate is not None:
-        found["appeal_rate"] = t.appeal_rate
-    return found
+        return measured_rates(review_throughput(session))
 
 
 def _held_out_scores(bundle: Path, manifest: Path, workdir: Path | None) -> tuple[Any, Any, Any]:
@@ -71,6 +55,12 @@ def capacity(
     hours_per_day: float = typer.Option(
         Workload.hours_per_day, help="Productive review hours per reviewer per day (assumed)."
     ),
+    review_share: float | None = typer.Option(
+        None,
+        min=0.0,
+        max=1.0,
+        help="Share of uploads sent to people, when no bundle and split are at hand (assumed).",
+    ),
     bundle: Path | None = typer.Option(None, help="Model bundle [default: <workdir>/bundle]."),
     manifest: Path | None = typer.Option(
         None, help="Split manifest [default: <workdir>/data/split.csv]."
@@ -86,6 +76,8 @@ def capacity(
     origin: dict[str, str] = {}
     values: dict[str, float] = {"uploads_per_user_per_day": uploads_per_user_day,
                                 "hours_per_day": hours_per_day}  # fmt: skip
+    if review_share is not None:
+        values["review_share"] = review_share
     origin.update({k: "assumed (option)" for k in values})
     curve: list[dict[str, Any]] = []
     bundle_path, manifest_path = bundle or layout.bundle, manifest or layout.split

@@ -1,5 +1,6 @@
 """CLI commands of the serve stage: `serve`, `apikey create|list|revoke`, `client
-list|deactivate|activate` (thin wrappers); `user …` lives in `cli/users.py`.
+list|deactivate|activate` (thin wrappers); `user …` lives in `cli/users.py`, `client webhook …`
+in `cli/webhooks.py`.
 
 Each command reads `Settings` from the environment (`PHOTOSIEVE_*`), so `apikey create` writes
 to the same database `serve` uses. Every API key belongs to a client (a forum or site, the
@@ -17,6 +18,7 @@ from rich.table import Table
 from photosieve.cli import users
 from photosieve.cli.console import console as make_console
 from photosieve.cli.database import fail_startup, open_database, workdir_callback
+from photosieve.cli.webhooks import webhook_app
 
 apikey_app = typer.Typer(
     help="Manage API keys of upload clients.", no_args_is_help=True, callback=workdir_callback
@@ -177,4 +179,5 @@ def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
     users.register(app)
     app.add_typer(apikey_app, name="apikey")
+    client_app.add_typer(webhook_app, name="webhook")
     app.add_typer(client_app, name="client")

@@ -18,8 +18,13 @@ import numpy as np
 
 from photosieve.config import AUDIT_RATE, CERTIFY
 from photosieve.policy.certify import cp_upper
+from photosieve.store.throughput import ReviewThroughput
 
 USER_COUNTS = (1_000_000, 10_000_000, 100_000_000)
+# Measured rates replace the assumptions once the database holds this many of the thing measured.
+MIN_MEASURED = 200
+# Labelled production positives at which the certificate curve is shown.
+CURVE_POSITIVES = (299, 473, 1_049, 3_000, 10_000, 30_000)
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,23 @@ class Workload:
         """Queue items one upload causes on average: review band, audits and appeals."""
         approved = max(0.0, 1.0 - self.review_share - self.remove_share)
         return self.review_share + approved * self.audit_rate + self.remove_share * self.appeal_rate
+
+
+def measured_rates(t: ReviewThroughput, min_measured: int = MIN_MEASURED) -> dict[str, float]:
+    """The `Workload` fields the queue history measures well enough (≥ `min_measured` each)."""
+    found: dict[str, float] = {}
+    if t.decisions >= min_measured and t.decisions_per_hour:
+        found["decisions_per_hour"] = t.decisions_per_hour
+    if t.uploads >= min_measured:
+        for name, decision in (("review_share", "review"), ("remove_share", "remove")):
+            share = t.share(decision)
+            if share is not None:
+                found[name] = share
+        if t.audit_rate is not None:
+            found["audit_rate"] = t.audit_rate
+    if t.model_decisions.get("remove", 0) >= min_measured and t.appeal_rate is not None:
+        found["appeal_rate"] = t.appeal_rate
+    return found
 
 
 def reviewers_needed(

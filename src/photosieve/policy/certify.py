@@ -37,6 +37,7 @@ from sklearn.exceptions import NotFittedError
 
 from photosieve.config import CERTIFY
 from photosieve.policy.bands import DecisionPolicy
+from photosieve.policy.drift import reference_distribution
 from photosieve.records import binary_labels
 
 # Remove-band candidates: fixed before seeing data (0.5 … 0.9999, denser towards 1).
@@ -300,7 +301,8 @@ def certify_policy(
     """A `DecisionPolicy` with a certified approve threshold and, when certifiable, a remove band.
 
     `target_precision=None` disables the remove band. `source` describes where the calibration
-    photos came from; it is stored in the evidence. Raises `InsufficientPositivesError`.
+    photos came from; it is stored in the evidence, with the calibration scores' reference
+    distribution for the drift alarm (`policy.drift`). Raises `InsufficientPositivesError`.
     """
     recall = RecallCertifier(target_recall, confidence).fit(scores, labels)
     evidence: dict[str, Any] = {"calibration_source": source, "recall": recall.evidence()}
@@ -312,12 +314,18 @@ def certify_policy(
         remove_at = precision.threshold_
         evidence["precision"] = precision.evidence()
         evidence["joint_confidence"] = 1.0 - 2.0 * (1.0 - confidence)
+    pi = CERTIFY.prevalence if prevalence is None else prevalence
+    y = binary_labels(labels)
+    if y.any() and not y.all():  # the drift alarm's reference (`policy.drift`)
+        evidence["reference"] = reference_distribution(
+            scores, y, prevalence=pi, approve_below=recall.threshold_, remove_at=remove_at
+        )
     return DecisionPolicy(
         approve_below=recall.threshold_,
         remove_at=remove_at,
         target_recall=target_recall,
         target_precision=target_precision,
         confidence=confidence,
-        prevalence=CERTIFY.prevalence if prevalence is None else prevalence,
+        prevalence=pi,
         evidence=evidence,
     )

@@ -151,12 +151,32 @@ def _recall_bound(
 ) -> RecallBound:
     """The bound at `threshold`: exact per-stratum counts (Bonferroni) or the anytime one."""
     caught, census_misses, strata = tally.at(threshold)
+    return recall_bound_from_counts(
+        caught, census_misses, strata, threshold, confidence=confidence, anytime=anytime
+    )
+
+
+def recall_bound_from_counts(
+    caught: int,
+    census_misses: int,
+    strata: dict[float, tuple[int, int]],
+    threshold: float,
+    *,
+    confidence: float = CERTIFY.confidence,
+    anytime: bool = False,
+) -> RecallBound:
+    """The bound at `threshold` from the counts below it (what `_Tally.at` gives, or an SQL
+    aggregate): labelled offensive photos caught, census misses, and per audit stratum
+    p_h → (k_h offensive found, N_h photos) below the threshold. A stratum that is never
+    audited (p_h = 0) bounds nothing: all its N_h photos count as possible misses."""
+    blind = sum(n for p, (_, n) in strata.items() if p <= 0.0)
+    strata = {p: kn for p, kn in strata.items() if p > 0.0}
     if anytime:
         upper = anytime_count_upper(strata, 1.0 - confidence) if strata else 0
     else:
         delta_h = (1.0 - confidence) / max(len(strata), 1)
         upper = sum(binomial_count_upper(k, p, n, delta_h) for p, (k, n) in strata.items())
-    misses = census_misses + upper
+    misses = census_misses + upper + blind
     return RecallBound(
         threshold=float(threshold),
         recall_lower_bound=caught / (caught + misses) if caught + misses else 0.0,

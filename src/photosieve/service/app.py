@@ -5,7 +5,8 @@ once in the workdir: `service.secret_key`), checks its folders are writable and 
 database beside stored photos (`service.startup`), migrates the database to the newest schema,
 finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
 in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
-`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`).
+`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`); the webhook sender's thread
+(`service.webhooks`) runs for the app's lifespan.
 """
 
 from __future__ import annotations
@@ -27,6 +28,7 @@ from photosieve.bundle import ModelBundle
 from photosieve.scoring import Scorer
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
+from photosieve.service.forecast import ForecastCache
 from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
@@ -34,6 +36,7 @@ from photosieve.service.moderation import ImageScorer, Moderator
 from photosieve.service.routes import api, health, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
+from photosieve.service.webhooks import WebhookSender
 from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
@@ -82,9 +85,14 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         log.warning("image store recovery: %d published, %d deleted", published, deleted)
     metrics = Metrics()
 
+    sender = WebhookSender(settings, sessions)
+
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        if settings.webhook_worker:
+            sender.start()  # signed callbacks of final decisions (service.webhooks)
         yield
+        sender.stop()
         engine.dispose()
 
     # Swagger UI and ReDoc served from the fastapi-offline package's files: /docs works offline.
@@ -101,6 +109,8 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.sessions = sessions
     app.state.images = images
     app.state.metrics = metrics
+    app.state.webhooks = sender
+    app.state.forecast = ForecastCache(settings.drift_check_seconds)  # admin page + chart
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
     app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)

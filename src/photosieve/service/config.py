@@ -84,6 +84,27 @@ class Settings(BaseSettings):
     claim_batch_max: int = Field(default=50, gt=0)
     undo_window_seconds: int = Field(default=60, ge=0)
     hash_match_distance: int = Field(default=6, ge=0, le=32)
+    # Signed webhooks (`service.webhooks`): a delivery worker thread in each service process.
+    webhook_worker: bool = True
+    # http:// callbacks to localhost only (development, tests); otherwise https:// is required.
+    webhook_allow_http_localhost: bool = False
+    webhook_timeout_seconds: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=8, ge=1, le=50)
+    # The first retry waits this long, each further one twice as long (up to the maximum).
+    webhook_backoff_seconds: float = Field(default=30.0, gt=0)
+    webhook_backoff_max_seconds: float = Field(default=6 * 3600.0, gt=0)
+    webhook_poll_seconds: float = Field(default=2.0, gt=0)
+    # Drift alarm (`service.drift`): the latest `drift_window` uploads of the live model against
+    # the calibration reference in its bundle, judged once `drift_min_uploads` are there.
+    drift_window: int = Field(default=2000, ge=10)
+    drift_min_uploads: int = Field(default=500, ge=1)
+    drift_psi_limit: float = Field(default=0.25, gt=0)  # PSI > 0.25: a major shift (usual rule)
+    drift_band_p_value: float = Field(default=1e-3, gt=0, lt=1)  # χ² test of the band shares
+    drift_check_seconds: float = Field(default=60.0, ge=0)  # how long one verdict is reused
+    # While the alarm is raised, approve only below the safe threshold (more goes to people);
+    # None: the lowest calibration positive's score (no calibration positive would be approved).
+    drift_fail_safe: bool = True
+    drift_safe_approve_below: float | None = Field(default=None, ge=0.0, le=1.0)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -1,13 +1,16 @@
 """Prometheus metrics of the service in the text exposition format (hand-rolled, no dependency).
 
-Counters and the latency histogram live in the process; queue depth is read from the database
-at scrape time, so it is right whichever process did the work.
+Counters and the latency histogram live in the process; queue depth, the drift alarm
+(`photosieve_recertification_needed`) and webhook events by status are read from the database at
+scrape time, so they are right whichever process did the work.
 """
 
 from __future__ import annotations
 
 import threading
 from collections import Counter
+
+from photosieve.policy.drift import DriftReport
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,7 +44,14 @@ class Metrics:
         with self._lock:
             self.decisions[label] += 1
 
-    def render(self, queue_depth: dict[str, int], bank_size: int) -> str:
+    def render(
+        self,
+        queue_depth: dict[str, int],
+        bank_size: int,
+        *,
+        drift: DriftReport | None = None,
+        webhooks: dict[str, int] | None = None,
+    ) -> str:
         """The exposition text for `/metrics`."""
         with self._lock:
             lines = [
@@ -86,4 +96,23 @@ class Metrics:
             "# TYPE photosieve_known_bad_hashes gauge",
             f"photosieve_known_bad_hashes {bank_size}",
         ]
+        if drift is not None:
+            lines += [
+                "# HELP photosieve_recertification_needed 1 while the drift alarm is raised.",
+                "# TYPE photosieve_recertification_needed gauge",
+                f"photosieve_recertification_needed {int(drift.raised)}",
+            ]
+            if drift.psi is not None:
+                lines += [
+                    "# HELP photosieve_drift_psi Score PSI of the latest uploads vs calibration.",
+                    "# TYPE photosieve_drift_psi gauge",
+                    f"photosieve_drift_psi {drift.psi:.6f}",
+                ]
+        if webhooks is not None:
+            lines += [
+                "# HELP photosieve_webhook_deliveries Webhook events, by delivery status.",
+                "# TYPE photosieve_webhook_deliveries gauge",
+            ]
+            for status, value in sorted(webhooks.items()):
+                lines.append(f'photosieve_webhook_deliveries{{status="{status}"}} {value}')
         return "\n".join(lines) + "\n"

@@ -4,13 +4,17 @@
 
 - upload: decode (within the header limits, reduced for the model) → pHash of the reduced
   photo → score → known-bad near-match? removed : the policy's band
-  (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
-  `audit`. File and rows are written together (see `storage`). Uploads belong to the sending
-  client; with an Idempotency-Key a retry returns the first upload (unique per client and key).
+  (approve / review → queue `model_band` / remove → bank; while the drift alarm is raised an
+  approval at or above the fail-safe threshold is reviewed instead); a share of approvals is
+  queued as `audit`. File and rows are written together (see `storage`). Uploads belong to the
+  sending client; with an Idempotency-Key a retry returns the first upload (unique per client and
+  key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
 - decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
-- undo: within the window, the reviewer's decision is reverted and the item is theirs again.
+  The client's webhook event is written in the same transaction (`service.webhooks`).
+- undo: within the window, the reviewer's decision is reverted and the item is theirs again (its
+  webhook event, not sent before the window ends, is cancelled).
 """
 
 from __future__ import annotations
@@ -27,11 +31,14 @@ from PIL import Image
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
+from photosieve.policy.drift import DriftReport
 from photosieve.records import Decision, Label, sha256_bytes
-from photosieve.service import appeals, hashbank
+from photosieve.service import appeals, hashbank, webhooks
 from photosieve.service.config import Settings
+from photosieve.service.drift import DriftMonitor
 from photosieve.service.metrics import Metrics
 from photosieve.store import bank, decisions, evidence, queue, uploads
+from photosieve.store import webhooks as outbox
 from photosieve.store.db import begin_write
 from photosieve.store.images import ImageStore
 from photosieve.store.models import (
@@ -108,6 +115,11 @@ class Moderator:
         self.images = images
         self.metrics = metrics
         self.rng = rng or random.Random()
+        self.drift = DriftMonitor(settings, sessions)
+
+    def drift_report(self, *, fresh: bool = False) -> DriftReport:
+        """The live model's drift verdict ("re-certification needed" when raised)."""
+        return self.drift.report(getattr(self.scorer, "bundle", None), fresh=fresh)
 
     def production_recall(self, session: Session) -> dict[str, Any] | None:
         """The live model's recall certified on production evidence (census + audits) at its
@@ -188,6 +200,11 @@ class Moderator:
         # The slow part, outside any transaction. Every sampled frame of an animation is scored
         # and the most offensive-looking one decides: a harmless first frame hides nothing.
         scored = max(self.scorer.score_images(decoded.all_frames), key=lambda s: s.score)
+        decision = Decision(scored.decision)
+        # Drift alarm raised: approve only below the fail-safe threshold (`service.drift`).
+        safe = self.drift.safe_approve_below(getattr(self.scorer, "bundle", None))
+        if decision is Decision.APPROVE and safe is not None and scored.score >= safe:
+            decision = Decision.REVIEW
         staged = self.images.stage(data, sha)
         new = uploads.NewUpload(
             user_id=user_id,
@@ -199,7 +216,7 @@ class Moderator:
             size_bytes=len(data),
             score=float(scored.score),
             model_version=scored.model_version,
-            model_decision=Decision(scored.decision).value,
+            model_decision=decision.value,
             status="",  # set by _record
             reason="",
             api_key_id=api_key_id,
@@ -210,7 +227,7 @@ class Moderator:
         try:
             with self.sessions() as session:
                 begin_write(session)
-                outcome = self._record(session, scored, new)
+                outcome = self._record(session, new)
                 session.commit()
         except IntegrityError:
             staged.discard()
@@ -255,12 +272,10 @@ class Moderator:
             kind = ItemKind.HASH_MATCH.value if upload.reason == UploadReason.HASH_MATCH else None
         return UploadOutcome(upload, kind, replayed=True)
 
-    def _record(
-        self, session: Session, scored: ScoredLike, new: uploads.NewUpload
-    ) -> UploadOutcome:
+    def _record(self, session: Session, new: uploads.NewUpload) -> UploadOutcome:
         image_hash = new.phash
         hit = hashbank.match(session, image_hash, self.settings.hash_match_distance)
-        decision = Decision(scored.decision)
+        decision = Decision(new.model_decision)
         if hit is not None:
             status, reason = UploadStatus.REMOVED, UploadReason.HASH_MATCH
         else:
@@ -333,6 +348,7 @@ class Moderator:
             bank.deactivate_for_upload(
                 session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id
             )
+        webhooks.enqueue_decision(session, upload, item, decision, self.settings)
         session.commit()
         self.metrics.decision_made(label.value)
         return decision
@@ -363,6 +379,7 @@ class Moderator:
             final=bool(still_decided),
         )
         bank.revert_decision(session, decision_id)
+        outbox.cancel_for_decision(session, decision_id)
         appeals.withdraw_if_moot(session, upload, keep_item_id=item.id)
         queue.reopen(
             session, item, reviewer.id, dt.timedelta(seconds=self.settings.claim_ttl_seconds)

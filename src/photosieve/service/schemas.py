@@ -136,6 +136,40 @@ class ProductionRecall(BaseModel):
     anytime_recall_lower_bound: float = Field(description="valid at every look at once")
 
 
+class DriftPublic(BaseModel):
+    """The live model against its calibration evidence (`policy.drift`)."""
+
+    available: bool = Field(description="false when the bundle carries no calibration reference")
+    recertification_needed: bool
+    reasons: list[str] = Field(description="why the alarm is raised (empty: no alarm)")
+    uploads: int = Field(description="latest uploads of the live model compared")
+    psi: float | None = Field(description="population stability index of the scores")
+    psi_limit: float | None
+    bands_live: dict[str, float]
+    bands_expected: dict[str, float]
+    band_p_value: float | None = Field(description="χ² test of the band shares")
+    recall_upper_bound: float | None = Field(description="from the census and audits")
+    target_recall: float | None
+    fail_safe_approve_below: float | None = Field(
+        description="while raised: uploads are approved only below this score"
+    )
+    note: str
+
+
+class WebhookDeliveryPublic(BaseModel):
+    event_id: str = Field(description="the webhook-id header; the same on every retry")
+    client: str
+    upload_id: str
+    event_type: str
+    status: Literal["pending", "delivered", "failed", "cancelled"]
+    attempts: int
+    last_status_code: int | None
+    last_error: str | None
+    next_attempt_at: dt.datetime | None = Field(description="when pending")
+    created_at: dt.datetime
+    delivered_at: dt.datetime | None
+
+
 class StatsResponse(BaseModel):
     since: dt.datetime = Field(description="start of the UTC day the counts cover")
     queue_depth: dict[str, int]
@@ -148,6 +182,8 @@ class StatsResponse(BaseModel):
     known_bad_hashes: int
     reviewers_active_today: int
     production_recall: ProductionRecall | None = None
+    recertification_needed: bool = False
+    drift: DriftPublic | None = None
 
 
 class LoginRequest(BaseModel):

@@ -1,5 +1,6 @@
 """SQLAlchemy 2 models of the moderation store: uploads, review items, decisions, bank, users,
-clients (tenants) and their API keys, reviewer sessions and the sign-in audit log.
+clients (tenants) with their API keys and webhook, the webhook outbox, reviewer sessions and the
+sign-in audit log.
 
 Every timestamp is stored as naive UTC (`UTCDateTime`) so SQLite and PostgreSQL compare them the
 same way in SQL (claim expiry); Python always sees aware UTC datetimes.
@@ -20,6 +21,7 @@ from sqlalchemy import (
     Index,
     Integer,
     String,
+    Text,
     TypeDecorator,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -110,6 +112,46 @@ class Client(Base):
     name: Mapped[str] = mapped_column(String(64), unique=True)
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    # Where final decisions on its uploads are POSTed (None: the client polls), and the
+    # Standard-Webhooks signing secret (`whsec_…`; kept in clear: signing needs it).
+    webhook_url: Mapped[str | None] = mapped_column(String(2048), nullable=True)
+    webhook_secret: Mapped[str | None] = mapped_column(String(128), nullable=True)
+
+
+class DeliveryStatus(enum.StrEnum):
+    PENDING = "pending"  # waiting for its (next) attempt
+    DELIVERED = "delivered"  # the receiver answered 2xx
+    FAILED = "failed"  # gave up after the last attempt
+    CANCELLED = "cancelled"  # the decision was undone before it was sent
+
+
+class WebhookDelivery(Base):
+    """One event for a client's webhook: the outbox row written with the decision, then the
+    delivery log (attempts, last answer, next retry)."""
+
+    __tablename__ = "webhook_deliveries"
+    __table_args__ = (
+        CheckConstraint(
+            f"status IN ({_values(DeliveryStatus)})", name="ck_webhook_deliveries_status"
+        ),
+        Index("ix_webhook_deliveries_due", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(40), unique=True)  # the `webhook-id` header
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id"), index=True)
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    decision_id: Mapped[int | None] = mapped_column(ForeignKey("decisions.id"), nullable=True)
+    event_type: Mapped[str] = mapped_column(String(32))
+    payload: Mapped[str] = mapped_column(Text)  # the exact JSON body, signed at each attempt
+    status: Mapped[str] = mapped_column(String(16), default=DeliveryStatus.PENDING.value)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[dt.datetime] = mapped_column(UTCDateTime)
+    last_status_code: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    last_error: Mapped[str | None] = mapped_column(String(500), nullable=True)
+    last_attempt_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    delivered_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
 
 
 class ApiKey(Base):

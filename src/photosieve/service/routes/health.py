@@ -13,9 +13,9 @@ from fastapi.responses import JSONResponse, PlainTextResponse
 from starlette.concurrency import run_in_threadpool
 
 from photosieve.service import readiness
-from photosieve.service.deps import DbSession
+from photosieve.service.deps import DbSession, ModeratorDep
 from photosieve.service.schemas import Health, Readiness, ReadinessCheck
-from photosieve.store import bank, queue
+from photosieve.store import bank, queue, webhooks
 
 router = APIRouter(tags=["operations"])
 
@@ -51,7 +51,13 @@ async def readyz(request: Request) -> JSONResponse:
 
 
 @router.get("/metrics", response_class=PlainTextResponse)
-def metrics(request: Request, session: DbSession) -> PlainTextResponse:
-    """Uploads by decision, rejections, decisions, latency histogram, queue depth, bank size."""
-    body = request.app.state.metrics.render(queue.depth(session), bank.count_active(session))
+def metrics(request: Request, session: DbSession, moderator: ModeratorDep) -> PlainTextResponse:
+    """Uploads by decision, rejections, decisions, latency histogram, queue depth, bank size,
+    the drift alarm and webhook events by status."""
+    body = request.app.state.metrics.render(
+        queue.depth(session),
+        bank.count_active(session),
+        drift=moderator.drift_report(),
+        webhooks=webhooks.count_by_status(session),
+    )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")

@@ -20,6 +20,7 @@ from photosieve.service.schemas import (
     ClaimResponse,
     DecisionPublic,
     DecisionRequest,
+    DriftPublic,
     ErrorResponse,
     HistoryResponse,
     LoginRequest,
@@ -27,9 +28,10 @@ from photosieve.service.schemas import (
     SignOutEverywhereResponse,
     StatsResponse,
     UserPublic,
+    WebhookDeliveryPublic,
 )
 from photosieve.service.throttle import LoginThrottled
-from photosieve.store import accounts, queue, stats, uploads
+from photosieve.store import accounts, queue, stats, uploads, webhooks
 from photosieve.store.models import ReviewDecision, Role, User, utcnow
 from photosieve.store.queue import ForbiddenError, QueueError
 
@@ -187,12 +189,55 @@ def history(
 
 @router.get("/admin/stats", response_model=StatsResponse, responses=_ERRORS, tags=["admin"])
 def admin_stats(user: Admin, session: DbSession, moderator: ModeratorDep) -> StatsResponse:
-    """Queue depth, today's (UTC) numbers and the live model's recall certified on production."""
+    """Queue depth, today's (UTC) numbers, the live model's recall certified on production and
+    the drift alarm (`recertification_needed`)."""
     recall = moderator.production_recall(session)
+    report = moderator.drift_report()
+    drift = DriftPublic(
+        available=report.available, recertification_needed=report.raised,
+        reasons=list(report.reasons), uploads=report.uploads, psi=report.psi,
+        psi_limit=report.psi_limit, bands_live=report.bands_live,
+        bands_expected=report.bands_expected, band_p_value=report.band_p_value,
+        recall_upper_bound=report.recall_upper_bound, target_recall=report.target_recall,
+        fail_safe_approve_below=moderator.drift.safe_approve_below(
+            getattr(moderator.scorer, "bundle", None)
+        ),
+        note=report.note,
+    )  # fmt: skip
     return StatsResponse(
         **stats.summary(session, utcnow()),
         production_recall=None if recall is None else ProductionRecall(**recall),
+        recertification_needed=report.raised,
+        drift=drift,
     )
+
+
+@router.get(
+    "/admin/webhooks/deliveries",
+    response_model=list[WebhookDeliveryPublic],
+    responses=_ERRORS,
+    tags=["admin"],
+)
+def admin_webhook_deliveries(
+    user: Admin, session: DbSession, limit: Annotated[int, Query(ge=1, le=500)] = 50
+) -> list[WebhookDeliveryPublic]:
+    """The webhook delivery log, newest first: attempts, last answer, next retry."""
+    return [
+        WebhookDeliveryPublic(
+            event_id=row.event_id,
+            client=client,
+            upload_id=row.upload_id,
+            event_type=row.event_type,
+            status=row.status,  # type: ignore[arg-type]
+            attempts=row.attempts,
+            last_status_code=row.last_status_code,
+            last_error=row.last_error,
+            next_attempt_at=row.next_attempt_at if row.status == "pending" else None,
+            created_at=row.created_at,
+            delivered_at=row.delivered_at,
+        )
+        for row, client in webhooks.recent(session, limit)
+    ]
 
 
 UserId = Annotated[int, Path(ge=1, le=MAX_ID)]

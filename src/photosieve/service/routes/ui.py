@@ -22,9 +22,9 @@ from fastapi.responses import FileResponse, RedirectResponse, Response
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 
-from photosieve.service import security, sessions, throttle
+from photosieve.service import admin_views, security, sessions, throttle
 from photosieve.service.deps import DbSession, MaybeUser, ModeratorDep, SettingsDep
-from photosieve.store import queue, stats
+from photosieve.store import queue, stats, webhooks
 from photosieve.store.models import Role, User, utcnow
 
 router = APIRouter(include_in_schema=False)
@@ -248,15 +248,30 @@ def audit_rows(summary: dict[str, Any], recall: dict[str, Any] | None) -> list[t
     return rows
 
 
-@router.get("/admin")
-def admin_page(
-    request: Request, user: MaybeUser, session: DbSession, moderator: ModeratorDep
-) -> Response:
+def _not_admin(request: Request, user: User | None) -> Response | None:
+    """Sign-in redirect or 403 page unless an admin is signed in."""
     if user is None:
         return _to_login(request)
     if user.role != Role.ADMIN.value:
         denied = {"title": "Admins only", "message": "This page is for admins."}
         return _page(request, "error.html", denied, user=user, status_code=403)
+    return None
+
+
+@router.get("/admin")
+def admin_page(
+    request: Request,
+    user: MaybeUser,
+    session: DbSession,
+    moderator: ModeratorDep,
+    settings: SettingsDep,
+) -> Response:
+    refused = _not_admin(request, user)
+    if refused is not None:
+        return refused
+    bundle = getattr(moderator.scorer, "bundle", None)
+    drift = moderator.drift_report()
+    safe = moderator.drift.safe_approve_below(bundle)
     summary = stats.summary(session, utcnow())
     uploads_today = list(summary["uploads_today"].items())
     decisions_today = list(summary["decisions_today"].items())
@@ -275,8 +290,38 @@ def admin_page(
             ("Reviewers active today", summary["reviewers_active_today"]),
             ("Known-bad hashes in the bank", summary["known_bad_hashes"]),
         ],
+        "drift": drift,
+        "drift_rows": admin_views.drift_rows(drift, safe),
+        "forecast": admin_views.forecast_rows(
+            request.app.state.forecast.get(session, settings, bundle)
+        ),
+        "deliveries": admin_views.delivery_rows(webhooks.recent(session, admin_views.DELIVERY_LOG)),
     }
     return _page(request, "admin.html", context, user=user)
+
+
+@router.get("/admin/capacity.svg")
+def capacity_chart(
+    request: Request,
+    user: MaybeUser,
+    session: DbSession,
+    moderator: ModeratorDep,
+    settings: SettingsDep,
+) -> Response:
+    """The team forecast chart (server-rendered SVG, admins only)."""
+    refused = _not_admin(request, user)
+    if refused is not None:
+        return refused
+    from photosieve.feedback.capacity_chart import capacity_svg
+
+    bundle = getattr(moderator.scorer, "bundle", None)
+    forecast = request.app.state.forecast.get(session, settings, bundle)
+    body = capacity_svg(forecast["forecast"], forecast["curve"], forecast["workload"])
+    response = Response(body, media_type="image/svg+xml")
+    _harden(response)
+    # matplotlib styles its SVG inline; the image may use that and nothing else.
+    response.headers["Content-Security-Policy"] = "default-src 'none'; style-src 'unsafe-inline'"
+    return response
 
 
 @router.get("/static/{name}")

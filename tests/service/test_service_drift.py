@@ -1,0 +1,110 @@
+"""The drift alarm on real uploads (drawn photos scored by the real ONNX bundle), SQLite and
+PostgreSQL: a stream like the calibration sample raises nothing; a stream of offensive-looking
+photos raises "re-certification needed" on `/v1/admin/stats`, `/metrics` and the admin page,
+and the fail-safe threshold sends approvals above it to people until a new model is served.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+
+from photosieve.policy.bands import DecisionPolicy
+from photosieve.policy.drift import reference_distribution
+from photosieve.service.drift import DriftMonitor
+from photosieve.vision.preprocess import load_image
+from service_harness import REVIEW_ALL, Service, build_service, drawn_photo, make_scorer
+
+APPROVE_BELOW = 0.97  # loose on purpose: some offensive-looking photos score below it
+WINDOW = 30
+
+
+def _calibrated_policy(svc: Service) -> DecisionPolicy:
+    """A policy whose reference comes from 30 + 30 drawn calibration photos at 10% prevalence."""
+    scorer = make_scorer(svc.bundle, svc.embedder, REVIEW_ALL)
+    photos = [("circle", 0), ("rectangle", 1)]
+    images = [load_image(drawn_photo(3000 + i, shape=shape)) for shape, _ in photos
+              for i in range(30)]  # fmt: skip
+    scores = np.array([s.score for s in scorer.score_images(images)])
+    labels = np.repeat([0, 1], 30)
+    reference = reference_distribution(
+        scores, labels, prevalence=0.1, approve_below=APPROVE_BELOW, remove_at=None
+    )
+    return DecisionPolicy(approve_below=APPROVE_BELOW, prevalence=0.1,
+                          evidence={"reference": reference})  # fmt: skip
+
+
+@pytest.fixture
+def drifting(tmp_path: Path, db_url: str, tiny_bundle: Any, embedder: Any) -> Iterator[Service]:
+    svc = build_service(
+        tmp_path, db_url, tiny_bundle, embedder, drift_window=WINDOW, drift_min_uploads=WINDOW,
+        drift_psi_limit=1.0, drift_check_seconds=0,
+    )  # fmt: skip
+    yield svc
+    svc.close()
+
+
+def _upload(svc: Service, seed: int, shape: str) -> dict[str, Any]:
+    response = svc.upload(svc.api(), drawn_photo(seed, shape=shape), user_id=f"u{seed}")
+    assert response.status_code == 201, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+def test_a_shifted_stream_raises_the_alarm_and_fails_safe(drifting: Service) -> None:
+    policy = _calibrated_policy(drifting)
+    drifting.set_policy(policy)
+    admin = drifting.reviewer("ada", role="admin")
+    for i in range(WINDOW):  # like calibration: one photo in ten offensive-looking
+        _upload(drifting, 4000 + i, "rectangle" if i % 10 == 0 else "circle")
+    calm = admin.get("/v1/admin/stats").json()
+    assert calm["recertification_needed"] is False, calm["drift"]
+    assert calm["drift"]["available"] and calm["drift"]["uploads"] == WINDOW
+    assert calm["drift"]["psi"] < 1.0 and calm["drift"]["fail_safe_approve_below"] is None
+    assert "photosieve_recertification_needed 0" in drifting.client().get("/metrics").text
+
+    shifted = [_upload(drifting, 5000 + i, "rectangle") for i in range(WINDOW)]
+    stats = admin.get("/v1/admin/stats").json()
+    assert stats["recertification_needed"] is True
+    assert any("PSI" in reason for reason in stats["drift"]["reasons"])
+    assert stats["drift"]["psi"] > 1.0
+    assert stats["drift"]["bands_live"]["review"] > stats["drift"]["bands_expected"]["review"]
+    safe = stats["drift"]["fail_safe_approve_below"]
+    reference = policy.evidence["reference"]
+    assert safe == pytest.approx(reference["min_positive_score"]) and safe < APPROVE_BELOW
+    metrics = drifting.client().get("/metrics").text
+    assert "photosieve_recertification_needed 1" in metrics and "photosieve_drift_psi" in metrics
+    page = admin.get("/admin").text
+    assert "Re-certification needed" in page and "recertification-needed" in page
+
+    # The fail-safe: once raised, a photo the certified policy approves (safe ≤ score < 0.97)
+    # goes to people, recorded as the review band (a census: labelled, valid evidence).
+    late = [u for u in shifted[WINDOW // 2 :] if safe <= u["score"] < APPROVE_BELOW]
+    assert late, "no late upload in the fail-safe range; the drawn photos changed?"
+    assert all(u["decision"] == "pending_review" for u in late)
+    fresh = _upload(drifting, 6000, "circle")
+    if fresh["score"] < safe:
+        assert fresh["decision"] == "approved"  # clearly harmless photos are still approved
+
+    bundle = drifting.app.state.moderator.scorer.bundle
+    off = drifting.settings.model_copy(update={"drift_fail_safe": False})
+    assert DriftMonitor(off, drifting.sessions).safe_approve_below(bundle) is None
+
+    # A re-certified model (a new version) starts with a clean slate.
+    drifting.set_policy(DecisionPolicy(approve_below=0.5, prevalence=0.1,
+                                       evidence={"reference": reference}))  # fmt: skip
+    renewed = admin.get("/v1/admin/stats").json()
+    assert renewed["recertification_needed"] is False
+    assert renewed["drift"]["uploads"] == 0
+
+
+def test_a_bundle_without_reference_reports_drift_unavailable(service: Service) -> None:
+    admin = service.reviewer("ada", role="admin")
+    stats = admin.get("/v1/admin/stats").json()
+    assert stats["recertification_needed"] is False
+    assert stats["drift"]["available"] is False and "recalibrate" in stats["drift"]["note"]
+    assert "not available" in admin.get("/admin").text
