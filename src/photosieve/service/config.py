@@ -84,6 +84,9 @@ class Settings(BaseSettings):
     claim_batch_max: int = Field(default=50, gt=0)
     undo_window_seconds: int = Field(default=60, ge=0)
     hash_match_distance: int = Field(default=6, ge=0, le=32)
+    # How often a worker reads the model registry for a new live or shadow version (0: before
+    # every upload); promote and rollback reach every worker within this time, no restart.
+    model_check_seconds: float = Field(default=5.0, ge=0.0)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

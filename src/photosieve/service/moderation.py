@@ -19,7 +19,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -31,7 +31,8 @@ from photosieve.records import Decision, Label, sha256_bytes
 from photosieve.service import appeals, hashbank
 from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
-from photosieve.store import bank, decisions, evidence, queue, uploads
+from photosieve.service.models import ShadowModel, score_frames
+from photosieve.store import bank, decisions, evidence, queue, registry, uploads
 from photosieve.store.db import begin_write
 from photosieve.store.images import ImageStore
 from photosieve.store.models import (
@@ -108,6 +109,10 @@ class Moderator:
         self.images = images
         self.metrics = metrics
         self.rng = rng or random.Random()
+        # A model scoring uploads in shadow (recorded, never acted on), and the hook that keeps
+        # `scorer` and `shadow` in step with the model registry (`service.models`).
+        self.shadow: ShadowModel | None = None
+        self.refresh_models: Callable[[], None] | None = None
 
     def production_recall(self, session: Session) -> dict[str, Any] | None:
         """The live model's recall certified on production evidence (census + audits) at its
@@ -187,7 +192,10 @@ class Moderator:
         image_hash = hashbank.phash(image)
         # The slow part, outside any transaction. Every sampled frame of an animation is scored
         # and the most offensive-looking one decides: a harmless first frame hides nothing.
-        scored = max(self.scorer.score_images(decoded.all_frames), key=lambda s: s.score)
+        if self.refresh_models is not None:
+            self.refresh_models()
+        live, shadow = self.scorer, self.shadow  # one snapshot: a switch cannot mix models
+        scored, shadow_score = score_frames(live, shadow, decoded.all_frames)
         staged = self.images.stage(data, sha)
         new = uploads.NewUpload(
             user_id=user_id,
@@ -211,6 +219,10 @@ class Moderator:
             with self.sessions() as session:
                 begin_write(session)
                 outcome = self._record(session, scored, new)
+                if shadow is not None and shadow_score is not None:
+                    registry.record_shadow_score(
+                        session, outcome.upload.id, shadow.version, shadow_score
+                    )
                 session.commit()
         except IntegrityError:
             staged.discard()

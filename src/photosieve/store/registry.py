@@ -18,7 +18,14 @@ from typing import Any
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
-from photosieve.store.models import ModelEvent, ModelStatus, ModelVersion, ShadowScore, utcnow
+from photosieve.store.models import (
+    ModelEvent,
+    ModelStatus,
+    ModelVersion,
+    ShadowScore,
+    Upload,
+    utcnow,
+)
 
 
 class EventKind(enum.StrEnum):
@@ -226,6 +233,19 @@ def shadow_scores(session: Session, version: str) -> dict[str, float]:
         select(ShadowScore.upload_id, ShadowScore.score).where(ShadowScore.version == version)
     ).all()
     return {upload_id: float(score) for upload_id, score in rows}
+
+
+def shadow_pairs(
+    session: Session, version: str, live_version: str
+) -> list[tuple[str, float, float]]:
+    """(upload id, live score, shadow score) of every upload `live_version` decided while
+    `version` scored it in shadow."""
+    rows = session.execute(
+        select(ShadowScore.upload_id, Upload.score, ShadowScore.score)
+        .join(Upload, Upload.id == ShadowScore.upload_id)
+        .where(ShadowScore.version == version, Upload.model_version == live_version)
+    ).all()
+    return [(upload_id, float(live), float(shadow)) for upload_id, live, shadow in rows]
 
 
 def events(session: Session, limit: int = 50) -> list[ModelEvent]:
