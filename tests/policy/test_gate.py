@@ -54,8 +54,9 @@ def test_a_candidate_that_reviews_more_is_refused_unless_within_tolerance() -> N
     check = worse.checks[0]
     assert check.candidate_review_rate > check.live_review_rate
     gap = check.candidate_review_rate - check.live_review_rate
-    tolerant = gate(0.3, 0.45, held_out=data, target_recall=TARGET, confidence=CONF,
-                    tolerance=gap + 1e-9)  # fmt: skip
+    tolerant = gate(
+        0.3, 0.45, held_out=data, target_recall=TARGET, confidence=CONF, tolerance=gap + 1e-9
+    )
     assert tolerant.passed
 
 
@@ -85,10 +86,22 @@ def test_production_evidence_from_the_shadow_period_counts() -> None:
     failed = gate(0.5, 0.5, shadow=_shadow(enough, 10, 40), target_recall=TARGET, confidence=CONF)
     assert failed.reasons == ["cannot_certify"]
     # Held-out certifies but production, with enough positives, does not: refused.
-    both = gate(0.5, 0.5, held_out=_held_out(60, 200), shadow=_shadow(enough, 10, 40),
-                target_recall=TARGET, confidence=CONF)  # fmt: skip
+    both = gate(
+        0.5,
+        0.5,
+        held_out=_held_out(60, 200),
+        shadow=_shadow(enough, 10, 40),
+        target_recall=TARGET,
+        confidence=CONF,
+    )
     assert "cannot_certify" in both.reasons
     # Too few production positives to say anything: the held-out certificate decides.
-    few = gate(0.5, 0.5, held_out=_held_out(60, 200), shadow=_shadow(3, 0, 40),
-               target_recall=TARGET, confidence=CONF)  # fmt: skip
+    few = gate(
+        0.5,
+        0.5,
+        held_out=_held_out(60, 200),
+        shadow=_shadow(3, 0, 40),
+        target_recall=TARGET,
+        confidence=CONF,
+    )
     assert few.passed, few.messages

@@ -75,8 +75,9 @@ def shadow_period(
         session, live_version, legacy_audit_rate=legacy_audit_rate
     )
     keep = np.array([i in shadow_of for i in ids], dtype=bool)
-    shadowed = ProductionEvidence(ev.scores[keep], ev.inclusion[keep], ev.labelled[keep],
-                                  ev.offensive[keep])  # fmt: skip
+    shadowed = ProductionEvidence(
+        ev.scores[keep], ev.inclusion[keep], ev.labelled[keep], ev.offensive[keep]
+    )
     return ShadowPeriod(
         evidence=shadowed,
         candidate_evidence_scores=np.array([shadow_of[i] for i in ids if i in shadow_of]),
@@ -131,8 +132,14 @@ def promote(
     """Gate `version`, then make it live if it passes (or `override` with a `reason`)."""
     if override and not (reason and reason.strip()):
         raise RegistryError("reason_required", "an override needs a reason (it is audited)")
-    result = check_candidate(session, version, certify=certify, tolerance=tolerance,
-                             legacy_audit_rate=legacy_audit_rate, workdir=workdir)  # fmt: skip
+    result = check_candidate(
+        session,
+        version,
+        certify=certify,
+        tolerance=tolerance,
+        legacy_audit_rate=legacy_audit_rate,
+        workdir=workdir,
+    )
     if not result.passed and not override:
         return Promotion(version, result, promoted=False, override=False)
     overridden = override and not result.passed
@@ -161,8 +168,9 @@ def rollback(session: Session, version: str | None = None, *, actor: str) -> Mod
         raise RegistryError(
             "never_live", f"{target} was never live; promote it through the gate instead"
         )
-    row = registry.make_live(session, target, actor=actor, kind=EventKind.ROLLED_BACK,
-                             reason="rollback")  # fmt: skip
+    row = registry.make_live(
+        session, target, actor=actor, kind=EventKind.ROLLED_BACK, reason="rollback"
+    )
     session.commit()
     return row
 

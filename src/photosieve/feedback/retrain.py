@@ -156,8 +156,9 @@ def retrain(
         progress=progress,
     )
     trained = train_bundle(manifest_path, cfg.train, workdir=root, progress=progress, embeddings=X)
-    bundle = calibrate_bundle(trained.bundle, manifest_path, cfg.certify, workdir=root,
-                              progress=progress)  # fmt: skip
+    bundle = calibrate_bundle(
+        trained.bundle, manifest_path, cfg.certify, workdir=root, progress=progress
+    )
     bundle_path = _store_bundle(bundle, workdir.models)
     assert bundle.policy is not None
     evidence = {

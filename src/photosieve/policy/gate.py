@@ -159,12 +159,26 @@ def gate(
         raise ValueError(f"tolerance must be ≥ 0, got {tolerance}")
     checks: list[SourceCheck] = []
     if held_out is not None and np.asarray(held_out.labels).size:
-        checks.append(_held_out_check(held_out, candidate_threshold, live_threshold,
-                                      target=target_recall, confidence=confidence,
-                                      prev=prevalence))  # fmt: skip
+        checks.append(
+            _held_out_check(
+                held_out,
+                candidate_threshold,
+                live_threshold,
+                target=target_recall,
+                confidence=confidence,
+                prev=prevalence,
+            )
+        )
     if shadow is not None and np.asarray(shadow.candidate_scores).size:
-        checks.append(_production_check(shadow, candidate_threshold, live_threshold,
-                                        target=target_recall, confidence=confidence))  # fmt: skip
+        checks.append(
+            _production_check(
+                shadow,
+                candidate_threshold,
+                live_threshold,
+                target=target_recall,
+                confidence=confidence,
+            )
+        )
     reasons: list[str] = []
     messages: list[str] = []
     if not checks:
