@@ -32,7 +32,7 @@ from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
 from photosieve.service.models import ModelSwitcher, load_live_scorer
 from photosieve.service.moderation import ImageScorer, Moderator
-from photosieve.service.routes import api, health, review, ui
+from photosieve.service.routes import api, health, models, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
 from photosieve.store import uploads
@@ -144,5 +144,6 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(review.router)
+    app.include_router(models.router)
     app.include_router(ui.router)
     return app

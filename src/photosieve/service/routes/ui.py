@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from photosieve.service import security, sessions, throttle
 from photosieve.service.deps import DbSession, MaybeUser, ModeratorDep, SettingsDep
-from photosieve.store import queue, stats
+from photosieve.store import queue, registry, stats
 from photosieve.store.models import Role, User, utcnow
 
 router = APIRouter(include_in_schema=False)
@@ -248,6 +248,9 @@ def audit_rows(summary: dict[str, Any], recall: dict[str, Any] | None) -> list[t
     return rows
 
 
+MODELS_SHOWN = 10  # registry rows on the admin page (all of them: GET /v1/admin/models)
+
+
 @router.get("/admin")
 def admin_page(
     request: Request, user: MaybeUser, session: DbSession, moderator: ModeratorDep
@@ -275,6 +278,7 @@ def admin_page(
             ("Reviewers active today", summary["reviewers_active_today"]),
             ("Known-bad hashes in the bank", summary["known_bad_hashes"]),
         ],
+        "models": registry.list_versions(session)[:MODELS_SHOWN],
     }
     return _page(request, "admin.html", context, user=user)
 
