@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +17,7 @@ from photosieve.data.ingest import ingest
 from photosieve.data.manifest import write_manifest
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.records import MANIFEST_COLUMNS, binary_labels
+from photosieve.service.models import ModelSwitcher, ShadowModel, version_of
 from photosieve.store import registry
 from photosieve.store.models import ModelStatus
 from photosieve.vision.embed import embed_files
@@ -105,3 +107,49 @@ def test_admin_shadows_promotes_and_rolls_back(svc: Service, embedder: Any) -> N
     assert kinds[:3] == ["rolled_back", "promoted", "shadow"]
     page = admin.get("/admin")
     assert page.status_code == 200 and 'id="models"' in page.text and cand in page.text
+
+
+def test_the_registry_is_read_at_most_every_check_seconds(svc: Service) -> None:
+    first = _register(svc, svc.bundle.with_policy(DecisionPolicy(0.2)), "a", ModelStatus.LIVE)
+    second = _register(svc, svc.bundle.with_policy(DecisionPolicy(0.3)), "b", ModelStatus.RETIRED)
+    now = [0.0]
+    target = SimpleNamespace(scorer=svc.app.state.moderator.scorer, shadow=None)
+    switcher = ModelSwitcher(svc.sessions, target, check_seconds=60, clock=lambda: now[0])
+    switcher.refresh()
+    assert version_of(target.scorer) == first
+    assert target.scorer.embedder is svc.embedder  # same backbone: the worker's embedder
+    with svc.sessions() as session:
+        registry.make_live(session, second, actor="t", kind=registry.EventKind.ROLLED_BACK)
+        session.commit()
+    now[0] = 59.0
+    switcher.refresh()
+    assert version_of(target.scorer) == first  # not due yet
+    now[0] = 60.0
+    switcher.refresh()
+    assert version_of(target.scorer) == second
+
+
+def test_a_model_that_cannot_load_or_score_never_fails_an_upload(
+    svc: Service, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    before = svc.upload(svc.api(), drawn_photo(5)).json()["model_version"]
+    with svc.sessions() as session:
+        registry.register(
+            session,
+            registry.NewModel("gone", str(tmp_path / "gone")),
+            actor="t",
+            status=ModelStatus.LIVE,
+        )
+        session.commit()
+
+    class Broken:
+        def score_images(self, images: Any) -> Any:
+            raise RuntimeError("shadow exploded")
+
+    svc.app.state.moderator.shadow = ShadowModel("broken", Broken())
+    response = svc.upload(svc.api(), drawn_photo(6))
+    assert response.status_code == 201, response.text
+    assert response.json()["model_version"] == before  # the unloadable live model is skipped
+    assert "cannot load model gone" in caplog.text and "shadow model broken" in caplog.text
+    with svc.sessions() as session:
+        assert registry.shadow_scores(session, "broken") == {}
