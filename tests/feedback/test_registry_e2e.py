@@ -18,6 +18,7 @@ from typing import Any
 
 import httpx
 import numpy as np
+import pandas as pd
 import pytest
 from fastapi.testclient import TestClient
 from typer.testing import CliRunner
@@ -143,6 +144,10 @@ def test_retrain_shadow_gate_promote_rollback(
                 embedder=embedder,
             )
         assert out.parent_version == old.version and out.feedback.rows >= 6
+        split = pd.read_csv(out.manifest_path)
+        selected = split[split["source"] == "external:selected"]  # the review band's photos
+        assert len(selected) and set(selected["split"]) <= {"train", "train_dev"}
+        assert out.feedback.by_kind.get("audit", 0) > 0
         new = out.version
         assert _cli("model", "shadow", new).exit_code == 0
         shadowed = [_upload(api, key, 20_200 + i, "rectangle") for i in range(3)]

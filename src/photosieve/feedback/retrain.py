@@ -4,7 +4,8 @@
 `retrain(session, images, workdir, cfg)`:
 
 1. exports every standing human decision (`feedback.export`) and ingests it (hashes, duplicate
-   groups);
+   groups); only audits (uniform random draws) may become calibration or test photos, the
+   photos the model chose for review are training data (`feedback_photos`);
 2. merges it with the earlier data — the split manifest the live model was trained on, or
    `base_manifest` — one row per photo (a reviewer's label wins over an older one);
 3. splits the merged photos afresh (`data.split`, stratified, duplicate groups kept together),
@@ -40,10 +41,11 @@ from photosieve.records import MANIFEST_COLUMNS, Split
 from photosieve.store import registry
 from photosieve.store.db import begin_write
 from photosieve.store.images import ImageStore
-from photosieve.store.models import ModelStatus
+from photosieve.store.models import ItemKind, ModelStatus
 from photosieve.vision.embed import Embedder, embed_files
 
 MERGE_COLUMNS = ("path", "label", "source", "sha256", "phash")
+SELECTED_SOURCE = "external:selected"  # reviewed because the model or a user picked it
 
 
 @dataclass(frozen=True)
@@ -88,11 +90,16 @@ def merged_photos(feedback: pd.DataFrame | None, base: pd.DataFrame | None) -> p
     return merged.drop_duplicates("sha256", keep="last").reset_index(drop=True)
 
 
-def _feedback_rows(labels: Path, summary: ExportSummary) -> pd.DataFrame | None:
-    if summary.rows == 0:
-        return None
+def feedback_photos(labels: Path) -> pd.DataFrame | None:
+    """The exported labels, ingested. Only audits are a uniform random sample of production:
+    photos a person saw because the model (or a user) chose them become `external:selected`,
+    which the splitter keeps in the training splits, never in calibration or test."""
     result = ingest(labels)
-    return result.accepted if len(result.accepted) else None
+    if not len(result.accepted):
+        return None
+    photos = result.accepted.copy()
+    photos.loc[photos["review_kind"] != ItemKind.AUDIT.value, "source"] = SELECTED_SOURCE
+    return photos
 
 
 def _metrics_summary(bundle: ModelBundle) -> dict[str, Any]:
@@ -128,7 +135,7 @@ def retrain(
     the module docstring). Raises ValueError (no data) or `InsufficientPositivesError`."""
     cfg = cfg or RetrainConfig()
     summary = export_labels(session, images, workdir.feedback_labels)
-    feedback = _feedback_rows(workdir.feedback_labels, summary)
+    feedback = feedback_photos(workdir.feedback_labels) if summary.rows else None
     base_path = base_manifest or base_manifest_of(session)
     session.commit()  # end the read transaction; training takes a while
     base = read_manifest(base_path, columns=MERGE_COLUMNS) if base_path is not None else None
