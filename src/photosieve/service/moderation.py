@@ -5,7 +5,9 @@
 - upload: decode (within the header limits, reduced for the model) → pHash of the reduced
   photo → score → known-bad near-match? removed : the policy's band
   (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
-  `audit`. File and rows are written together (see `storage`). Uploads belong to the sending
+  `audit`. File and rows are written together (see `storage`). A shadow model, when the
+  registry names one, scores the same frames and its score is stored beside the upload, never
+  acted on (`service.models`). Uploads belong to the sending
   client; with an Idempotency-Key a retry returns the first upload (unique per client and key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
