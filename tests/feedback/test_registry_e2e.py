@@ -11,6 +11,7 @@ candidate that reviews more than the live model (promoted only with an audited o
 from __future__ import annotations
 
 import dataclasses
+import logging
 import secrets
 from collections.abc import Iterator
 from pathlib import Path
@@ -111,7 +112,7 @@ def _review_everything(client: httpx.Client, shapes: dict[str, str]) -> int:
 
 
 def test_retrain_shadow_gate_promote_rollback(
-    workdir: Path, embedder: Any, tiny_bundle: ModelBundle
+    workdir: Path, embedder: Any, caplog: pytest.LogCaptureFixture
 ) -> None:
     first, second = _worker(), _worker()  # two workers, one database
     with first.state.sessions() as session:
@@ -161,6 +162,10 @@ def test_retrain_shadow_gate_promote_rollback(
         assert promoted.exit_code == 0, promoted.output
         assert _upload(api, key, 20_300, "circle")["model_version"] == new
         assert api.get("/healthz").json()["model_version"] == new
+        with caplog.at_level(logging.WARNING):
+            third = _worker()  # a worker started now serves the registry's live model
+        assert third.state.model_version == new and "not the configured bundle" in caplog.text
+        third.state.engine.dispose()
         with TestClient(second) as other:  # the second worker, same database
             other.headers["Authorization"] = f"Bearer {key}"
             photo = drawn_photo(20_400, shape="circle")

@@ -3,7 +3,8 @@ without a restart.
 
 - At start-up `load_live_scorer` loads the registry's live bundle; on a fresh install (no live
   row) it loads the configured bundle and registers it as live (`adopt_bundle`: copied to
-  `<workdir>/models/<version>/`).
+  `<workdir>/models/<version>/`). Once the registry has a live model it decides what is served;
+  a configured bundle that differs is named in a warning, never served silently.
 - `ModelSwitcher.refresh()` runs before every upload but reads the registry at most every
   `model_check_seconds` (one small indexed query); when the live or shadow version changed it
   loads the new bundle (sharing the worker's `Embedder` when the backbone is the same) and swaps
@@ -17,6 +18,7 @@ without a restart.
 
 from __future__ import annotations
 
+import json
 import logging
 import shutil
 import threading
@@ -107,6 +109,7 @@ def load_live_scorer(sessions: sessionmaker[Session], settings: Settings) -> Sco
     with sessions() as session:
         live = registry.with_status(session, ModelStatus.LIVE)
         path = Path(live.bundle_path) if live is not None else None
+        live_version = live.version if live is not None else ""
     if path is None:
         configured = settings.resolved_bundle_path
         if not (configured / "bundle.json").is_file():
@@ -117,7 +120,22 @@ def load_live_scorer(sessions: sessionmaker[Session], settings: Settings) -> Sco
             )
         adopt_bundle(sessions, configured, Workdir(settings.workdir))
         return load_live_scorer(sessions, settings)
+    _warn_if_configured_differs(settings.resolved_bundle_path, live_version)
     return Scorer(ModelBundle.load(path))
+
+
+def _warn_if_configured_differs(configured: Path, live_version: str) -> None:
+    """The registry decides what is served; say so when the configured bundle is another."""
+    meta = configured / "bundle.json"
+    if not meta.is_file():
+        return
+    version = json.loads(meta.read_text()).get("version")
+    if version and version != live_version:
+        log.warning(
+            "serving the registry's live model %s, not the configured bundle %s (version %s); "
+            "register and promote it with `photosieve model`, or roll back",
+            live_version, configured, version,
+        )  # fmt: skip
 
 
 class ModelSwitcher:
