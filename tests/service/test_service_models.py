@@ -86,6 +86,10 @@ def test_admin_shadows_promotes_and_rolls_back(svc: Service, embedder: Any) -> N
     with svc.sessions() as session:
         assert set(registry.shadow_scores(session, cand)) == {upload["id"]}
 
+    (item,) = rita.post("/v1/review/claim", json={"limit": 5}).json()["items"]
+    decided = rita.post(f"/v1/review/items/{item['id']}/decision", json={"label": "offensive"})
+    assert decided.status_code == 200  # census of the review band: production evidence
+
     assert admin.post("/v1/admin/models/nope/promote", json={}).status_code == 404
     unreasoned = admin.post(f"/v1/admin/models/{cand}/promote", json={"override": True})
     assert unreasoned.status_code == 422
@@ -93,9 +97,14 @@ def test_admin_shadows_promotes_and_rolls_back(svc: Service, embedder: Any) -> N
     body = {"target_recall": 0.8, "confidence": 0.8}
     done = admin.post(f"/v1/admin/models/{cand}/promote", json=body).json()
     assert done["promoted"] and done["passed"] and not done["override"], done
-    (held_out, *_) = done["checks"]
+    held_out, production = done["checks"]
     assert held_out["source"] == "held_out" and held_out["certified"]
     assert held_out["candidate_review_rate"] <= held_out["live_review_rate"] == 1.0
+    assert (production["source"], production["photos"], production["positives"]) == (
+        "production",
+        1,
+        1,
+    )  # the shadow's score of the reviewed upload, re-scored evidence
     assert svc.upload(api, drawn_photo(2)).json()["model_version"] == cand
 
     back = admin.post("/v1/admin/models/rollback", json={})
