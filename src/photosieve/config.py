@@ -85,7 +85,9 @@ class Workdir:
     ``<root>/data/{ingested,split}.csv`` manifests (split.json beside the split),
     ``<root>/embeddings/<backbone id>/`` the embedding cache, ``<root>/onnx/`` exported graphs,
     ``<root>/bundle/`` the trained bundle, ``<root>/report.html``, ``<root>/feedback/`` labels
-    exported from reviewers, ``<root>/service/`` the service's database, images and secrets.
+    exported from reviewers, ``<root>/models/<version>/`` registered bundles (immutable, with
+    ``<root>/models/data/`` the split manifests they were trained on), ``<root>/service/`` the
+    service's database, images and secrets.
     """
 
     root: Path
@@ -131,6 +133,10 @@ class Workdir:
     @property
     def feedback_labels(self) -> Path:
         return self.root / "feedback" / "labels.csv"
+
+    @property
+    def models(self) -> Path:
+        return self.root / "models"
 
     @property
     def service(self) -> Path:

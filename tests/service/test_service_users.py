@@ -27,7 +27,9 @@ def served(monkeypatch: pytest.MonkeyPatch, tiny_bundle: Any, embedder: Any) -> 
 
     apps: list[FastAPI] = []
     monkeypatch.setattr(
-        app_module, "load_scorer", lambda _s: make_scorer(tiny_bundle, embedder, REVIEW_ALL)
+        app_module,
+        "load_live_scorer",
+        lambda _db, _s: make_scorer(tiny_bundle, embedder, REVIEW_ALL),
     )
     monkeypatch.setattr(uvicorn, "run", lambda app, **_kw: apps.append(app))
     return apps

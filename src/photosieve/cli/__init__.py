@@ -23,6 +23,7 @@ from photosieve.cli import (
     learn,
     policy,
     production,
+    registry,
     serve,
 )
 
@@ -43,5 +44,7 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (embed, data, learn, policy, batch, serve, feedback, production, capacity, demo, db):
+for _module in (
+    embed, data, learn, policy, batch, serve, feedback, registry, production, capacity, demo, db,
+):  # fmt: skip
     _module.register(app)

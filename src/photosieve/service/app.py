@@ -3,8 +3,10 @@
 Nothing happens at import. `create_app` resolves the cookie-signing key (configured, or created
 once in the workdir: `service.secret_key`), checks its folders are writable and refuses an empty
 database beside stored photos (`service.startup`), migrates the database to the newest schema,
-finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
-in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
+finishes any image write a crash interrupted, loads the registry's live model (a fresh install
+registers the configured bundle; unless a scorer is passed in), keeps it in step with the
+registry (`service.models.ModelSwitcher`: promote, rollback and shadow without a restart) and
+wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
 `routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`); the webhook sender's thread
 (`service.webhooks`) runs for the app's lifespan.
 """
@@ -24,16 +26,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
-from photosieve.bundle import ModelBundle
-from photosieve.scoring import Scorer
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
 from photosieve.service.forecast import ForecastCache
 from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
+from photosieve.service.models import ModelSwitcher, load_live_scorer
 from photosieve.service.moderation import ImageScorer, Moderator
-from photosieve.service.routes import api, health, review, ui
+from photosieve.service.routes import api, health, models, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
 from photosieve.service.webhooks import WebhookSender
@@ -47,18 +48,6 @@ log = logging.getLogger(__name__)
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-def load_scorer(settings: Settings) -> ImageScorer:
-    """The production scorer: the trained bundle at `settings.resolved_bundle_path`."""
-    path = settings.resolved_bundle_path
-    if not (path / "bundle.json").is_file():
-        raise ValueError(
-            f"no model bundle at {path}; train one (`photosieve train` then `photosieve "
-            "calibrate`) or point PHOTOSIEVE_BUNDLE_PATH / --bundle at one"
-        )
-    scorer: ImageScorer = Scorer(ModelBundle.load(path))
-    return scorer
-
-
 def _model_version(scorer: ImageScorer) -> str:
     bundle = getattr(scorer, "bundle", None)
     return str(getattr(bundle, "version", "") or "unknown")
@@ -70,10 +59,11 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     # Writable folders; no empty database created beside stored photos (StartupError).
     preflight(settings)
     secret_key = resolve_secret_key(settings)  # configured, or generated once in the workdir
-    scorer = scorer if scorer is not None else load_scorer(settings)
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     sessions = make_sessionmaker(engine)
+    # The registry's live model (a fresh install registers the configured bundle as live).
+    scorer = scorer if scorer is not None else load_live_scorer(sessions, settings)
     images = ImageStore(settings.resolved_data_dir)
 
     def is_recorded(sha256: str) -> bool:
@@ -113,7 +103,20 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.forecast = ForecastCache(settings.drift_check_seconds)  # admin page + chart
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
-    app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
+    moderator = Moderator(settings, sessions, scorer, images, metrics)
+    app.state.moderator = moderator
+
+    def switched(new: ImageScorer) -> None:
+        app.state.scorer = new
+        app.state.model_version = _model_version(new)
+
+    switcher = ModelSwitcher(
+        sessions, moderator, check_seconds=settings.model_check_seconds, on_switch=switched
+    )
+    switcher.live_version = _model_version(scorer)
+    switcher.refresh(force=True)  # a registry that names another live model or a shadow wins
+    moderator.refresh_models = switcher.refresh
+    app.state.models = switcher
     app.state.clock = utcnow  # sessions and sign-in throttling read the time here (tests move it)
     app.state.decode_gate = DecodeGate(
         settings.decode_slots,
@@ -151,5 +154,6 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.include_router(health.router)
     app.include_router(api.router)
     app.include_router(review.router)
+    app.include_router(models.router)
     app.include_router(ui.router)
     return app

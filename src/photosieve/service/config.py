@@ -105,6 +105,9 @@ class Settings(BaseSettings):
     # None: the lowest calibration positive's score (no calibration positive would be approved).
     drift_fail_safe: bool = True
     drift_safe_approve_below: float | None = Field(default=None, ge=0.0, le=1.0)
+    # How often a worker reads the model registry for a new live or shadow version (0: before
+    # every upload); promote and rollback reach every worker within this time, no restart.
+    model_check_seconds: float = Field(default=5.0, ge=0.0)
 
     @model_validator(mode="after")
     def _refuse_unsafe(self) -> Settings:

@@ -6,9 +6,10 @@
   photo → score → known-bad near-match? removed : the policy's band
   (approve / review → queue `model_band` / remove → bank; while the drift alarm is raised an
   approval at or above the fail-safe threshold is reviewed instead); a share of approvals is
-  queued as `audit`. File and rows are written together (see `storage`). Uploads belong to the
-  sending client; with an Idempotency-Key a retry returns the first upload (unique per client and
-  key).
+  queued as `audit`. File and rows are written together (see `storage`). A shadow model, when
+  the registry names one, scores the same frames and its score is stored beside the upload,
+  never acted on (`service.models`). Uploads belong to the sending client; with an
+  Idempotency-Key a retry returns the first upload (unique per client and key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
 - decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
@@ -23,7 +24,7 @@ import dataclasses
 import datetime as dt
 import random
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -37,7 +38,8 @@ from photosieve.service import appeals, hashbank, webhooks
 from photosieve.service.config import Settings
 from photosieve.service.drift import DriftMonitor
 from photosieve.service.metrics import Metrics
-from photosieve.store import bank, decisions, evidence, queue, uploads
+from photosieve.service.models import ShadowModel, score_frames
+from photosieve.store import bank, decisions, evidence, queue, registry, uploads
 from photosieve.store import webhooks as outbox
 from photosieve.store.db import begin_write
 from photosieve.store.images import ImageStore
@@ -116,6 +118,10 @@ class Moderator:
         self.metrics = metrics
         self.rng = rng or random.Random()
         self.drift = DriftMonitor(settings, sessions)
+        # A model scoring uploads in shadow (recorded, never acted on), and the hook that keeps
+        # `scorer` and `shadow` in step with the model registry (`service.models`).
+        self.shadow: ShadowModel | None = None
+        self.refresh_models: Callable[[], None] | None = None
 
     def drift_report(self, *, fresh: bool = False) -> DriftReport:
         """The live model's drift verdict ("re-certification needed" when raised)."""
@@ -199,10 +205,13 @@ class Moderator:
         image_hash = hashbank.phash(image)
         # The slow part, outside any transaction. Every sampled frame of an animation is scored
         # and the most offensive-looking one decides: a harmless first frame hides nothing.
-        scored = max(self.scorer.score_images(decoded.all_frames), key=lambda s: s.score)
+        if self.refresh_models is not None:
+            self.refresh_models()
+        live, shadow = self.scorer, self.shadow  # one snapshot: a switch cannot mix models
+        scored, shadow_score = score_frames(live, shadow, decoded.all_frames)
         decision = Decision(scored.decision)
         # Drift alarm raised: approve only below the fail-safe threshold (`service.drift`).
-        safe = self.drift.safe_approve_below(getattr(self.scorer, "bundle", None))
+        safe = self.drift.safe_approve_below(getattr(live, "bundle", None))
         if decision is Decision.APPROVE and safe is not None and scored.score >= safe:
             decision = Decision.REVIEW
         staged = self.images.stage(data, sha)
@@ -228,6 +237,10 @@ class Moderator:
             with self.sessions() as session:
                 begin_write(session)
                 outcome = self._record(session, new)
+                if shadow is not None and shadow_score is not None:
+                    registry.record_shadow_score(
+                        session, outcome.upload.id, shadow.version, shadow_score
+                    )
                 session.commit()
         except IntegrityError:
             staged.discard()

@@ -7,6 +7,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from photosieve.config import CERTIFY
 from photosieve.service.hygiene import SingleLine, Text
 
 UploadDecision = Literal["approved", "pending_review", "removed"]
@@ -222,3 +223,69 @@ class Readiness(BaseModel):
 
     status: Literal["ready", "not_ready"]
     checks: dict[str, ReadinessCheck]
+
+
+# --- model registry (admins) ------------------------------------------------------------------
+
+
+class ModelVersionPublic(BaseModel):
+    version: str
+    status: Literal["candidate", "shadow", "live", "retired"]
+    parent_version: str | None
+    data_fingerprint: str
+    created_at: dt.datetime
+    promoted_at: dt.datetime | None
+    promoted_by: str | None
+    override: bool = Field(description="made live by an admin over the gate's refusal")
+
+
+class ModelEventPublic(BaseModel):
+    at: dt.datetime
+    kind: Literal["registered", "shadow", "promoted", "rolled_back"]
+    version: str
+    previous_version: str | None
+    actor: str
+    override: bool
+    reason: str | None
+
+
+class ModelList(BaseModel):
+    live: str | None
+    shadow: str | None
+    versions: list[ModelVersionPublic]
+    events: list[ModelEventPublic] = Field(description="the model audit log, newest first")
+
+
+class PromoteRequest(BaseModel):
+    override: bool = Field(default=False, description="promote even if the gate refuses")
+    reason: Text | None = Field(default=None, max_length=1000, description="needed to override")
+    target_recall: float = Field(default=CERTIFY.target_recall, gt=0.0, lt=1.0)
+    confidence: float = Field(default=CERTIFY.confidence, gt=0.0, lt=1.0)
+    tolerance: float = Field(default=0.0, ge=0.0, le=1.0)
+
+
+class GateCheckPublic(BaseModel):
+    source: Literal["held_out", "production"]
+    photos: int
+    positives: int
+    positives_required: int
+    recall_lower_bound: float
+    certified: bool
+    candidate_review_rate: float
+    live_review_rate: float
+
+
+class PromotionPublic(BaseModel):
+    version: str
+    promoted: bool
+    override: bool
+    passed: bool = Field(description="the gate's own verdict")
+    reasons: list[str]
+    messages: list[str]
+    checks: list[GateCheckPublic]
+
+
+class RollbackRequest(BaseModel):
+    version: SingleLine | None = Field(
+        default=None, max_length=64, description="default: the version live before the current"
+    )

@@ -38,6 +38,15 @@ def production_evidence(
     session: Session, model_version: str, *, legacy_audit_rate: float
 ) -> ProductionEvidence:
     """The evidence rows of `model_version` (see the module docstring)."""
+    return production_evidence_by_upload(
+        session, model_version, legacy_audit_rate=legacy_audit_rate
+    )[1]
+
+
+def production_evidence_by_upload(
+    session: Session, model_version: str, *, legacy_audit_rate: float
+) -> tuple[list[str], ProductionEvidence]:
+    """`production_evidence` with the upload id of each row (to re-score it with a shadow)."""
     rows = session.execute(
         select(Upload.id, Upload.score, Upload.model_decision, Upload.audit_probability).where(
             Upload.model_version == model_version, Upload.reason != UploadReason.HASH_MATCH.value
@@ -54,6 +63,7 @@ def production_evidence(
         .order_by(ReviewDecision.decided_at)
     ):
         labels[item_id] = decided  # the latest standing decision wins
+    ids: list[str] = []
     scores, inclusion, labelled, offensive = [], [], [], []
     for upload_id, score, decision, probability in rows:
         label: str | None = labels.get(item_of[upload_id]) if upload_id in item_of else None
@@ -67,11 +77,12 @@ def production_evidence(
             known, bad = audited, audited and label != "ok"  # pending audit: worst case
         else:
             continue  # auto-removed
+        ids.append(upload_id)
         scores.append(float(score))
         inclusion.append(float(p))
         labelled.append(known)
         offensive.append(bad)
-    return ProductionEvidence(
+    return ids, ProductionEvidence(
         np.asarray(scores, dtype=float),
         np.asarray(inclusion, dtype=float),
         np.asarray(labelled, dtype=bool),

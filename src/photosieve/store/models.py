@@ -1,6 +1,6 @@
 """SQLAlchemy 2 models of the moderation store: uploads, review items, decisions, bank, users,
 clients (tenants) with their API keys and webhook, the webhook outbox, reviewer sessions and the
-sign-in audit log.
+sign-in audit log, the model registry with its shadow scores and audit log.
 
 Every timestamp is stored as naive UTC (`UTCDateTime`) so SQLite and PostgreSQL compare them the
 same way in SQL (claim expiry); Python always sees aware UTC datetimes.
@@ -23,6 +23,7 @@ from sqlalchemy import (
     String,
     Text,
     TypeDecorator,
+    text,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -307,3 +308,71 @@ class AuthEvent(Base):
     client_addr: Mapped[str] = mapped_column(String(64))
     actor_id: Mapped[int | None] = mapped_column(ForeignKey("users.id"), nullable=True)
     detail: Mapped[str | None] = mapped_column(String(200), nullable=True)
+
+
+class ModelStatus(enum.StrEnum):
+    """Where a registered model version stands (`store.registry`)."""
+
+    CANDIDATE = "candidate"  # registered by `retrain`, not scoring anything
+    SHADOW = "shadow"  # scores every upload beside the live model, never acts
+    LIVE = "live"  # decides uploads (exactly one row at a time)
+    RETIRED = "retired"  # was live or shadow before; a rollback target if it was live
+
+
+class ModelVersion(Base):
+    """A registered model bundle (stored immutably under `<workdir>/models/<version>/`)."""
+
+    __tablename__ = "model_versions"
+    __table_args__ = (
+        CheckConstraint(f"status IN ({_values(ModelStatus)})", name="ck_model_versions_status"),
+        Index("ix_model_versions_status", "status"),
+        # At most one live model, whatever two admins do at once.
+        Index(
+            "uq_model_versions_live",
+            "status",
+            unique=True,
+            sqlite_where=text("status = 'live'"),
+            postgresql_where=text("status = 'live'"),
+        ),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), unique=True)
+    parent_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    bundle_path: Mapped[str] = mapped_column(String(1000))
+    # The held-out split manifest (its calibration rows are the gate's labelled data).
+    manifest_path: Mapped[str | None] = mapped_column(String(1000), nullable=True)
+    data_fingerprint: Mapped[str] = mapped_column(String(64), default="")
+    # JSON: calibration certificate, training metrics, the last gate result.
+    evidence: Mapped[str] = mapped_column(Text, default="{}")
+    status: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    promoted_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
+    promoted_by: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+
+
+class ShadowScore(Base):
+    """A shadow model's score of an upload (recorded, never acted on)."""
+
+    __tablename__ = "shadow_scores"
+
+    upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), primary_key=True)
+    version: Mapped[str] = mapped_column(String(64), primary_key=True)
+    score: Mapped[float] = mapped_column(Float)
+    created_at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+
+
+class ModelEvent(Base):
+    """The model audit log: registrations, shadowing, promotions (gate or override), rollbacks."""
+
+    __tablename__ = "model_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime] = mapped_column(UTCDateTime, default=utcnow)
+    kind: Mapped[str] = mapped_column(String(32))
+    version: Mapped[str] = mapped_column(String(64), index=True)
+    previous_version: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    actor: Mapped[str] = mapped_column(String(64))
+    override: Mapped[bool] = mapped_column(Boolean, default=False)
+    reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
-from photosieve.store.models import KnownBadHash, ReviewItem, Upload, utcnow
+from photosieve.store.models import KnownBadHash, ReviewItem, ShadowScore, Upload, utcnow
 
 _ID_CHARS = frozenset(string.ascii_letters + string.digits + "-_")
 
@@ -125,4 +125,5 @@ def delete_with_dependents(session: Session, upload_id: str) -> None:
     commit. Only for an upload nobody decided on (its photo file could not be published)."""
     session.execute(delete(ReviewItem).where(ReviewItem.upload_id == upload_id))
     session.execute(delete(KnownBadHash).where(KnownBadHash.source_upload_id == upload_id))
+    session.execute(delete(ShadowScore).where(ShadowScore.upload_id == upload_id))
     session.execute(delete(Upload).where(Upload.id == upload_id))

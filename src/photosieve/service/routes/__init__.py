@@ -1,1 +1,2 @@
-"""HTTP routes split by role: `api` (clients), `review` (reviewers, admins), `health`, `ui`."""
+"""HTTP routes split by role: `api` (clients), `review` (reviewers, admins), `models` (admins:
+the model registry), `health`, `ui`."""

@@ -24,7 +24,7 @@ from starlette.concurrency import run_in_threadpool
 
 from photosieve.service import admin_views, security, sessions, throttle
 from photosieve.service.deps import DbSession, MaybeUser, ModeratorDep, SettingsDep
-from photosieve.store import queue, stats, webhooks
+from photosieve.store import queue, registry, stats, webhooks
 from photosieve.store.models import Role, User, utcnow
 
 router = APIRouter(include_in_schema=False)
@@ -248,6 +248,9 @@ def audit_rows(summary: dict[str, Any], recall: dict[str, Any] | None) -> list[t
     return rows
 
 
+MODELS_SHOWN = 10  # registry rows on the admin page (all of them: GET /v1/admin/models)
+
+
 def _not_admin(request: Request, user: User | None) -> Response | None:
     """Sign-in redirect or 403 page unless an admin is signed in."""
     if user is None:
@@ -296,6 +299,7 @@ def admin_page(
             request.app.state.forecast.get(session, settings, bundle)
         ),
         "deliveries": admin_views.delivery_rows(webhooks.recent(session, admin_views.DELIVERY_LOG)),
+        "models": registry.list_versions(session)[:MODELS_SHOWN],
     }
     return _page(request, "admin.html", context, user=user)
 

@@ -1,7 +1,7 @@
 """Signed webhooks: each client's callback URL and signing secret, and the delivery outbox.
 
 Revision ID: 0006_webhooks
-Revises: 0004_evidence
+Revises: 0005_registry
 """
 
 from __future__ import annotations
@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0006_webhooks"
-down_revision = "0004_evidence"
+down_revision = "0005_registry"
 branch_labels = None
 depends_on = None
 
