@@ -5,7 +5,8 @@ once in the workdir: `service.secret_key`), checks its folders are writable and 
 database beside stored photos (`service.startup`), migrates the database to the newest schema,
 finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
 in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
-`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`).
+`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`); concurrent uploads are
+scored together by a `MicroBatcher` (`service.batching`), closed by the app's lifespan.
 """
 
 from __future__ import annotations
@@ -24,13 +25,14 @@ from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
 from photosieve.bundle import ModelBundle
-from photosieve.scoring import Scorer
+from photosieve.scoring import Scorer, backbone_for
+from photosieve.service.batching import ImageScorer, MicroBatcher
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
 from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
-from photosieve.service.moderation import ImageScorer, Moderator
+from photosieve.service.moderation import Moderator
 from photosieve.service.routes import api, health, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
@@ -38,6 +40,7 @@ from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
 from photosieve.store.models import utcnow
+from photosieve.vision.embed import Embedder
 
 log = logging.getLogger(__name__)
 # Room for the multipart envelope and the user_id field around the image itself.
@@ -52,7 +55,9 @@ def load_scorer(settings: Settings) -> ImageScorer:
             f"no model bundle at {path}; train one (`photosieve train` then `photosieve "
             "calibrate`) or point PHOTOSIEVE_BUNDLE_PATH / --bundle at one"
         )
-    scorer: ImageScorer = Scorer(ModelBundle.load(path))
+    bundle = ModelBundle.load(path)
+    embedder = Embedder(backbone_for(bundle.backbone_id), threads=settings.onnx_threads)
+    scorer: ImageScorer = Scorer(bundle, embedder)
     return scorer
 
 
@@ -81,10 +86,16 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     if published or deleted:
         log.warning("image store recovery: %d published, %d deleted", published, deleted)
     metrics = Metrics()
+    batcher = MicroBatcher(
+        batch_max=settings.batch_max,
+        window_ms=settings.batch_window_ms,
+        queue_max=settings.batch_queue_max,
+    )
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
+        batcher.close()  # scores what is queued, then stops the scoring thread
         engine.dispose()
 
     # Swagger UI and ReDoc served from the fastapi-offline package's files: /docs works offline.
@@ -103,7 +114,8 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.metrics = metrics
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
-    app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
+    app.state.batcher = batcher
+    app.state.moderator = Moderator(settings, sessions, scorer, images, metrics, batcher=batcher)
     app.state.clock = utcnow  # sessions and sign-in throttling read the time here (tests move it)
     app.state.decode_gate = DecodeGate(
         settings.decode_slots,

@@ -79,6 +79,16 @@ class Settings(BaseSettings):
     decode_slots: int | None = Field(default=None, gt=0)
     heavy_decode_slots: int | None = Field(default=None, gt=0)
     decode_wait_seconds: float = Field(default=30.0, gt=0)
+    # Micro-batching (`service.batching`): concurrent uploads are scored in one model call of at
+    # most `batch_max` images; under load the scoring thread waits at most `batch_window_ms`
+    # after the oldest waiting upload for the batch to fill (never when idle). Past
+    # `batch_queue_max` uploads waiting to be scored, an upload gets 503 + Retry-After.
+    batch_max: int = Field(default=32, ge=1, le=256)
+    batch_window_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    batch_queue_max: int = Field(default=64, ge=1)
+    # onnxruntime intra-op threads of the one scoring thread (None: the usable cores).
+    # `photosieve serve --workers N` sets it to cores ÷ N so the workers do not oversubscribe.
+    onnx_threads: int | None = Field(default=None, gt=0)
     audit_rate: float = Field(default=AUDIT_RATE, ge=0.0, le=1.0)
     claim_ttl_seconds: int = Field(default=600, gt=0)
     claim_batch_max: int = Field(default=50, gt=0)

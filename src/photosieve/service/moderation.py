@@ -21,7 +21,7 @@ import random
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosieve.records import Decision, Label, sha256_bytes
 from photosieve.service import appeals, hashbank
+from photosieve.service.batching import ImageScorer, MicroBatcher, ScoredLike
 from photosieve.service.config import Settings
 from photosieve.service.metrics import Metrics
 from photosieve.store import bank, decisions, evidence, queue, uploads
@@ -48,21 +49,6 @@ from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, de
 
 # The model input side assumed when the scorer does not say (EfficientNet-Lite0: 224 px).
 DEFAULT_DRAFT_SIZE = 224
-
-
-class ScoredLike(Protocol):
-    @property
-    def score(self) -> float: ...
-    @property
-    def decision(self) -> Decision: ...
-    @property
-    def model_version(self) -> str: ...
-
-
-class ImageScorer(Protocol):
-    """What the service needs of `photosieve.scoring.Scorer`."""
-
-    def score_images(self, images: Sequence[Image.Image]) -> Sequence[ScoredLike]: ...
 
 
 _STATUS_FOR = {
@@ -101,6 +87,7 @@ class Moderator:
         images: ImageStore,
         metrics: Metrics,
         rng: random.Random | None = None,
+        batcher: MicroBatcher | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -108,6 +95,9 @@ class Moderator:
         self.images = images
         self.metrics = metrics
         self.rng = rng or random.Random()
+        # Concurrent uploads are scored together through it (`service.batching`); without
+        # it each upload calls the scorer itself.
+        self.batcher = batcher
 
     def production_recall(self, session: Session) -> dict[str, Any] | None:
         """The live model's recall certified on production evidence (census + audits) at its
@@ -187,7 +177,7 @@ class Moderator:
         image_hash = hashbank.phash(image)
         # The slow part, outside any transaction. Every sampled frame of an animation is scored
         # and the most offensive-looking one decides: a harmless first frame hides nothing.
-        scored = max(self.scorer.score_images(decoded.all_frames), key=lambda s: s.score)
+        scored = max(self._score(decoded.all_frames), key=lambda s: s.score)
         staged = self.images.stage(data, sha)
         new = uploads.NewUpload(
             user_id=user_id,
@@ -231,6 +221,11 @@ class Moderator:
             raise
         self.metrics.upload_done(outcome.upload.status, time.perf_counter() - started)
         return outcome
+
+    def _score(self, frames: Sequence[Image.Image]) -> Sequence[ScoredLike]:
+        if self.batcher is not None:
+            return self.batcher.score(self.scorer, frames)
+        return self.scorer.score_images(frames)
 
     def _draft_size(self) -> int:
         embedder = getattr(self.scorer, "embedder", None)
