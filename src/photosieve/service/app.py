@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -47,15 +48,38 @@ log = logging.getLogger(__name__)
 FORM_OVERHEAD_BYTES = 64 * 1024
 
 
-def load_scorer(settings: Settings) -> ImageScorer:
-    """The production scorer: the trained bundle at `settings.resolved_bundle_path`."""
+# What `uvicorn --workers N --factory` (and `photosieve serve --workers N`) imports in each worker.
+APP_FACTORY = "photosieve.service.app:create_app"
+
+
+def bundle_folder(settings: Settings) -> Path:
+    """The bundle folder of `settings`; ValueError saying what to do when there is none."""
     path = settings.resolved_bundle_path
     if not (path / "bundle.json").is_file():
         raise ValueError(
             f"no model bundle at {path}; train one (`photosieve train` then `photosieve "
             "calibrate`) or point PHOTOSIEVE_BUNDLE_PATH / --bundle at one"
         )
-    bundle = ModelBundle.load(path)
+    return path
+
+
+def prepare(settings: Settings) -> None:
+    """The start-up work of `create_app` that is shared by every worker, done once before they
+    start: the bundle is there, the checks pass, the secret key exists, the schema is current.
+    (Each worker's `create_app` repeats it; both steps are safe when workers race.)"""
+    bundle_folder(settings)
+    preflight(settings)
+    resolve_secret_key(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate(engine)
+    finally:
+        engine.dispose()
+
+
+def load_scorer(settings: Settings) -> ImageScorer:
+    """The production scorer: the trained bundle at `settings.resolved_bundle_path`."""
+    bundle = ModelBundle.load(bundle_folder(settings))
     embedder = Embedder(backbone_for(bundle.backbone_id), threads=settings.onnx_threads)
     scorer: ImageScorer = Scorer(bundle, embedder)
     return scorer
