@@ -106,7 +106,8 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         with sessions() as session:
             return uploads.exists_with_sha256(session, sha256)
 
-    published, deleted = images.recover(is_recorded)
+    # Held while this process serves: a worker starting beside it leaves its uploads in flight.
+    serving, published, deleted = images.start_serving(is_recorded)
     if published or deleted:
         log.warning("image store recovery: %d published, %d deleted", published, deleted)
     metrics = Metrics()
@@ -120,6 +121,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         yield
         batcher.close()  # scores what is queued, then stops the scoring thread
+        serving.close()
         engine.dispose()
 
     # Swagger UI and ReDoc served from the fastapi-offline package's files: /docs works offline.
@@ -135,6 +137,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.images = images
+    app.state.serving = serving
     app.state.metrics = metrics
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
