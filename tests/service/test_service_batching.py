@@ -102,7 +102,7 @@ def test_batches_are_bounded_by_batch_max(real_scorer: Any) -> None:
 
 def test_a_failed_model_call_fails_every_request_of_its_batch(real_scorer: Any) -> None:
     gated = GatedScorer(real_scorer, fail=True)
-    batcher = MicroBatcher(window_ms=0)
+    batcher = MicroBatcher(batch_max=32, window_ms=0, queue_max=16)
     photos = _photos(4)
     first = batcher.submit(gated, photos[:1])
     assert gated.entered.wait(20)
@@ -118,7 +118,7 @@ def test_a_failed_model_call_fails_every_request_of_its_batch(real_scorer: Any) 
 
 def test_a_full_queue_refuses_at_once_and_close_drains_it(real_scorer: Any) -> None:
     gated = GatedScorer(real_scorer)
-    batcher = MicroBatcher(window_ms=0, queue_max=2)
+    batcher = MicroBatcher(batch_max=32, window_ms=0, queue_max=2)
     photos = _photos(4)
     running = batcher.submit(gated, photos[:1])
     assert gated.entered.wait(20)
@@ -137,7 +137,7 @@ def test_a_full_queue_refuses_at_once_and_close_drains_it(real_scorer: Any) -> N
 
 
 def test_an_idle_request_does_not_wait_for_the_window(real_scorer: Any) -> None:
-    batcher = MicroBatcher(window_ms=2000)
+    batcher = MicroBatcher(batch_max=32, window_ms=2000, queue_max=16)
     photo = _photos(1)
     batcher.score(real_scorer, photo)  # warm-up
     started = time.perf_counter()
@@ -149,7 +149,7 @@ def test_an_idle_request_does_not_wait_for_the_window(real_scorer: Any) -> None:
 
 def test_under_load_the_window_lets_the_batch_fill(real_scorer: Any) -> None:
     gated = GatedScorer(real_scorer)
-    batcher = MicroBatcher(batch_max=4, window_ms=2000)
+    batcher = MicroBatcher(batch_max=4, window_ms=2000, queue_max=16)
     photos = _photos(7)
     first = batcher.submit(gated, photos[:1])
     assert gated.entered.wait(20)

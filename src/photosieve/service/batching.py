@@ -77,7 +77,8 @@ class BatchStats:
 class MicroBatcher:
     """Scores concurrent requests' images together on one scoring thread."""
 
-    def __init__(self, *, batch_max: int = 32, window_ms: float = 5.0, queue_max: int = 64):
+    def __init__(self, *, batch_max: int, window_ms: float, queue_max: int) -> None:
+        """Defaults: the service `Settings` (`batch_max`, `batch_window_ms`, `batch_queue_max`)."""
         if batch_max < 1 or queue_max < 1 or window_ms < 0:
             raise ValueError(
                 "batch_max and queue_max must be at least 1 and window_ms at least 0, got "

@@ -82,10 +82,11 @@ class Settings(BaseSettings):
     # Micro-batching (`service.batching`): concurrent uploads are scored in one model call of at
     # most `batch_max` images; under load the scoring thread waits at most `batch_window_ms`
     # after the oldest waiting upload for the batch to fill (never when idle). Past
-    # `batch_queue_max` uploads waiting to be scored, an upload gets 503 + Retry-After.
+    # `batch_queue_max` uploads waiting to be scored, an upload gets 503 + Retry-After (below
+    # the 40 threads uploads wait in, so the limit is reached before the thread pool's queue).
     batch_max: int = Field(default=32, ge=1, le=256)
     batch_window_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
-    batch_queue_max: int = Field(default=64, ge=1)
+    batch_queue_max: int = Field(default=32, ge=1)
     # onnxruntime intra-op threads of the one scoring thread (None: the usable cores).
     # `photosieve serve --workers N` sets it to cores ÷ N so the workers do not oversubscribe.
     onnx_threads: int | None = Field(default=None, gt=0)

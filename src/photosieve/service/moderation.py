@@ -3,10 +3,11 @@
 `Moderator` is the one place the rules live (routes only translate HTTP):
 
 - upload: decode (within the header limits, reduced for the model) → pHash of the reduced
-  photo → score → known-bad near-match? removed : the policy's band
-  (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
-  `audit`. File and rows are written together (see `storage`). Uploads belong to the sending
-  client; with an Idempotency-Key a retry returns the first upload (unique per client and key).
+  photo → score (in one model call with concurrent uploads: `service.batching`) → known-bad
+  near-match? removed : the policy's band (approve / review → queue `model_band` / remove →
+  bank); a share of approvals is queued as `audit`. File and rows are written together (see
+  `storage`). Uploads belong to the sending client; with an Idempotency-Key a retry returns
+  the first upload (unique per client and key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
 - decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
