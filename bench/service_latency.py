@@ -18,7 +18,7 @@ Reported per level: p50 / p99 / mean latency, throughput (uploads/s), and throug
 of the batched model's rate (b) and of the bare single-stream rate (1 / mean of (a)). The issue
 13 targets are checked: at 16 clients throughput ≥ 0.7 × (b) and p99 ≤ 300 ms; at 1 client the
 p50 no worse than the unbatched service's (d). onnxruntime uses `--threads` intra-op threads on
-every side (default: the service's own default, the usable cores). The bundle is `work/bundle`
+every side (default: the service's own default, half the usable cores). The bundle is `work/bundle`
 when the learn stage has produced it, else a small logistic head fitted here on 64 bench
 photos; a bundle without a policy gets a bench-only `DecisionPolicy`. Writes
 bench/results/service_latency.json and prints a table.
@@ -52,6 +52,7 @@ from photosieve.bundle import ModelBundle
 from photosieve.config import Workdir
 from photosieve.paths import default_workdir, shared_data_dir
 from photosieve.policy.bands import DecisionPolicy
+from photosieve.service.config import default_onnx_threads
 
 RESULTS = Path(__file__).parent / "results" / "service_latency.json"
 BENCH_POLICY = DecisionPolicy(approve_below=0.3, remove_at=0.9, evidence={"source": "bench only"})
@@ -299,13 +300,13 @@ def main() -> None:
     )  # fmt: skip
     parser.add_argument(
         "--threads", type=int, default=None,
-        help="onnxruntime intra-op threads, every side [default: the usable cores]",
+        help="onnxruntime intra-op threads, every side [default: the service's, half the cores]",
     )  # fmt: skip
     parser.add_argument("--bare", type=int, default=64, help="photos for the bare-model timing")
     parser.add_argument("--batched", type=int, default=256, help="photos for the batched rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-
+    threads = args.threads or default_onnx_threads()
     warmup = 2 * max(args.levels)
     runs = len(args.levels) + len(args.baseline_levels)
     photos = bench_photos(warmup + args.requests * runs + args.bare)
@@ -319,19 +320,19 @@ def main() -> None:
         return blobs[offset - args.requests : offset]
 
     with tempfile.TemporaryDirectory(prefix="service-bench-") as tmp:
-        bundle_dir, origin = prepare_bundle(Path(tmp), args.threads)
+        bundle_dir, origin = prepare_bundle(Path(tmp), threads)
         console.print(f"bundle: {origin}")
-        bare = bare_model(bundle_dir, photos[-args.bare :], args.threads)
-        batched = batched_model(bundle_dir, photos[warmup : warmup + args.batched], args.threads)
+        bare = bare_model(bundle_dir, photos[-args.bare :], threads)
+        batched = batched_model(bundle_dir, photos[warmup : warmup + args.batched], threads)
         loads = [(clients, next_chunk()) for clients in args.levels]
         levels = run_service(
-            Path(tmp) / "batched", bundle_dir, args.threads, {}, blobs[:warmup], loads, console
+            Path(tmp) / "batched", bundle_dir, threads, {}, blobs[:warmup], loads, console
         )
         baseline = []
         if args.baseline_levels:
             loads = [(clients, next_chunk()) for clients in args.baseline_levels]
             baseline = run_service(
-                Path(tmp) / "unbatched", bundle_dir, args.threads, {"batch_max": 1},
+                Path(tmp) / "unbatched", bundle_dir, threads, {"batch_max": 1},
                 blobs[:warmup], loads, console,
             )  # fmt: skip
 
@@ -343,7 +344,7 @@ def main() -> None:
         level["p50_over_bare_p50"] = level["p50_ms"] / bare["p50_ms"]
     result = {
         "bundle": origin,
-        "onnx_threads": args.threads or len(os.sched_getaffinity(0)),
+        "onnx_threads": threads,
         "requests_per_level": args.requests,
         "photo_source": "../shared/data/bench (primary)",
         "database": "SQLite (WAL), temporary folder",

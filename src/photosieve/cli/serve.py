@@ -40,7 +40,8 @@ def serve(
         1,
         min=1,
         help="Worker processes sharing the database (PostgreSQL, or SQLite on one host); each "
-        "scores with cores ÷ workers onnxruntime threads unless PHOTOSIEVE_ONNX_THREADS is set.",
+        "scores with its share of half the cores as onnxruntime threads unless "
+        "PHOTOSIEVE_ONNX_THREADS is set.",
     ),
 ) -> None:
     """Run the moderation service (API, review queue and reviewer UI)."""
@@ -48,8 +49,7 @@ def serve(
     from pydantic import ValidationError
 
     from photosieve.service.app import APP_FACTORY, create_app, prepare
-    from photosieve.service.config import Settings
-    from photosieve.service.decoding import usable_cores
+    from photosieve.service.config import Settings, default_onnx_threads
     from photosieve.service.startup import StartupError
 
     try:
@@ -66,7 +66,7 @@ def serve(
             # the options travel there.
             for name, value in overrides.items():
                 os.environ[f"PHOTOSIEVE_{name.upper()}"] = str(value)
-            threads = str(max(1, usable_cores() // workers))
+            threads = str(default_onnx_threads(workers))
             os.environ.setdefault("PHOTOSIEVE_ONNX_THREADS", threads)
             settings = Settings()
             prepare(settings)  # checks, secret key and migrations once, before the workers

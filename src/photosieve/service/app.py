@@ -80,7 +80,7 @@ def prepare(settings: Settings) -> None:
 def load_scorer(settings: Settings) -> ImageScorer:
     """The production scorer: the trained bundle at `settings.resolved_bundle_path`."""
     bundle = ModelBundle.load(bundle_folder(settings))
-    embedder = Embedder(backbone_for(bundle.backbone_id), threads=settings.onnx_threads)
+    embedder = Embedder(backbone_for(bundle.backbone_id), threads=settings.resolved_onnx_threads)
     scorer: ImageScorer = Scorer(bundle, embedder)
     return scorer
 
