@@ -218,3 +218,14 @@ def test_a_full_scoring_queue_is_a_typed_503(service: Service) -> None:
     with service.sessions() as session:  # the refused upload left no row
         assert uploads.exists_with_sha256(session, sha256_bytes(drawn_photo(500)))
         assert not uploads.exists_with_sha256(session, sha256_bytes(drawn_photo(502)))
+
+
+def test_the_lifespan_stops_the_scoring_thread(service: Service) -> None:
+    from fastapi.testclient import TestClient
+
+    batcher: MicroBatcher = service.app.state.batcher
+    with TestClient(service.app) as client:  # runs the app's lifespan
+        client.headers["Authorization"] = f"Bearer {service.api_key}"
+        assert _post(client, drawn_photo(510), "u1").status_code == 201
+        assert batcher.running
+    assert batcher.closed and not batcher.running

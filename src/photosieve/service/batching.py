@@ -127,6 +127,11 @@ class MicroBatcher:
     def closed(self) -> bool:
         return self._closed
 
+    @property
+    def running(self) -> bool:
+        """Whether the scoring thread is alive (it starts with the first request)."""
+        return self._thread is not None and self._thread.is_alive()
+
     def score(self, scorer: ImageScorer, images: Sequence[Image.Image]) -> list[ScoredLike]:
         """`submit` and wait for the scores (the scoring thread's exception, if it failed)."""
         return self.submit(scorer, images).result()
