@@ -14,8 +14,10 @@ One run measures, on real benchmark photos (../shared/data/bench, `primary` sour
     micro-batching) at `--baseline-levels` (default: 1 client), for the latency a lone upload
     paid without batching.
 
-Reported per level: p50 / p99 / mean latency, throughput (uploads/s), and throughput as a share
-of the batched model's rate (b) and of the bare single-stream rate (1 / mean of (a)). The issue
+Reported per level: p50 / p99 / mean latency, throughput (uploads/s), throughput as a share of
+the batched model's rate (b) and of the bare single-stream rate (1 / mean of (a)), and the
+server's CPU per upload next to the batched model's CPU per photo (efficiency figures that
+other load on a shared box does not move much). The issue
 13 targets are checked: at 16 clients throughput ≥ 0.7 × (b) and p99 ≤ 300 ms; at 1 client the
 p50 no worse than the unbatched service's (d). onnxruntime uses `--threads` intra-op threads on
 every side (default: the service's own default, half the usable cores). The bundle is `work/bundle`
@@ -145,10 +147,12 @@ def batched_model(
     images = [decode(p.read_bytes(), draft_size=size).image for p in photos]
     scorer.score_images(images[:batch])
     times = []
+    cpu = time.process_time()
     for start in range(0, len(images) - batch + 1, batch):
         started = time.perf_counter()
         scorer.score_images(images[start : start + batch])
         times.append(time.perf_counter() - started)
+    cpu = time.process_time() - cpu
     scored = batch * len(times)
     return {
         "images": scored,
@@ -156,6 +160,7 @@ def batched_model(
         "seconds": sum(times),
         "rate_per_s": scored / sum(times),
         "per_image_ms": 1000.0 * sum(times) / scored,
+        "cpu_ms_per_image": 1000.0 * cpu / scored,
         "what": f"Scorer.score_images on batches of {batch} pre-decoded photos, in process",
     }
 
@@ -190,6 +195,12 @@ def serve(
         session.commit()
     keys.put(key)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds a process has used so far (Linux `/proc/<pid>/stat`)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def free_port() -> int:
@@ -283,7 +294,12 @@ def run_service(
         load_level(url, key, warmup, max(clients for clients, _ in loads))
         for clients, chunk in loads:
             console.print(f"{overrides or 'batched'}: {clients} client(s), {len(chunk)} uploads…")
-            levels.append(load_level(url, key, chunk, clients))
+            cpu = cpu_seconds(server.pid)
+            level = load_level(url, key, chunk, clients)
+            # The server's own CPU per upload: its efficiency, whatever else shares the box.
+            used = cpu_seconds(server.pid) - cpu
+            level["server_cpu_ms_per_upload"] = 1000.0 * used / len(chunk)
+            levels.append(level)
     finally:
         server.terminate()
         server.join(timeout=10)
@@ -408,18 +424,18 @@ def print_table(
 ) -> None:
     bare_rate = 1000.0 / bare["mean_ms"]
     table = Table(title=f"Upload latency over loopback ({origin})")
-    columns = ["what", "p50 ms", "p99 ms", "mean ms", "per s", "÷ batched", "÷ bare"]
+    columns = ["what", "p50 ms", "p99 ms", "mean ms", "per s", "÷ batched", "÷ bare", "CPU ms"]
     for column in columns:
         table.add_column(column, justify="left" if column == "what" else "right")
     table.add_row(
         "bare model (score_bytes, 1 at a time)", f"{bare['p50_ms']:.1f}", f"{bare['p99_ms']:.1f}",
         f"{bare['mean_ms']:.1f}", f"{bare_rate:.1f}",
-        f"{bare_rate / batched['rate_per_s']:.2f}", "1.00",
+        f"{bare_rate / batched['rate_per_s']:.2f}", "1.00", "",
     )  # fmt: skip
     table.add_row(
         f"batched model (score_images × {batched['batch_size']})", "", "",
         f"{batched['per_image_ms']:.1f}", f"{batched['rate_per_s']:.1f}", "1.00",
-        f"{batched['rate_per_s'] / bare_rate:.2f}",
+        f"{batched['rate_per_s'] / bare_rate:.2f}", f"{batched['cpu_ms_per_image']:.1f}",
     )  # fmt: skip
     for name, rows in (("service", levels), ("service, batch_max=1", baseline)):
         for level in rows:
@@ -432,6 +448,7 @@ def print_table(
                 f"{level['throughput_per_s']:.1f}",
                 f"{level['throughput_over_batched_rate']:.2f}",
                 f"{level['throughput_over_bare_rate']:.2f}",
+                f"{level['server_cpu_ms_per_upload']:.1f}",
             )
     console.print(table)
 
