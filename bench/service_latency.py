@@ -17,7 +17,8 @@ One run measures, on real benchmark photos (../shared/data/bench, `primary` sour
 Reported per level: p50 / p99 / mean latency, throughput (uploads/s), throughput as a share of
 the batched model's rate (b) and of the bare single-stream rate (1 / mean of (a)), and the
 server's CPU per upload next to the batched model's CPU per photo (efficiency figures that
-other load on a shared box does not move much). The issue
+other load on a shared box does not move much), and the mean batch the service scored (images
+per model call, from its `/metrics`). The issue
 13 targets are checked: at 16 clients throughput ≥ 0.7 × (b) and p99 ≤ 300 ms; at 1 client the
 p50 no worse than the unbatched service's (d). onnxruntime uses `--threads` intra-op threads on
 every side (default: the service's own default, half the usable cores). The bundle is `work/bundle`
@@ -35,6 +36,7 @@ import json
 import multiprocessing as mp
 import os
 import platform
+import re
 import secrets
 import socket
 import tempfile
@@ -203,6 +205,13 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
+def scoring_counters(url: str) -> dict[str, float]:
+    """The service's micro-batching counters from `/metrics` (model calls, images scored)."""
+    text = httpx.get(f"{url}/metrics", timeout=30).text
+    found = re.findall(r"^photosieve_scoring_(batches|images)_total (\S+)$", text, flags=re.M)
+    return {name: float(value) for name, value in found}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -294,11 +303,15 @@ def run_service(
         load_level(url, key, warmup, max(clients for clients, _ in loads))
         for clients, chunk in loads:
             console.print(f"{overrides or 'batched'}: {clients} client(s), {len(chunk)} uploads…")
-            cpu = cpu_seconds(server.pid)
+            cpu, before = cpu_seconds(server.pid), scoring_counters(url)
             level = load_level(url, key, chunk, clients)
             # The server's own CPU per upload: its efficiency, whatever else shares the box.
             used = cpu_seconds(server.pid) - cpu
             level["server_cpu_ms_per_upload"] = 1000.0 * used / len(chunk)
+            after = scoring_counters(url)
+            calls = after["batches"] - before["batches"]
+            level["model_calls"] = int(calls)
+            level["mean_batch"] = (after["images"] - before["images"]) / max(calls, 1.0)
             levels.append(level)
     finally:
         server.terminate()
@@ -424,18 +437,20 @@ def print_table(
 ) -> None:
     bare_rate = 1000.0 / bare["mean_ms"]
     table = Table(title=f"Upload latency over loopback ({origin})")
-    columns = ["what", "p50 ms", "p99 ms", "mean ms", "per s", "÷ batched", "÷ bare", "CPU ms"]
+    columns = ["what", "p50 ms", "p99 ms", "mean ms", "per s", "÷ batched", "÷ bare", "CPU ms",
+               "batch"]  # fmt: skip
     for column in columns:
         table.add_column(column, justify="left" if column == "what" else "right")
     table.add_row(
         "bare model (score_bytes, 1 at a time)", f"{bare['p50_ms']:.1f}", f"{bare['p99_ms']:.1f}",
         f"{bare['mean_ms']:.1f}", f"{bare_rate:.1f}",
-        f"{bare_rate / batched['rate_per_s']:.2f}", "1.00", "",
+        f"{bare_rate / batched['rate_per_s']:.2f}", "1.00", "", "1",
     )  # fmt: skip
     table.add_row(
         f"batched model (score_images × {batched['batch_size']})", "", "",
         f"{batched['per_image_ms']:.1f}", f"{batched['rate_per_s']:.1f}", "1.00",
         f"{batched['rate_per_s'] / bare_rate:.2f}", f"{batched['cpu_ms_per_image']:.1f}",
+        str(batched["batch_size"]),
     )  # fmt: skip
     for name, rows in (("service", levels), ("service, batch_max=1", baseline)):
         for level in rows:
@@ -449,6 +464,7 @@ def print_table(
                 f"{level['throughput_over_batched_rate']:.2f}",
                 f"{level['throughput_over_bare_rate']:.2f}",
                 f"{level['server_cpu_ms_per_upload']:.1f}",
+                f"{level['mean_batch']:.1f}",
             )
     console.print(table)
 

@@ -194,6 +194,9 @@ def test_concurrent_uploads_are_scored_together(service: Service) -> None:
     assert len({r.json()["id"] for r in responses}) == 6
     alone = [scorer.score_images([load_image(p)])[0].score for p in photos]
     assert [r.json()["score"] for r in responses] == pytest.approx(alone, abs=1e-5)
+    metrics = client.get("/metrics").text
+    for line in ("batches_total 2", "images_total 6", "requests_total 6", "waiting 0"):
+        assert f"photosieve_scoring_{line}\n" in metrics
 
 
 def test_a_full_scoring_queue_is_a_typed_503(service: Service) -> None:

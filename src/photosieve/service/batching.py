@@ -22,6 +22,7 @@ the `DecodeGate`.
 
 from __future__ import annotations
 
+import dataclasses
 import threading
 import time
 from collections import deque
@@ -123,6 +124,11 @@ class MicroBatcher:
         with self._cond:
             return len(self._jobs)
 
+    def snapshot(self) -> BatchStats:
+        """A consistent copy of `stats` (for `/metrics`)."""
+        with self._cond:
+            return dataclasses.replace(self.stats)
+
     @property
     def closed(self) -> bool:
         return self._closed
@@ -196,10 +202,11 @@ class MicroBatcher:
                 for job in jobs:
                     job.future.set_exception(exc)
                 continue
-            self.stats.batches += 1
-            self.stats.requests += len(jobs)
-            self.stats.images += len(images)
-            self.stats.largest_batch = max(self.stats.largest_batch, len(images))
+            with self._cond:
+                self.stats.batches += 1
+                self.stats.requests += len(jobs)
+                self.stats.images += len(images)
+                self.stats.largest_batch = max(self.stats.largest_batch, len(images))
             start = 0
             for job in jobs:
                 job.future.set_result(scored[start : start + len(job.images)])

@@ -1,6 +1,7 @@
 """Prometheus metrics of the service in the text exposition format (hand-rolled, no dependency).
 
-Counters and the latency histogram live in the process; queue depth is read from the database
+Counters, the latency histogram and the micro-batcher's counters (model calls, images and
+uploads scored, uploads waiting) live in the process; queue depth is read from the database
 at scrape time, so it is right whichever process did the work.
 """
 
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import threading
 from collections import Counter
+
+from photosieve.service.batching import BatchStats
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -41,8 +44,14 @@ class Metrics:
         with self._lock:
             self.decisions[label] += 1
 
-    def render(self, queue_depth: dict[str, int], bank_size: int) -> str:
-        """The exposition text for `/metrics`."""
+    def render(
+        self,
+        queue_depth: dict[str, int],
+        bank_size: int,
+        scoring: BatchStats | None = None,
+        scoring_waiting: int = 0,
+    ) -> str:
+        """The exposition text for `/metrics` (`scoring`: the micro-batcher's counters)."""
         with self._lock:
             lines = [
                 "# HELP photosieve_uploads_total Uploads moderated, by decision.",
@@ -86,4 +95,19 @@ class Metrics:
             "# TYPE photosieve_known_bad_hashes gauge",
             f"photosieve_known_bad_hashes {bank_size}",
         ]
+        if scoring is not None:
+            lines += [
+                "# HELP photosieve_scoring_batches_total Model calls of the scoring thread.",
+                "# TYPE photosieve_scoring_batches_total counter",
+                f"photosieve_scoring_batches_total {scoring.batches}",
+                "# HELP photosieve_scoring_images_total Images scored in those calls.",
+                "# TYPE photosieve_scoring_images_total counter",
+                f"photosieve_scoring_images_total {scoring.images}",
+                "# HELP photosieve_scoring_requests_total Uploads scored in those calls.",
+                "# TYPE photosieve_scoring_requests_total counter",
+                f"photosieve_scoring_requests_total {scoring.requests}",
+                "# HELP photosieve_scoring_waiting Uploads waiting for the next model call.",
+                "# TYPE photosieve_scoring_waiting gauge",
+                f"photosieve_scoring_waiting {scoring_waiting}",
+            ]
         return "\n".join(lines) + "\n"

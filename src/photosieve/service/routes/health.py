@@ -53,5 +53,8 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, session: DbSession) -> PlainTextResponse:
     """Uploads by decision, rejections, decisions, latency histogram, queue depth, bank size."""
-    body = request.app.state.metrics.render(queue.depth(session), bank.count_active(session))
+    batcher = request.app.state.batcher
+    body = request.app.state.metrics.render(
+        queue.depth(session), bank.count_active(session), batcher.snapshot(), batcher.waiting()
+    )
     return PlainTextResponse(body, media_type="text/plain; version=0.0.4")
