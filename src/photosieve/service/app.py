@@ -2,11 +2,15 @@
 
 Nothing happens at import. `create_app` resolves the cookie-signing key (configured, or created
 once in the workdir: `service.secret_key`), checks its folders are writable and refuses an empty
-database beside stored photos (`service.startup`), migrates the database to the newest schema,
-finishes any image write a crash interrupted, loads the model bundle (unless a scorer is passed
-in) and wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
-`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`); concurrent uploads are
-scored together by a `MicroBatcher` (`service.batching`), closed by the app's lifespan.
+database beside stored photos (`service.startup`), migrates the database to the newest schema
+(under a lock), finishes any image write a crash interrupted (and holds the image store's
+serving lock, so a worker starting beside this one leaves its uploads alone: `store.images`),
+loads the model bundle (unless a scorer is passed in) and wires the routes split by role
+(`routes.api`, `routes.review`, `routes.health`, `routes.ui`). Decodes run under a `DecodeGate`
+(`service.decoding`); concurrent uploads are scored together by a `MicroBatcher`
+(`service.batching`), closed by the app's lifespan. `uvicorn --workers N --factory
+photosieve.service.app:create_app` runs N of them on one database (`prepare` does the shared
+start-up work once beforehand for `photosieve serve --workers N`).
 """
 
 from __future__ import annotations
