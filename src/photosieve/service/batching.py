@@ -67,7 +67,7 @@ class _Job:
 
 @dataclass
 class BatchStats:
-    """What the scoring thread has done so far (read by tests and the bench)."""
+    """What the scoring thread has done so far (`/metrics`, tests)."""
 
     batches: int = 0
     requests: int = 0
@@ -79,7 +79,8 @@ class MicroBatcher:
     """Scores concurrent requests' images together on one scoring thread."""
 
     def __init__(self, *, batch_max: int, window_ms: float, queue_max: int) -> None:
-        """Defaults: the service `Settings` (`batch_max`, `batch_window_ms`, `batch_queue_max`)."""
+        """The limits come from the service `Settings`: `batch_max`, `batch_window_ms`,
+        `batch_queue_max` (where their defaults live)."""
         if batch_max < 1 or queue_max < 1 or window_ms < 0:
             raise ValueError(
                 "batch_max and queue_max must be at least 1 and window_ms at least 0, got "
