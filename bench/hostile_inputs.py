@@ -39,13 +39,8 @@ from rich.table import Table
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # hostile_files
 import hostile_files as hostile
-from service_latency import (
-    bench_photos,
-    bench_settings,
-    free_port,
-    load_scorer,
-    prepare_bundle,
-)
+from service_latency import bench_photos, prepare_bundle
+from service_load import bench_settings, free_port, load_scorer
 
 RESULTS = Path(__file__).parent / "results" / "hostile_inputs.json"
 MAX_SECONDS = 2.0

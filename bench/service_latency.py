@@ -4,37 +4,42 @@ One run measures, on real benchmark photos (../shared/data/bench, `primary` sour
 
 (a) bare model: `Scorer.score_bytes` on one photo at a time in this process (decode + resize +
     ONNX backbone + head) — the floor any upload request pays;
-(b) the service: `create_app` on SQLite (WAL) in a temporary folder, served by uvicorn in a
+(b) batched model: `Scorer.score_images` on batches of 32 of the service's photos, decoded
+    beforehand as the service decodes them (resize + ONNX backbone + head) — the rate the
+    service's micro-batching can approach;
+(c) the service: `create_app` on SQLite (WAL) in a temporary folder, served by uvicorn in a
     separate process (so the load generator does not share its GIL), with 1, 4 and 16
-    concurrent clients each posting distinct photos to `POST /v1/uploads` with an API key.
+    concurrent clients each posting distinct photos to `POST /v1/uploads` with an API key;
+(d) the same service with `batch_max=1` (every upload its own model call, as before
+    micro-batching) at `--baseline-levels` (default: 1 client), for the latency a lone upload
+    paid without batching.
 
-Reported per level: p50 / p99 / mean latency, throughput (uploads/s), the p50 overhead over the
-bare model's p50, and throughput as a share of the bare model's single-stream rate (1 / mean).
-The bundle is `work/bundle` when the learn stage has produced it, else a small logistic
-head fitted here on 64 bench photos; a bundle without a policy gets a bench-only
-`DecisionPolicy`. Writes bench/results/service_latency.json and prints a table.
+Reported per level: p50 / p99 / mean latency, throughput (uploads/s), throughput as a share of
+the batched model's rate (b) and of the bare single-stream rate (1 / mean of (a)), and the
+server's CPU per upload next to the batched model's CPU per photo (efficiency figures that
+other load on a shared box does not move much), and the mean batch the service scored (images
+per model call, from its `/metrics`). The issue
+13 targets are checked: at 16 clients throughput ≥ 0.7 × (b) and p99 ≤ 300 ms; at 1 client the
+p50 no worse than the unbatched service's (d). onnxruntime uses `--threads` intra-op threads on
+every side (default: the service's own default, half the usable cores). The bundle is `work/bundle`
+when the learn stage has produced it, else a small logistic head fitted here on 64 bench
+photos; a bundle without a policy gets a bench-only `DecisionPolicy`. Writes
+bench/results/service_latency.json and prints a table.
 
-    .venv/bin/python bench/service_latency.py [--requests 96] [--threads 1] [--levels 1 4 16]
+    .venv/bin/python bench/service_latency.py [--requests 96] [--threads N] [--levels 1 4 16]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import multiprocessing as mp
 import os
 import platform
-import secrets
-import socket
 import tempfile
 import time
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-import httpx
-import numpy as np
 import pandas as pd
 from rich.console import Console
 from rich.table import Table
@@ -43,6 +48,8 @@ from photosieve.bundle import ModelBundle
 from photosieve.config import Workdir
 from photosieve.paths import default_workdir, shared_data_dir
 from photosieve.policy.bands import DecisionPolicy
+from photosieve.service.config import default_onnx_threads
+from service_load import load_scorer, run_service, summarise
 
 RESULTS = Path(__file__).parent / "results" / "service_latency.json"
 BENCH_POLICY = DecisionPolicy(approve_below=0.3, remove_at=0.9, evidence={"source": "bench only"})
@@ -84,7 +91,7 @@ def tiny_bundle(embedder: Any, seed: int = 1) -> ModelBundle:
     return bundle
 
 
-def prepare_bundle(folder: Path, threads: int) -> tuple[Path, str]:
+def prepare_bundle(folder: Path, threads: int | None) -> tuple[Path, str]:
     """Save the bundle the service will load (with a policy) into `folder`; says which one."""
     from photosieve.vision.embed import Embedder
 
@@ -100,17 +107,7 @@ def prepare_bundle(folder: Path, threads: int) -> tuple[Path, str]:
     return bundle.save(folder / "bundle"), origin
 
 
-def load_scorer(bundle_dir: Path | str, threads: int) -> Any:
-    """The bundle's `Scorer`, its embedder on the bundle's own backbone with `threads` threads."""
-    from photosieve.scoring import Scorer, backbone_for
-    from photosieve.vision.embed import Embedder
-
-    bundle = ModelBundle.load(bundle_dir)
-    backbone = backbone_for(bundle.backbone_id)
-    return Scorer(bundle, Embedder(backbone, workdir=default_workdir(), threads=threads))
-
-
-def bare_model(bundle_dir: Path, photos: list[Path], threads: int) -> dict[str, Any]:
+def bare_model(bundle_dir: Path, photos: list[Path], threads: int | None) -> dict[str, Any]:
     """Single-image `Scorer.score_bytes` latency in this process (after one warm-up call)."""
     scorer = load_scorer(bundle_dir, threads)
     blobs = [p.read_bytes() for p in photos]
@@ -123,145 +120,91 @@ def bare_model(bundle_dir: Path, photos: list[Path], threads: int) -> dict[str, 
     return summarise(times, len(times), sum(times))
 
 
-def bench_settings(folder: Path) -> Any:
-    """Production-mode settings of a throwaway service in `folder` (SQLite, random secret)."""
-    from photosieve.service.config import Settings
+def batched_model(
+    bundle_dir: Path, photos: list[Path], threads: int | None, batch: int = 32
+) -> dict[str, Any]:
+    """`Scorer.score_images` rate on batches of `batch` photos decoded beforehand as the service
+    decodes uploads (reduced for the model's input size), after one warm-up batch."""
+    from photosieve.vision.decode import decode
 
-    return Settings(
-        environment="production",
-        secret_key=secrets.token_urlsafe(32),
-        workdir=folder,
-        database_url=f"sqlite:///{folder / 'service.db'}",
-        data_dir=folder / "images",
-    )
-
-
-def serve(tmp: str, bundle_dir: str, port: int, threads: int, keys: Any) -> None:
-    """Child process: the real app on SQLite in `tmp`, served by uvicorn on loopback."""
-    import uvicorn
-
-    from photosieve.service.app import create_app
-    from photosieve.store import accounts
-
-    app = create_app(bench_settings(Path(tmp)), scorer=load_scorer(bundle_dir, threads))
-    with app.state.sessions() as session:
-        _, key = accounts.create_api_key(session, "bench")
-        session.commit()
-    keys.put(key)
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def summarise(times: list[float], n: int, wall: float) -> dict[str, Any]:
-    ms = np.asarray(times) * 1000.0
+    scorer = load_scorer(bundle_dir, threads)
+    size = scorer.embedder.config.preprocess.input_size
+    images = [decode(p.read_bytes(), draft_size=size).image for p in photos]
+    scorer.score_images(images[:batch])
+    times = []
+    cpu = time.process_time()
+    for start in range(0, len(images) - batch + 1, batch):
+        started = time.perf_counter()
+        scorer.score_images(images[start : start + batch])
+        times.append(time.perf_counter() - started)
+    cpu = time.process_time() - cpu
+    scored = batch * len(times)
     return {
-        "n": n,
-        "p50_ms": float(np.percentile(ms, 50)),
-        "p99_ms": float(np.percentile(ms, 99)),
-        "mean_ms": float(ms.mean()),
-        "max_ms": float(ms.max()),
-        "throughput_per_s": n / wall,
+        "images": scored,
+        "batch_size": batch,
+        "seconds": sum(times),
+        "rate_per_s": scored / sum(times),
+        "per_image_ms": 1000.0 * sum(times) / scored,
+        "cpu_ms_per_image": 1000.0 * cpu / scored,
+        "what": f"Scorer.score_images on batches of {batch} pre-decoded photos, in process",
     }
-
-
-def load_level(url: str, key: str, blobs: list[bytes], clients: int) -> dict[str, Any]:
-    """`clients` threads, each with its own connection, post the photos as fast as answered."""
-    chunks = [blobs[i::clients] for i in range(clients)]
-    decisions: Counter[str] = Counter()
-    errors: Counter[int] = Counter()
-
-    def run(chunk: list[bytes], worker: int) -> list[float]:
-        times = []
-        headers = {"Authorization": f"Bearer {key}"}
-        with httpx.Client(base_url=url, headers=headers, timeout=120) as client:
-            for i, blob in enumerate(chunk):
-                started = time.perf_counter()
-                response = client.post(
-                    "/v1/uploads",
-                    files={"image": ("photo.jpg", blob, "image/jpeg")},
-                    data={"user_id": f"bench-{worker}-{i}"},
-                )
-                times.append(time.perf_counter() - started)
-                if response.status_code == 201:
-                    decisions[response.json()["decision"]] += 1
-                else:
-                    errors[response.status_code] += 1
-        return times
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        results = list(pool.map(run, chunks, range(clients)))
-    wall = time.perf_counter() - started
-    out = summarise([t for r in results for t in r], len(blobs), wall)
-    out.update(clients=clients, decisions=dict(decisions), errors=dict(errors))
-    return out
-
-
-def wait_ready(url: str, process: Any, seconds: float = 120.0) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        if not process.is_alive():
-            raise SystemExit("the service process died while starting")
-        try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
-                return
-        except httpx.TransportError:
-            pass
-        time.sleep(0.2)
-    raise SystemExit("the service did not become healthy in time")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--requests", type=int, default=96, help="uploads per concurrency level")
     parser.add_argument("--levels", type=int, nargs="+", default=[1, 4, 16])
-    parser.add_argument("--threads", type=int, default=1, help="onnxruntime threads (both sides)")
+    parser.add_argument(
+        "--baseline-levels", type=int, nargs="*", default=[1],
+        help="levels also run without batching (batch_max=1)",
+    )  # fmt: skip
+    parser.add_argument(
+        "--threads", type=int, default=None,
+        help="onnxruntime intra-op threads, every side [default: the service's, half the cores]",
+    )  # fmt: skip
     parser.add_argument("--bare", type=int, default=64, help="photos for the bare-model timing")
+    parser.add_argument("--batched", type=int, default=256, help="photos for the batched rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
-
-    warmup = 4
-    photos = bench_photos(warmup + args.requests * len(args.levels) + args.bare)
+    threads = args.threads or default_onnx_threads()
+    warmup = 2 * max(args.levels)
+    runs = len(args.levels) + len(args.baseline_levels)
+    photos = bench_photos(warmup + args.requests * runs + args.bare)
     blobs = [p.read_bytes() for p in photos]
     console = Console(width=120)
+    offset = warmup
+
+    def next_chunk() -> list[bytes]:
+        nonlocal offset
+        offset += args.requests
+        return blobs[offset - args.requests : offset]
+
     with tempfile.TemporaryDirectory(prefix="service-bench-") as tmp:
-        bundle_dir, origin = prepare_bundle(Path(tmp), args.threads)
+        bundle_dir, origin = prepare_bundle(Path(tmp), threads)
         console.print(f"bundle: {origin}")
-        bare = bare_model(bundle_dir, photos[-args.bare :], args.threads)
-        ctx = mp.get_context("spawn")
-        keys = ctx.Queue()
-        port = free_port()
-        server = ctx.Process(
-            target=serve, args=(tmp, str(bundle_dir), port, args.threads, keys), daemon=True
+        bare = bare_model(bundle_dir, photos[-args.bare :], threads)
+        batched = batched_model(bundle_dir, photos[warmup : warmup + args.batched], threads)
+        loads = [(clients, next_chunk()) for clients in args.levels]
+        levels = run_service(
+            Path(tmp) / "batched", bundle_dir, threads, {}, blobs[:warmup], loads, console
         )
-        server.start()
-        url = f"http://127.0.0.1:{port}"
-        try:
-            key = keys.get(timeout=180)
-            wait_ready(url, server)
-            load_level(url, key, blobs[:warmup], 1)
-            levels, offset = [], warmup
-            for clients in args.levels:
-                chunk = blobs[offset : offset + args.requests]
-                offset += args.requests
-                console.print(f"{clients} client(s): {len(chunk)} uploads…")
-                levels.append(load_level(url, key, chunk, clients))
-        finally:
-            server.terminate()
-            server.join(timeout=10)
+        baseline = []
+        if args.baseline_levels:
+            loads = [(clients, next_chunk()) for clients in args.baseline_levels]
+            baseline = run_service(
+                Path(tmp) / "unbatched", bundle_dir, threads, {"batch_max": 1},
+                blobs[:warmup], loads, console,
+            )  # fmt: skip
 
     bare_rate = 1000.0 / bare["mean_ms"]
-    for level in levels:
-        level["p50_over_bare_p50"] = level["p50_ms"] / bare["p50_ms"]
+    batched_rate = batched["rate_per_s"]
+    for level in levels + baseline:
+        level["throughput_over_batched_rate"] = level["throughput_per_s"] / batched_rate
         level["throughput_over_bare_rate"] = level["throughput_per_s"] / bare_rate
+        level["p50_over_bare_p50"] = level["p50_ms"] / bare["p50_ms"]
     result = {
         "bundle": origin,
-        "onnx_threads": args.threads,
+        "onnx_threads": threads,
         "requests_per_level": args.requests,
         "photo_source": "../shared/data/bench (primary)",
         "database": "SQLite (WAL), temporary folder",
@@ -269,41 +212,92 @@ def main() -> None:
         "machine": {
             "cpus": os.cpu_count(),
             "usable_cpus": len(os.sched_getaffinity(0)),
+            "loadavg_1m_after": os.getloadavg()[0],
             "platform": platform.platform(),
             "python": platform.python_version(),
         },
         "bare_model": {**bare, "what": "Scorer.score_bytes, one photo at a time, in process"},
         "bare_rate_per_s": bare_rate,
+        "batched_model": batched,
+        "batched_rate_per_s": batched_rate,
         "service": levels,
+        "service_unbatched": baseline,
+        "targets": targets(levels, baseline, batched_rate),
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2))
+    print_table(console, origin, bare, batched, levels, baseline)
+    for name, check in result["targets"].items():
+        console.print(f"target {name}: {check}")
+    console.print(f"wrote {args.out}")
 
+
+def targets(
+    levels: list[dict[str, Any]], baseline: list[dict[str, Any]], batched_rate: float
+) -> dict[str, Any]:
+    """The issue-13 checks on the levels that were run (16 clients, 1 client)."""
+    out: dict[str, Any] = {}
+    busy = next((lv for lv in levels if lv["clients"] == 16), None)
+    if busy is not None:
+        out["16 clients: throughput >= 0.7 x batched rate"] = {
+            "ratio": round(busy["throughput_over_batched_rate"], 3),
+            "met": busy["throughput_over_batched_rate"] >= 0.7,
+        }
+        out["16 clients: p99 <= 300 ms"] = {
+            "p99_ms": round(busy["p99_ms"], 1),
+            "met": busy["p99_ms"] <= 300.0,
+        }
+    alone = next((lv for lv in levels if lv["clients"] == 1), None)
+    before = next((lv for lv in baseline if lv["clients"] == 1), None)
+    if alone is not None and before is not None:
+        out["1 client: p50 no worse than unbatched"] = {
+            "batched_p50_ms": round(alone["p50_ms"], 1),
+            "unbatched_p50_ms": round(before["p50_ms"], 1),
+            "met": alone["p50_ms"] <= before["p50_ms"] * 1.05,  # within run-to-run noise
+        }
+    return out
+
+
+def print_table(
+    console: Console,
+    origin: str,
+    bare: dict[str, Any],
+    batched: dict[str, Any],
+    levels: list[dict[str, Any]],
+    baseline: list[dict[str, Any]],
+) -> None:
+    bare_rate = 1000.0 / bare["mean_ms"]
     table = Table(title=f"Upload latency over loopback ({origin})")
-    for column in ["what", "p50 ms", "p99 ms", "mean ms", "uploads/s", "p50 ÷ bare", "rate ÷ bare"]:
+    columns = ["what", "p50 ms", "p99 ms", "mean ms", "per s", "÷ batched", "÷ bare", "CPU ms",
+               "batch"]  # fmt: skip
+    for column in columns:
         table.add_column(column, justify="left" if column == "what" else "right")
     table.add_row(
-        "bare model (score_bytes)",
-        f"{bare['p50_ms']:.1f}",
-        f"{bare['p99_ms']:.1f}",
-        f"{bare['mean_ms']:.1f}",
-        f"{bare_rate:.1f}",
-        "1.00",
-        "1.00",
-    )
-    for level in levels:
-        failed = sum(level["errors"].values())
-        table.add_row(
-            f"service, {level['clients']} client(s)" + (f" ({failed} errors)" if failed else ""),
-            f"{level['p50_ms']:.1f}",
-            f"{level['p99_ms']:.1f}",
-            f"{level['mean_ms']:.1f}",
-            f"{level['throughput_per_s']:.1f}",
-            f"{level['p50_over_bare_p50']:.2f}",
-            f"{level['throughput_over_bare_rate']:.2f}",
-        )
+        "bare model (score_bytes, 1 at a time)", f"{bare['p50_ms']:.1f}", f"{bare['p99_ms']:.1f}",
+        f"{bare['mean_ms']:.1f}", f"{bare_rate:.1f}",
+        f"{bare_rate / batched['rate_per_s']:.2f}", "1.00", "", "1",
+    )  # fmt: skip
+    table.add_row(
+        f"batched model (score_images × {batched['batch_size']})", "", "",
+        f"{batched['per_image_ms']:.1f}", f"{batched['rate_per_s']:.1f}", "1.00",
+        f"{batched['rate_per_s'] / bare_rate:.2f}", f"{batched['cpu_ms_per_image']:.1f}",
+        str(batched["batch_size"]),
+    )  # fmt: skip
+    for name, rows in (("service", levels), ("service, batch_max=1", baseline)):
+        for level in rows:
+            failed = sum(level["errors"].values())
+            table.add_row(
+                f"{name}, {level['clients']} client(s)" + (f" ({failed} errors)" if failed else ""),
+                f"{level['p50_ms']:.1f}",
+                f"{level['p99_ms']:.1f}",
+                f"{level['mean_ms']:.1f}",
+                f"{level['throughput_per_s']:.1f}",
+                f"{level['throughput_over_batched_rate']:.2f}",
+                f"{level['throughput_over_bare_rate']:.2f}",
+                f"{level['server_cpu_ms_per_upload']:.1f}",
+                f"{level['mean_batch']:.1f}",
+            )
     console.print(table)
-    console.print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":

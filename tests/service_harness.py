@@ -150,9 +150,10 @@ class Service:
         )
 
     def close(self) -> None:
-        """Close every client handed out and the app's database engine."""
+        """Close every client handed out, the scoring thread and the database engine."""
         for client in self.clients:
             client.close()
+        self.app.state.batcher.close()
         self.app.state.engine.dispose()
 
 

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import os
+import time
 from typing import Any
 
 import pytest
@@ -171,10 +173,34 @@ def test_recovery_after_a_crash_between_commit_and_rename(service: Service) -> N
     sha = images.files()[0].name
     images.path_for(sha).rename(images.tmp / f"{sha}.deadbeef.tmp")  # as if the rename never ran
     images.stage(b"orphan bytes", "0" * 64)  # as if the commit never ran
+    service.app.state.serving.close()  # as if its process died: it no longer serves the store
     create_app(service.settings, scorer=service.app.state.scorer).state.engine.dispose()
     assert images.staged() == [] and [p.name for p in images.files()] == [sha]
     reviewer = service.reviewer("rita")
     assert reviewer.get(f"/v1/uploads/{upload_id}/image").content == data
+
+
+def test_a_worker_starting_beside_a_serving_one_leaves_its_uploads_in_flight(
+    service: Service,
+) -> None:
+    """A second process starting on the same store (`--workers 2`, or a restarted worker) must
+    not take the first one's staged, not yet committed upload for a crash's leftover; a staged
+    file older than any upload takes is still cleaned up."""
+    from photosieve.service.app import create_app
+    from photosieve.store.images import IN_FLIGHT_SECONDS
+
+    images = service.app.state.images
+    in_flight = images.stage(b"an upload between stage and commit", "1" * 64)
+    stale = images.stage(b"left by a crash long ago", "2" * 64)
+    long_ago = time.time() - IN_FLIGHT_SECONDS - 60
+    os.utime(stale.temp_path, (long_ago, long_ago))
+    second = create_app(service.settings, scorer=service.app.state.scorer)
+    second.state.engine.dispose()
+    assert images.staged() == [in_flight.temp_path]
+    service.app.state.serving.close()  # both processes gone: the next start recovers it all
+    second.state.serving.close()
+    create_app(service.settings, scorer=service.app.state.scorer).state.engine.dispose()
+    assert images.staged() == []
 
 
 def test_body_limit_stops_reading_at_the_limit() -> None:

@@ -91,3 +91,35 @@ def test_cli_user_and_apikey_work_with_the_service(
         login = client.post("/v1/auth/login", json={"username": "rita", "password": PASSWORD})
         assert login.status_code == 200 and login.json()["role"] == "reviewer"
     app.state.engine.dispose()
+
+
+def test_serve_with_workers_prepares_once_then_hands_uvicorn_the_factory(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, tiny_bundle: Any
+) -> None:
+    """`serve --workers 2`: checks, the secret key and migrations in the parent, then uvicorn
+    imports `create_app` in each worker (settings from the environment)."""
+    import uvicorn
+
+    from photosieve.store.db import current_revision, make_engine
+
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(tmp_path))
+    monkeypatch.setenv("PHOTOSIEVE_ONNX_THREADS", "1")  # restored afterwards (serve sets it)
+    runner = CliRunner()
+    missing = runner.invoke(cli_app, ["serve", "--workers", "2"])
+    assert missing.exit_code != 0 and "no model bundle" in missing.output
+    assert "Traceback" not in missing.output
+
+    monkeypatch.setenv("PHOTOSIEVE_BUNDLE_PATH", str(tiny_bundle.save(tmp_path / "bundle")))
+    calls: list[tuple[Any, dict[str, Any]]] = []
+    monkeypatch.setattr(uvicorn, "run", lambda app, **kw: calls.append((app, kw)))
+    served = runner.invoke(cli_app, ["serve", "--workers", "2", "--port", "8123"])
+    assert served.exit_code == 0, served.output
+    assert calls == [
+        ("photosieve.service.app:create_app",
+         {"factory": True, "workers": 2, "host": "127.0.0.1", "port": 8123, "log_level": "info"})
+    ]  # fmt: skip
+    settings = Settings()
+    assert settings.secret_key_file.is_file()
+    engine = make_engine(settings.resolved_database_url)
+    assert current_revision(engine) is not None
+    engine.dispose()

@@ -10,6 +10,7 @@ tenant): its keys see only that client's uploads. `serve` refuses a placeholder 
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import typer
@@ -37,23 +38,41 @@ def serve(
     workdir: Path | None = typer.Option(
         None, help="Working folder: database, photos, secret key (PHOTOSIEVE_WORKDIR) [./work]."
     ),
+    workers: int = typer.Option(
+        1,
+        min=1,
+        help="Worker processes sharing the database (PostgreSQL, or SQLite on one host); each "
+        "scores with its share of half the cores as onnxruntime threads unless "
+        "PHOTOSIEVE_ONNX_THREADS is set.",
+    ),
 ) -> None:
     """Run the moderation service (API, review queue and reviewer UI)."""
     import uvicorn
     from pydantic import ValidationError
 
-    from photosieve.service.app import create_app
-    from photosieve.service.config import Settings
+    from photosieve.service.app import APP_FACTORY, create_app, prepare
+    from photosieve.service.config import Settings, default_onnx_threads
     from photosieve.service.startup import StartupError
 
     try:
         overrides: dict[str, Path] = {}
         if bundle is not None:
-            overrides["bundle_path"] = bundle
+            overrides["bundle_path"] = bundle.resolve()
         if workdir is not None:
             overrides["workdir"] = workdir.resolve()
-        settings = Settings(**overrides)  # type: ignore[arg-type]
-        app = create_app(settings)
+        if workers == 1:
+            settings = Settings(**overrides)  # type: ignore[arg-type]
+            app = create_app(settings)
+        else:
+            # Each worker process builds its own app from the environment (`create_app()`):
+            # the options travel there.
+            for name, value in overrides.items():
+                os.environ[f"PHOTOSIEVE_{name.upper()}"] = str(value)
+            threads = str(default_onnx_threads(workers))
+            os.environ.setdefault("PHOTOSIEVE_ONNX_THREADS", threads)
+            settings = Settings()
+            prepare(settings)  # checks, secret key and migrations once, before the workers
+            app = None
     except StartupError as exc:  # unwritable folder, missing database beside photos
         raise fail_startup(exc) from exc
     except ValidationError as exc:
@@ -69,11 +88,20 @@ def serve(
     table.add_row("URL", f"http://{host}:{port}/")
     table.add_row("database", settings.resolved_database_url)
     table.add_row("images", str(settings.resolved_data_dir))
-    table.add_row("model", app.state.model_version)
+    if app is not None:
+        table.add_row("model", app.state.model_version)
+    else:
+        table.add_row("model", str(settings.resolved_bundle_path))
+        table.add_row("workers", f"{workers} × {settings.onnx_threads} onnxruntime threads")
     key_source = "PHOTOSIEVE_SECRET_KEY" if settings.secret_key else str(settings.secret_key_file)
     table.add_row("session key", key_source)
     make_console().print(table)
-    uvicorn.run(app, host=host, port=port, log_level="info")
+    if app is not None:
+        uvicorn.run(app, host=host, port=port, log_level="info")
+    else:
+        uvicorn.run(
+            APP_FACTORY, factory=True, workers=workers, host=host, port=port, log_level="info"
+        )
 
 
 @apikey_app.command("create")

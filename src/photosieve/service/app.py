@@ -2,13 +2,18 @@
 
 Nothing happens at import. `create_app` resolves the cookie-signing key (configured, or created
 once in the workdir: `service.secret_key`), checks its folders are writable and refuses an empty
-database beside stored photos (`service.startup`), migrates the database to the newest schema,
-finishes any image write a crash interrupted, loads the registry's live model (a fresh install
-registers the configured bundle; unless a scorer is passed in), keeps it in step with the
-registry (`service.models.ModelSwitcher`: promote, rollback and shadow without a restart) and
-wires the routes split by role (`routes.api`, `routes.review`, `routes.health`,
-`routes.ui`). Decodes run under a `DecodeGate` (`service.decoding`); the webhook sender's thread
-(`service.webhooks`) runs for the app's lifespan.
+database beside stored photos (`service.startup`), migrates the database to the newest schema
+(under a lock), finishes any image write a crash interrupted (and holds the image store's
+serving lock, so a worker starting beside this one leaves its uploads alone: `store.images`),
+loads the registry's live model (a fresh install registers the configured bundle; unless a
+scorer is passed in), keeps it in step with the registry (`service.models.ModelSwitcher`:
+promote, rollback and shadow without a restart) and wires the routes split by role
+(`routes.api`, `routes.review`, `routes.health`, `routes.ui`). Decodes run under a `DecodeGate`
+(`service.decoding`); concurrent uploads are scored together by a `MicroBatcher`
+(`service.batching`), closed by the app's lifespan; the webhook sender's thread
+(`service.webhooks`) runs for the app's lifespan. `uvicorn --workers N --factory
+photosieve.service.app:create_app` runs N of them on one database (`prepare` does the shared
+start-up work once beforehand for `photosieve serve --workers N`).
 """
 
 from __future__ import annotations
@@ -26,14 +31,15 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.middleware.sessions import SessionMiddleware
 
 from photosieve import __version__
+from photosieve.service.batching import ImageScorer, MicroBatcher
 from photosieve.service.config import Settings
 from photosieve.service.decoding import DecodeGate, return_freed_memory
 from photosieve.service.forecast import ForecastCache
 from photosieve.service.hygiene import InputHygiene, http_error_handler, validation_error_handler
 from photosieve.service.limits import BodySizeLimit
 from photosieve.service.metrics import Metrics
-from photosieve.service.models import ModelSwitcher, load_live_scorer
-from photosieve.service.moderation import ImageScorer, Moderator
+from photosieve.service.models import ModelSwitcher, live_bundle_path, load_live_scorer
+from photosieve.service.moderation import Moderator
 from photosieve.service.routes import api, health, models, review, ui
 from photosieve.service.secret_key import resolve_secret_key
 from photosieve.service.startup import preflight
@@ -46,6 +52,25 @@ from photosieve.store.models import utcnow
 log = logging.getLogger(__name__)
 # Room for the multipart envelope and the user_id field around the image itself.
 FORM_OVERHEAD_BYTES = 64 * 1024
+
+
+# What `uvicorn --workers N --factory` (and `photosieve serve --workers N`) imports in each worker.
+APP_FACTORY = "photosieve.service.app:create_app"
+
+
+def prepare(settings: Settings) -> None:
+    """The start-up work of `create_app` that is shared by every worker, done once before they
+    start: the checks pass, the secret key exists, the schema is current, there is a model to
+    serve (the registry's live one, or the configured bundle). (Each worker's `create_app`
+    repeats it; every step is safe when workers race.)"""
+    preflight(settings)
+    resolve_secret_key(settings)
+    engine = make_engine(settings.resolved_database_url)
+    try:
+        migrate(engine)
+        live_bundle_path(make_sessionmaker(engine), settings)  # ValueError: nothing to serve
+    finally:
+        engine.dispose()
 
 
 def _model_version(scorer: ImageScorer) -> str:
@@ -70,10 +95,16 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         with sessions() as session:
             return uploads.exists_with_sha256(session, sha256)
 
-    published, deleted = images.recover(is_recorded)
+    # Held while this process serves: a worker starting beside it leaves its uploads in flight.
+    serving, published, deleted = images.start_serving(is_recorded)
     if published or deleted:
         log.warning("image store recovery: %d published, %d deleted", published, deleted)
     metrics = Metrics()
+    batcher = MicroBatcher(
+        batch_max=settings.batch_max,
+        window_ms=settings.batch_window_ms,
+        queue_max=settings.batch_queue_max,
+    )
 
     sender = WebhookSender(settings, sessions)
 
@@ -83,6 +114,8 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
             sender.start()  # signed callbacks of final decisions (service.webhooks)
         yield
         sender.stop()
+        batcher.close()  # scores what is queued, then stops the scoring thread
+        serving.close()
         engine.dispose()
 
     # Swagger UI and ReDoc served from the fastapi-offline package's files: /docs works offline.
@@ -98,12 +131,14 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.engine = engine
     app.state.sessions = sessions
     app.state.images = images
+    app.state.serving = serving
     app.state.metrics = metrics
     app.state.webhooks = sender
     app.state.forecast = ForecastCache(settings.drift_check_seconds)  # admin page + chart
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
-    moderator = Moderator(settings, sessions, scorer, images, metrics)
+    app.state.batcher = batcher
+    moderator = Moderator(settings, sessions, scorer, images, metrics, batcher=batcher)
     app.state.moderator = moderator
 
     def switched(new: ImageScorer) -> None:

@@ -17,6 +17,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from photosieve.config import AUDIT_RATE, Workdir
 from photosieve.paths import default_workdir
+from photosieve.service.decoding import usable_cores
 from photosieve.vision.decode import ANIMATION_FRAMES
 
 MIN_SECRET_LENGTH = 32
@@ -39,6 +40,13 @@ def check_secret(secret: str, origin: str = "PHOTOSIEVE_SECRET_KEY") -> str:
     if len(set(secret)) < MIN_SECRET_DISTINCT:
         raise ValueError(f"{origin} is not random (too few distinct characters); {how}")
     return secret
+
+
+def default_onnx_threads(workers: int = 1) -> int:
+    """onnxruntime intra-op threads of each worker's one scoring thread: half the usable cores,
+    shared by the workers, at least one — the other half decode, hash and store the uploads
+    (with every core on the model, a 2-core box scored slower under load, not faster)."""
+    return max(1, usable_cores() // (2 * workers))
 
 
 class Settings(BaseSettings):
@@ -79,6 +87,17 @@ class Settings(BaseSettings):
     decode_slots: int | None = Field(default=None, gt=0)
     heavy_decode_slots: int | None = Field(default=None, gt=0)
     decode_wait_seconds: float = Field(default=30.0, gt=0)
+    # Micro-batching (`service.batching`): concurrent uploads are scored in one model call of at
+    # most `batch_max` images; under load the scoring thread waits at most `batch_window_ms`
+    # after the oldest waiting upload for the batch to fill (never when idle). Past
+    # `batch_queue_max` uploads waiting to be scored, an upload gets 503 + Retry-After (below
+    # the 40 threads uploads wait in, so the limit is reached before the thread pool's queue).
+    batch_max: int = Field(default=32, ge=1, le=256)
+    batch_window_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
+    batch_queue_max: int = Field(default=32, ge=1)
+    # onnxruntime intra-op threads of the one scoring thread (None: `default_onnx_threads`,
+    # half the cores; `photosieve serve --workers N` gives each worker its share of that half).
+    onnx_threads: int | None = Field(default=None, gt=0)
     audit_rate: float = Field(default=AUDIT_RATE, ge=0.0, le=1.0)
     claim_ttl_seconds: int = Field(default=600, gt=0)
     claim_batch_max: int = Field(default=50, gt=0)
@@ -119,6 +138,10 @@ class Settings(BaseSettings):
     def secret_key_file(self) -> Path:
         """Where the generated secret key lives when none is configured."""
         return self.workdir / "service" / "secret_key"
+
+    @property
+    def resolved_onnx_threads(self) -> int:
+        return self.onnx_threads if self.onnx_threads is not None else default_onnx_threads()
 
     @property
     def resolved_database_url(self) -> str:

@@ -1,6 +1,7 @@
 """Prometheus metrics of the service in the text exposition format (hand-rolled, no dependency).
 
-Counters and the latency histogram live in the process; queue depth, the drift alarm
+Counters, the latency histogram and the micro-batcher's counters (model calls, images and
+uploads scored, uploads waiting) live in the process; queue depth, the drift alarm
 (`photosieve_recertification_needed`) and webhook events by status are read from the database at
 scrape time, so they are right whichever process did the work.
 """
@@ -11,6 +12,7 @@ import threading
 from collections import Counter
 
 from photosieve.policy.drift import DriftReport
+from photosieve.service.batching import BatchStats
 
 LATENCY_BUCKETS: tuple[float, ...] = (0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -48,11 +50,13 @@ class Metrics:
         self,
         queue_depth: dict[str, int],
         bank_size: int,
+        scoring: BatchStats | None = None,
+        scoring_waiting: int = 0,
         *,
         drift: DriftReport | None = None,
         webhooks: dict[str, int] | None = None,
     ) -> str:
-        """The exposition text for `/metrics`."""
+        """The exposition text for `/metrics` (`scoring`: the micro-batcher's counters)."""
         with self._lock:
             lines = [
                 "# HELP photosieve_uploads_total Uploads moderated, by decision.",
@@ -115,4 +119,19 @@ class Metrics:
             ]
             for status, value in sorted(webhooks.items()):
                 lines.append(f'photosieve_webhook_deliveries{{status="{status}"}} {value}')
+        if scoring is not None:
+            lines += [
+                "# HELP photosieve_scoring_batches_total Model calls of the scoring thread.",
+                "# TYPE photosieve_scoring_batches_total counter",
+                f"photosieve_scoring_batches_total {scoring.batches}",
+                "# HELP photosieve_scoring_images_total Images scored in those calls.",
+                "# TYPE photosieve_scoring_images_total counter",
+                f"photosieve_scoring_images_total {scoring.images}",
+                "# HELP photosieve_scoring_requests_total Uploads scored in those calls.",
+                "# TYPE photosieve_scoring_requests_total counter",
+                f"photosieve_scoring_requests_total {scoring.requests}",
+                "# HELP photosieve_scoring_waiting Uploads waiting for the next model call.",
+                "# TYPE photosieve_scoring_waiting gauge",
+                f"photosieve_scoring_waiting {scoring_waiting}",
+            ]
         return "\n".join(lines) + "\n"

@@ -34,11 +34,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosieve.bundle import ModelBundle
 from photosieve.config import Workdir
-from photosieve.scoring import Scorer
+from photosieve.scoring import Scorer, backbone_for
 from photosieve.service.config import Settings
 from photosieve.store import registry
 from photosieve.store.db import begin_write
 from photosieve.store.models import ModelStatus
+from photosieve.vision.embed import Embedder
 
 log = logging.getLogger(__name__)
 STARTUP_ACTOR = "startup"
@@ -104,24 +105,32 @@ def adopt_bundle(sessions: sessionmaker[Session], bundle_dir: Path, workdir: Wor
     return bundle.version
 
 
-def load_live_scorer(sessions: sessionmaker[Session], settings: Settings) -> Scorer:
-    """The registry's live model; on a fresh install the configured bundle, registered live."""
+def live_bundle_path(sessions: sessionmaker[Session], settings: Settings) -> tuple[Path, str]:
+    """The bundle folder to serve and its registry version: the registry's live model, or on a
+    fresh install the configured bundle, registered live. ValueError when there is neither."""
     with sessions() as session:
         live = registry.with_status(session, ModelStatus.LIVE)
-        path = Path(live.bundle_path) if live is not None else None
-        live_version = live.version if live is not None else ""
-    if path is None:
-        configured = settings.resolved_bundle_path
-        if not (configured / "bundle.json").is_file():
-            raise ValueError(
-                f"no model bundle at {configured} and no live model in the registry; train one "
-                "(`photosieve train` then `photosieve calibrate`) or point "
-                "PHOTOSIEVE_BUNDLE_PATH / --bundle at one"
-            )
-        adopt_bundle(sessions, configured, Workdir(settings.workdir))
-        return load_live_scorer(sessions, settings)
+        if live is not None:
+            return Path(live.bundle_path), live.version
+    configured = settings.resolved_bundle_path
+    if not (configured / "bundle.json").is_file():
+        raise ValueError(
+            f"no model bundle at {configured} and no live model in the registry; train one "
+            "(`photosieve train` then `photosieve calibrate`) or point "
+            "PHOTOSIEVE_BUNDLE_PATH / --bundle at one"
+        )
+    adopt_bundle(sessions, configured, Workdir(settings.workdir))
+    return live_bundle_path(sessions, settings)
+
+
+def load_live_scorer(sessions: sessionmaker[Session], settings: Settings) -> Scorer:
+    """The registry's live model (see `live_bundle_path`), its onnxruntime on
+    `settings.resolved_onnx_threads` threads."""
+    path, live_version = live_bundle_path(sessions, settings)
     _warn_if_configured_differs(settings.resolved_bundle_path, live_version)
-    return Scorer(ModelBundle.load(path))
+    bundle = ModelBundle.load(path)
+    embedder = Embedder(backbone_for(bundle.backbone_id), threads=settings.resolved_onnx_threads)
+    return Scorer(bundle, embedder)
 
 
 def _warn_if_configured_differs(configured: Path, live_version: str) -> None:

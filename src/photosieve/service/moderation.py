@@ -3,13 +3,14 @@
 `Moderator` is the one place the rules live (routes only translate HTTP):
 
 - upload: decode (within the header limits, reduced for the model) → pHash of the reduced
-  photo → score → known-bad near-match? removed : the policy's band
-  (approve / review → queue `model_band` / remove → bank; while the drift alarm is raised an
-  approval at or above the fail-safe threshold is reviewed instead); a share of approvals is
-  queued as `audit`. File and rows are written together (see `storage`). A shadow model, when
-  the registry names one, scores the same frames and its score is stored beside the upload,
-  never acted on (`service.models`). Uploads belong to the sending client; with an
-  Idempotency-Key a retry returns the first upload (unique per client and key).
+  photo → score (in one model call with concurrent uploads: `service.batching`) → known-bad
+  near-match? removed : the policy's band (approve / review → queue `model_band` / remove →
+  bank; while the drift alarm is raised an approval at or above the fail-safe threshold is
+  reviewed instead); a share of approvals is queued as `audit`. File and rows are written
+  together (see `storage`). A shadow model, when the registry names one, scores the same frames
+  and its score is stored beside the upload, never acted on (`service.models`; uploads are then
+  scored unbatched, one backbone pass for both heads). Uploads belong to the sending client;
+  with an Idempotency-Key a retry returns the first upload (unique per client and key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
 - decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
@@ -26,7 +27,7 @@ import random
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any
 
 from PIL import Image
 from sqlalchemy.exc import IntegrityError
@@ -35,6 +36,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from photosieve.policy.drift import DriftReport
 from photosieve.records import Decision, Label, sha256_bytes
 from photosieve.service import appeals, hashbank, webhooks
+from photosieve.service.batching import ImageScorer, MicroBatcher, ScoredLike
 from photosieve.service.config import Settings
 from photosieve.service.drift import DriftMonitor
 from photosieve.service.metrics import Metrics
@@ -57,21 +59,6 @@ from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, de
 
 # The model input side assumed when the scorer does not say (EfficientNet-Lite0: 224 px).
 DEFAULT_DRAFT_SIZE = 224
-
-
-class ScoredLike(Protocol):
-    @property
-    def score(self) -> float: ...
-    @property
-    def decision(self) -> Decision: ...
-    @property
-    def model_version(self) -> str: ...
-
-
-class ImageScorer(Protocol):
-    """What the service needs of `photosieve.scoring.Scorer`."""
-
-    def score_images(self, images: Sequence[Image.Image]) -> Sequence[ScoredLike]: ...
 
 
 _STATUS_FOR = {
@@ -110,6 +97,7 @@ class Moderator:
         images: ImageStore,
         metrics: Metrics,
         rng: random.Random | None = None,
+        batcher: MicroBatcher | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -118,6 +106,9 @@ class Moderator:
         self.metrics = metrics
         self.rng = rng or random.Random()
         self.drift = DriftMonitor(settings, sessions)
+        # Concurrent uploads are scored together through it (`service.batching`); without
+        # it each upload calls the scorer itself.
+        self.batcher = batcher
         # A model scoring uploads in shadow (recorded, never acted on), and the hook that keeps
         # `scorer` and `shadow` in step with the model registry (`service.models`).
         self.shadow: ShadowModel | None = None
@@ -208,7 +199,11 @@ class Moderator:
         if self.refresh_models is not None:
             self.refresh_models()
         live, shadow = self.scorer, self.shadow  # one snapshot: a switch cannot mix models
-        scored, shadow_score = score_frames(live, shadow, decoded.all_frames)
+        if shadow is None:
+            scored = max(self._score(live, decoded.all_frames), key=lambda s: s.score)
+            shadow_score = None
+        else:
+            scored, shadow_score = score_frames(live, shadow, decoded.all_frames)
         decision = Decision(scored.decision)
         # Drift alarm raised: approve only below the fail-safe threshold (`service.drift`).
         safe = self.drift.safe_approve_below(getattr(live, "bundle", None))
@@ -261,6 +256,11 @@ class Moderator:
             raise
         self.metrics.upload_done(outcome.upload.status, time.perf_counter() - started)
         return outcome
+
+    def _score(self, scorer: ImageScorer, frames: Sequence[Image.Image]) -> Sequence[ScoredLike]:
+        if self.batcher is not None:
+            return self.batcher.score(scorer, frames)
+        return scorer.score_images(frames)
 
     def _draft_size(self) -> int:
         embedder = getattr(self.scorer, "embedder", None)

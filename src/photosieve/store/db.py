@@ -1,8 +1,8 @@
 """Engines, sessions and schema migrations of the store (SQLite WAL by default, or PostgreSQL).
 
 Nothing here runs at import: `make_engine` builds an engine for a URL, `migrate` brings its
-schema to the newest Alembic revision shipped in this package, `make_sessionmaker` hands out
-sessions.
+schema to the newest Alembic revision shipped in this package (one process at a time), and
+`make_sessionmaker` hands out sessions.
 """
 
 from __future__ import annotations
@@ -112,12 +112,27 @@ def alembic_config(engine: Engine | None = None) -> Any:
     return cfg
 
 
+# Any constant both migrating processes agree on: the key of PostgreSQL's advisory lock.
+MIGRATION_LOCK_KEY = 0x70686F746F736965  # "photosie"
+
+
 def migrate(engine: Engine, revision: str = "head") -> None:
-    """Upgrade the database behind `engine` to `revision` (idempotent)."""
+    """Upgrade the database behind `engine` to `revision` (idempotent).
+
+    Safe when several processes start at once (`uvicorn --workers N`): the upgrade runs in one
+    transaction holding a lock — PostgreSQL's transaction-scoped advisory lock, SQLite's write
+    lock (`BEGIN IMMEDIATE`) — so the others wait, then find the schema current.
+    """
     cfg = alembic_config(engine)
-    with engine.begin() as connection:
-        cfg.attributes["connection"] = connection
-        command.upgrade(cfg, revision)
+    with engine.connect() as connection:
+        connection.execution_options(**{_WRITE_OPTION: True})
+        with connection.begin():
+            if connection.dialect.name == "postgresql":
+                connection.execute(
+                    text("SELECT pg_advisory_xact_lock(:key)"), {"key": MIGRATION_LOCK_KEY}
+                )
+            cfg.attributes["connection"] = connection
+            command.upgrade(cfg, revision)
 
 
 def current_revision(engine: Engine) -> str | None:

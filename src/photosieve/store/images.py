@@ -9,18 +9,30 @@ An upload's file and its database rows land together or not at all:
 If the commit fails the caller calls `discard()` and nothing remains. If the process dies between
 2 and 3, `recover()` at the next start finishes the rename for files the database knows and
 deletes the rest. Identical bytes share one file (renaming over it is harmless).
+
+Several processes may serve one store (`uvicorn --workers N`); one that starts while another
+serves must not take that one's upload in flight (staged, its row not yet committed) for a
+crash's leftover. So `start_serving` recovers and then holds a shared lock on the store for as
+long as the process serves: it recovers every staged file only when it can take the lock
+exclusively (nobody else serves), and otherwise only files older than `IN_FLIGHT_SECONDS`.
 """
 
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import secrets
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 _HEX = frozenset("0123456789abcdef")
+# Longer than any upload spends between staging and publishing (each of its waits is bounded
+# by 30 s): a younger staged file may be another serving process's upload in flight.
+IN_FLIGHT_SECONDS = 600.0
 
 
 def _check_sha(sha256: str) -> str:
@@ -97,22 +109,66 @@ class ImageStore:
         """Temp files not yet published or discarded."""
         return sorted(self.tmp.glob("*.tmp")) if self.tmp.is_dir() else []
 
-    def recover(self, is_recorded: Callable[[str], bool]) -> tuple[int, int]:
-        """After a crash: publish temp files whose SHA-256 the database knows, delete the rest.
+    def recover(
+        self, is_recorded: Callable[[str], bool], *, min_age_s: float = 0.0
+    ) -> tuple[int, int]:
+        """After a crash: publish temp files whose SHA-256 the database knows, delete the rest;
+        files younger than `min_age_s` are left alone. Returns (published, deleted).
 
-        Returns (published, deleted). Call at start-up, before serving requests.
+        Call at start-up, before serving requests (`start_serving` does).
         """
         published = deleted = 0
+        now = time.time()
         for temp in self.staged():
+            try:
+                if now - temp.stat().st_mtime < min_age_s:
+                    continue
+            except FileNotFoundError:  # published or discarded meanwhile
+                continue
             sha = temp.name.split(".", 1)[0]
             try:
                 known = is_recorded(_check_sha(sha))
             except ValueError:
                 known = False
             if known:
-                StagedImage(temp, self.path_for(sha)).publish()
-                published += 1
+                with contextlib.suppress(FileNotFoundError):  # another process recovered it
+                    StagedImage(temp, self.path_for(sha)).publish()
+                    published += 1
             else:
                 temp.unlink(missing_ok=True)
                 deleted += 1
         return published, deleted
+
+    def start_serving(self, is_recorded: Callable[[str], bool]) -> tuple[ServingLock, int, int]:
+        """Recover after a crash, then hold the store's serving lock until `close()`.
+
+        Every staged file is recovered when no other process serves the store; beside one, only
+        files older than `IN_FLIGHT_SECONDS`. Returns (lock, published, deleted).
+        """
+        self.tmp.mkdir(parents=True, exist_ok=True)
+        handle = open(self.tmp / "serving.lock", "ab")  # noqa: SIM115 (held while serving)
+        try:
+            try:
+                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                alone = True
+            except BlockingIOError:
+                alone = False
+            published, deleted = self.recover(
+                is_recorded, min_age_s=0.0 if alone else IN_FLIGHT_SECONDS
+            )
+            fcntl.flock(handle, fcntl.LOCK_SH)  # exclusive → shared; waits for a recovering one
+        except BaseException:
+            handle.close()
+            raise
+        return ServingLock(handle), published, deleted
+
+
+class ServingLock:
+    """A process's shared hold on an image store while it serves (see `start_serving`)."""
+
+    def __init__(self, handle: BinaryIO) -> None:
+        self._handle = handle
+
+    def close(self) -> None:
+        """Stop serving: the lock goes with the file (as it does when the process dies)."""
+        self._handle.close()

@@ -22,6 +22,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from photosieve.service import appeals, security, views
+from photosieve.service.batching import ScoringBusy
 from photosieve.service.decoding import DecodeBusy, DecodeGate
 from photosieve.service.deps import Client, DbSession, ImagesDep, ModeratorDep, SettingsDep
 from photosieve.service.hygiene import check_field
@@ -156,6 +157,10 @@ async def create_upload(
     except DecodeBusy as exc:
         raise HTTPException(
             503, detail={"reason": "busy", "message": str(exc)}, headers={"Retry-After": "5"}
+        ) from exc
+    except ScoringBusy as exc:  # the scoring queue is full: shed load instead of queueing
+        raise HTTPException(
+            503, detail={"reason": "busy", "message": str(exc)}, headers={"Retry-After": "1"}
         ) from exc
     response.headers["Location"] = f"/v1/uploads/{outcome.upload.id}"
     if outcome.replayed:

@@ -53,10 +53,13 @@ async def readyz(request: Request) -> JSONResponse:
 @router.get("/metrics", response_class=PlainTextResponse)
 def metrics(request: Request, session: DbSession, moderator: ModeratorDep) -> PlainTextResponse:
     """Uploads by decision, rejections, decisions, latency histogram, queue depth, bank size,
-    the drift alarm and webhook events by status."""
+    the micro-batcher's counters, the drift alarm and webhook events by status."""
+    batcher = request.app.state.batcher
     body = request.app.state.metrics.render(
         queue.depth(session),
         bank.count_active(session),
+        batcher.snapshot(),
+        batcher.waiting(),
         drift=moderator.drift_report(),
         webhooks=webhooks.count_by_status(session),
     )
