@@ -66,7 +66,7 @@ def serve(
     table.add_column("value")
     table.add_row("URL", f"http://{host}:{port}/")
     table.add_row("database", settings.resolved_database_url)
-    table.add_row("images", str(settings.resolved_data_dir))
+    table.add_row("images", app.state.images.location)
     table.add_row("model", app.state.model_version)
     key_source = "PHOTOSIEVE_SECRET_KEY" if settings.secret_key else str(settings.secret_key_file)
     table.add_row("session key", key_source)
