@@ -91,6 +91,16 @@ def test_recover_publishes_recorded_photos_and_deletes_orphans(store: PhotoStore
     assert store.recover(lambda sha: True) == (0, 0)
 
 
+def test_publishing_what_a_recovery_already_published_is_harmless(store: PhotoStore) -> None:
+    """Two replicas on one store: one's start-up recovery may publish another's staged photo
+    between that one's commit and its publish."""
+    data, sha = _photo(11)
+    staged = store.stage(data, sha)
+    assert store.recover(lambda _sha: True) == (1, 0)
+    staged.publish()
+    assert store.photos() == [sha] and store.read(sha) == data and store.staged_count() == 0
+
+
 def test_a_photo_is_addressed_only_by_a_sha256(store: PhotoStore) -> None:
     for bad in ("../../etc/passwd", "A" * 64, "0" * 63, ""):
         with pytest.raises(ValueError, match="SHA-256"):

@@ -33,7 +33,11 @@ class StagedImage:
     def publish(self) -> None:
         """Move the file into place (after the database commit)."""
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.temp_path, self.final_path)
+        try:
+            os.replace(self.temp_path, self.final_path)
+        except FileNotFoundError:
+            if not self.final_path.is_file():  # else: another process's recovery published it
+                raise
 
     def discard(self) -> None:
         """Remove the staged file (after a failed commit)."""

@@ -70,7 +70,11 @@ class StagedObject:
     final_key: str
 
     def publish(self) -> None:
-        """Copy the staged object to its final key on the server, then delete it."""
+        """Copy the staged object to its final key on the server, then delete it.
+
+        Once the copy is made the photo is published: a failed delete of the staged object only
+        leaves work for the next `recover()`, so it is not an error.
+        """
         with self.store.errors():
             try:
                 self.store.client.copy_object(
@@ -82,7 +86,8 @@ class StagedObject:
                 # Another replica's recovery may have published it already.
                 if not (_is_missing(exc) and self.store.key_exists(self.final_key)):
                     raise
-            self.store.client.delete_object(Bucket=self.store.bucket, Key=self.temp_key)
+        with contextlib.suppress(StorageError, FileNotFoundError):
+            self.discard()
 
     def discard(self) -> None:
         """Delete the staged object (after a failed commit)."""
