@@ -139,9 +139,9 @@ class S3Store:
         except ClientError as exc:
             if _is_missing(exc):
                 raise
-            raise StorageError(f"{self.location}: {exc}") from exc
+            raise StorageError(str(exc)) from exc
         except BotoCoreError as exc:
-            raise StorageError(f"{self.location}: {type(exc).__name__}: {exc}") from exc
+            raise StorageError(f"{type(exc).__name__}: {exc}") from exc
 
     def key_exists(self, key: str) -> bool:
         with self.errors():
