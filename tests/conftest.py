@@ -10,7 +10,7 @@ commands of no single stage (`demo`, the workdir every command shares); the revi
 (`photosieve.service.routes.ui` and its templates) are tested in `tests/ui/`, beside the browser.
 
 Helpers shared across folders are modules here, at the top, importable from every folder:
-`drawing`, `hostile_files`, `live_server`, `postgres_db` and `service_harness`.
+`drawing`, `hostile_files`, `live_server`, `postgres_db`, `s3_server` and `service_harness`.
 """
 
 from __future__ import annotations
@@ -24,7 +24,7 @@ from PIL import Image
 from drawing import draw_photo, encode
 from photosieve.paths import shared_data_dir
 
-pytest_plugins = ["service_harness"]  # fixtures: embedder, tiny_bundle, db_url, service, ...
+pytest_plugins = ["service_harness", "s3_server"]  # tiny_bundle, db_url, service, s3_bucket, ...
 
 
 @pytest.fixture

@@ -8,7 +8,6 @@ import pandas as pd
 
 from photosieve.data.ingest import ingest
 from photosieve.feedback.export import export_labels
-from photosieve.store.images import ImageStore
 from service_harness import REVIEW_ALL, Service, drawn_photo
 
 
@@ -34,7 +33,7 @@ def test_decisions_export_as_ingestable_labels(service: Service, tmp_path: Path)
 
     out = tmp_path / "feedback" / "labels.csv"
     with service.sessions() as session:
-        summary = export_labels(session, ImageStore(service.settings.resolved_data_dir), out)
+        summary = export_labels(session, service.app.state.images, out)
     frame = pd.read_csv(out)
     assert summary.rows == len(frame) == len(labels)
     assert dict(zip(frame["upload_id"], frame["label"], strict=True)) == labels

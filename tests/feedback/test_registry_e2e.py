@@ -39,7 +39,7 @@ from photosieve.service.app import create_app
 from photosieve.service.config import Settings
 from photosieve.store import accounts, registry
 from photosieve.store.db import make_engine, make_sessionmaker
-from photosieve.store.images import ImageStore
+from photosieve.store.images import FolderStore
 from photosieve.store.models import ModelStatus
 from service_harness import PASSWORD, drawn_photo, password_hash
 
@@ -137,7 +137,7 @@ def test_retrain_shadow_gate_promote_rollback(
         with first.state.sessions() as session:
             out = retrain(
                 session,
-                ImageStore(workdir / "service" / "images"),
+                FolderStore(workdir / "service" / "images"),
                 Workdir(workdir),
                 RETRAIN,
                 actor="test",

@@ -24,12 +24,11 @@ def export(
 ) -> None:
     """Write every standing human decision as a labelled manifest for retraining."""
     from photosieve.feedback.export import export_labels
-    from photosieve.store.images import ImageStore
 
     settings = settings_for(workdir)
     out = out or Workdir(settings.workdir).feedback_labels
     with open_database(workdir) as session:
-        summary = export_labels(session, ImageStore(settings.resolved_data_dir), out)
+        summary = export_labels(session, settings.photo_store(), out)
     table = Table(title=f"labels from reviewers → {out}")
     table.add_column("review kind")
     table.add_column("photos", justify="right")

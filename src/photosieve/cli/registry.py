@@ -68,7 +68,6 @@ def retrain(
     """Reviewers' labels + earlier data → split → train → calibrate → a registered candidate."""
     from photosieve.feedback.retrain import RetrainConfig, retrain
     from photosieve.policy.certify import InsufficientPositivesError
-    from photosieve.store.images import ImageStore
 
     settings = settings_for(workdir)
     cfg = RetrainConfig(
@@ -81,7 +80,7 @@ def retrain(
         try:
             out = retrain(
                 session,
-                ImageStore(settings.resolved_data_dir),
+                settings.photo_store(),
                 Workdir(settings.workdir),
                 cfg,
                 actor=_actor(),

@@ -87,7 +87,7 @@ def serve(
     table.add_column("value")
     table.add_row("URL", f"http://{host}:{port}/")
     table.add_row("database", settings.resolved_database_url)
-    table.add_row("images", str(settings.resolved_data_dir))
+    table.add_row("images", settings.photo_store().location)
     if app is not None:
         table.add_row("model", app.state.model_version)
     else:

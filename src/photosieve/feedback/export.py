@@ -17,7 +17,7 @@ import pandas as pd
 from sqlalchemy.orm import Session
 
 from photosieve.store import decisions
-from photosieve.store.images import ImageStore
+from photosieve.store.photos import PhotoStore
 
 EXPORT_COLUMNS: tuple[str, ...] = (
     "path",
@@ -44,17 +44,19 @@ class ExportSummary:
     missing_files: int
 
 
-def decided_labels(session: Session, store: ImageStore) -> tuple[pd.DataFrame, int]:
+def decided_labels(session: Session, store: PhotoStore, cache: Path) -> tuple[pd.DataFrame, int]:
     """One row per upload with a standing (not undone) human decision; the latest one wins.
 
-    Returns the rows and how many decided uploads were skipped because their photo file is
-    no longer in the image store.
+    `path` is the store's own file (folder store) or a copy downloaded under `cache` (S3).
+    Returns the rows and how many decided uploads were skipped because their photo is no
+    longer in the image store.
     """
     latest: dict[str, dict[str, object]] = {}
     missing: set[str] = set()
     for decision, item, upload in decisions.standing_with_items(session):
-        path = store.path_for(upload.sha256)
-        if not path.is_file():
+        try:
+            path = store.local_copy(upload.sha256, cache)
+        except FileNotFoundError:
             missing.add(upload.id)
             continue
         latest[upload.id] = {
@@ -74,9 +76,12 @@ def decided_labels(session: Session, store: ImageStore) -> tuple[pd.DataFrame, i
     return frame, len(missing - set(latest))
 
 
-def export_labels(session: Session, store: ImageStore, out: Path) -> ExportSummary:
-    """Write the decided uploads as a manifest CSV (atomically) and summarise it."""
-    frame, missing = decided_labels(session, store)
+def export_labels(session: Session, store: PhotoStore, out: Path) -> ExportSummary:
+    """Write the decided uploads as a manifest CSV (atomically) and summarise it.
+
+    Photos of a remote store are downloaded once into `<out folder>/photos/`.
+    """
+    frame, missing = decided_labels(session, store, out.parent / "photos")
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.with_name(f".{out.name}.tmp")
     frame.to_csv(staging, index=False)

@@ -40,8 +40,8 @@ from photosieve.pipeline import calibrate_bundle, train_bundle
 from photosieve.records import MANIFEST_COLUMNS, Split
 from photosieve.store import registry
 from photosieve.store.db import begin_write
-from photosieve.store.images import ImageStore
 from photosieve.store.models import ItemKind, ModelStatus
+from photosieve.store.photos import PhotoStore
 from photosieve.vision.embed import Embedder, embed_files
 
 MERGE_COLUMNS = ("path", "label", "source", "sha256", "phash")
@@ -122,7 +122,7 @@ def _store_bundle(bundle: ModelBundle, models: Path) -> Path:
 
 def retrain(
     session: Session,
-    images: ImageStore,
+    images: PhotoStore,
     workdir: Workdir,
     cfg: RetrainConfig | None = None,
     *,

@@ -46,8 +46,8 @@ from photosieve.service.startup import preflight
 from photosieve.service.webhooks import WebhookSender
 from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
-from photosieve.store.images import ImageStore
 from photosieve.store.models import utcnow
+from photosieve.store.photos import StorageError
 
 log = logging.getLogger(__name__)
 # Room for the multipart envelope and the user_id field around the image itself.
@@ -81,15 +81,15 @@ def _model_version(scorer: ImageScorer) -> str:
 def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None = None) -> FastAPI:
     """Build the moderation service. `scorer` defaults to the bundle named in `settings`."""
     settings = settings if settings is not None else Settings()
-    # Writable folders; no empty database created beside stored photos (StartupError).
-    preflight(settings)
+    images = settings.photo_store()  # a folder, or an S3 bucket (`PHOTOSIEVE_STORAGE_URL`)
+    # Writable folders and store; no empty database created beside stored photos (StartupError).
+    preflight(settings, images=images)
     secret_key = resolve_secret_key(settings)  # configured, or generated once in the workdir
     engine = make_engine(settings.resolved_database_url)
     migrate(engine)
     sessions = make_sessionmaker(engine)
     # The registry's live model (a fresh install registers the configured bundle as live).
     scorer = scorer if scorer is not None else load_live_scorer(sessions, settings)
-    images = ImageStore(settings.resolved_data_dir)
 
     def is_recorded(sha256: str) -> bool:
         with sessions() as session:
@@ -169,6 +169,17 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         detail = {
             "reason": "database_unavailable",
             "message": "the database cannot take this request now; see /readyz",
+        }
+        return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
+
+    @app.exception_handler(StorageError)
+    async def storage_unavailable(_request: Request, exc: Exception) -> JSONResponse:
+        # The photo store (an S3 bucket, a full disk) refused or did not answer: nothing was
+        # recorded, the request may be retried.
+        log.error("photo store error: %s", exc)
+        detail = {
+            "reason": "storage_unavailable",
+            "message": "the photo store cannot take this request now; see /readyz",
         }
         return JSONResponse({"detail": detail}, status_code=503, headers={"Retry-After": "5"})
 

@@ -18,6 +18,8 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from photosieve.config import AUDIT_RATE, Workdir
 from photosieve.paths import default_workdir
 from photosieve.service.decoding import usable_cores
+from photosieve.store.photos import PhotoStore, open_photo_store
+from photosieve.store.s3 import parse_s3_url
 from photosieve.vision.decode import ANIMATION_FRAMES
 
 MIN_SECRET_LENGTH = 32
@@ -49,6 +51,18 @@ def default_onnx_threads(workers: int = 1) -> int:
     return max(1, usable_cores() // (2 * workers))
 
 
+def check_storage_url(url: str) -> str:
+    """`url` when it names an S3 bucket (`s3://bucket[/prefix]`); ValueError saying why not."""
+    try:
+        parse_s3_url(url)
+    except ValueError:
+        raise ValueError(
+            f"PHOTOSIEVE_STORAGE_URL must be s3://bucket/prefix, not {url!r}; leave it unset "
+            "to keep photos in the folder PHOTOSIEVE_DATA_DIR"
+        ) from None
+    return url
+
+
 class Settings(BaseSettings):
     """How the moderation service runs. Every field can be set as `PHOTOSIEVE_<NAME>`."""
 
@@ -60,6 +74,15 @@ class Settings(BaseSettings):
     database_url: str | None = None
     # None → `<workdir>/service/images` (content-addressed by SHA-256).
     data_dir: Path | None = None
+    # None → photos in the folder `data_dir`; `s3://bucket/prefix` → an S3-compatible bucket
+    # (`photosieve[s3]`; credentials from boto3's standard chain), so replicas keep no state.
+    storage_url: str | None = None
+    # The S3 server (None: AWS, or `AWS_ENDPOINT_URL_S3`) and region (None: boto3's default).
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    # Start-up recovery leaves staged S3 objects younger than this alone: another replica may
+    # be committing the upload they belong to.
+    storage_stage_grace_seconds: float = Field(default=15 * 60, ge=0)
     # None → `<workdir>/bundle` (the trained bundle of the main job).
     bundle_path: Path | None = None
     # None → a random key kept in `<workdir>/service/secret_key` (created on first start).
@@ -132,6 +155,8 @@ class Settings(BaseSettings):
     def _refuse_unsafe(self) -> Settings:
         if self.secret_key is not None:
             check_secret(self.secret_key)
+        if self.storage_url is not None:
+            check_storage_url(self.storage_url)
         return self
 
     @property
@@ -158,3 +183,13 @@ class Settings(BaseSettings):
         if self.bundle_path is not None:
             return self.bundle_path
         return Workdir(self.workdir).bundle
+
+    def photo_store(self) -> PhotoStore:
+        """The photo store these settings name (no request is made to it here)."""
+        return open_photo_store(
+            self.resolved_data_dir,
+            self.storage_url,
+            endpoint_url=self.s3_endpoint_url,
+            region=self.s3_region,
+            stage_grace_seconds=self.storage_stage_grace_seconds,
+        )

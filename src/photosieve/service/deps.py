@@ -20,8 +20,8 @@ from sqlalchemy.orm import Session
 from photosieve.service import security
 from photosieve.service.config import Settings
 from photosieve.service.moderation import Moderator
-from photosieve.store.images import ImageStore
 from photosieve.store.models import ApiKey, User
+from photosieve.store.photos import PhotoStore
 
 
 def get_settings(request: Request) -> Settings:
@@ -40,15 +40,15 @@ def get_moderator(request: Request) -> Moderator:
     return moderator
 
 
-def get_images(request: Request) -> ImageStore:
-    images: ImageStore = request.app.state.images
+def get_images(request: Request) -> PhotoStore:
+    images: PhotoStore = request.app.state.images
     return images
 
 
 DbSession = Annotated[Session, Depends(get_db)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 ModeratorDep = Annotated[Moderator, Depends(get_moderator)]
-ImagesDep = Annotated[ImageStore, Depends(get_images)]
+ImagesDep = Annotated[PhotoStore, Depends(get_images)]
 
 
 def current_user(

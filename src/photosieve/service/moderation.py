@@ -44,7 +44,6 @@ from photosieve.service.models import ShadowModel, score_frames
 from photosieve.store import bank, decisions, evidence, queue, registry, uploads
 from photosieve.store import webhooks as outbox
 from photosieve.store.db import begin_write
-from photosieve.store.images import ImageStore
 from photosieve.store.models import (
     ItemKind,
     ReviewDecision,
@@ -54,6 +53,7 @@ from photosieve.store.models import (
     User,
     utcnow,
 )
+from photosieve.store.photos import PhotoStore
 from photosieve.store.queue import ConflictError, NotFoundError
 from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, decode, read_header
 
@@ -87,14 +87,14 @@ def request_fingerprint(sha256: str, user_id: str) -> str:
 
 
 class Moderator:
-    """Upload, appeal and review operations over one store, scorer and image folder."""
+    """Upload, appeal and review operations over one store, scorer and photo store."""
 
     def __init__(
         self,
         settings: Settings,
         sessions: sessionmaker[Session],
         scorer: ImageScorer,
-        images: ImageStore,
+        images: PhotoStore,
         metrics: Metrics,
         rng: random.Random | None = None,
         batcher: MicroBatcher | None = None,

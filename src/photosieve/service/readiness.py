@@ -5,7 +5,8 @@ Each check does the real thing and undoes it, because "the database answers SELE
 
 - `database`: an UPDATE in a transaction that is rolled back (fails on a read-only SQLite file,
   a read-only PostgreSQL role or `default_transaction_read_only`), with a short lock wait;
-- `image_store`: create, fsync and delete a file in the store's temp folder;
+- `image_store`: create (fsync) and delete a probe where uploads are staged: a file in the
+  folder store's temp folder, an object under the S3 store's staging prefix;
 - `model`: a scorer is loaded and names its model version.
 
 Details returned to the caller are short (exception class and first line); the full error,
@@ -14,10 +15,7 @@ paths included, goes to the log.
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import os
-import secrets
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -25,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import SQLAlchemyError
 
 from photosieve.store.db import probe_write
-from photosieve.store.images import ImageStore
+from photosieve.store.photos import PhotoStore, StorageError
 
 log = logging.getLogger(__name__)
 LOCK_WAIT_MS = 2000
@@ -56,21 +54,14 @@ def check_database(engine: Engine) -> CheckResult:
     return CheckResult("database", True, "writable")
 
 
-def check_image_store(images: ImageStore) -> CheckResult:
-    """Write, fsync and delete a probe file where uploads are staged."""
-    probe = images.tmp / f".ready-{secrets.token_hex(8)}"
+def check_image_store(images: PhotoStore) -> CheckResult:
+    """Write and delete a probe where uploads are staged (a file, or an S3 object)."""
     try:
-        images.tmp.mkdir(parents=True, exist_ok=True)
-        with open(probe, "wb") as handle:
-            handle.write(b"ready")
-            handle.flush()
-            os.fsync(handle.fileno())
-        probe.unlink()
+        images.check_writable()
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            probe.unlink()
-        log.warning("readiness: image store %s is not writable: %s", images.root, exc)
-        return CheckResult("image_store", False, f"not writable: {type(exc).__name__}")
+        log.warning("readiness: image store %s is not writable: %s", images.location, exc)
+        cause = exc.__cause__ if isinstance(exc, StorageError) and exc.__cause__ else exc
+        return CheckResult("image_store", False, f"not writable: {type(cause).__name__}")
     return CheckResult("image_store", True, "writable")
 
 

@@ -1,8 +1,8 @@
 """Start-up checks of the service: refuse, in one line naming the path, what would go wrong later.
 
 - A folder the service writes to (the SQLite database's, the image store's, the workdir) must be
-  creatable and writable; otherwise start-up fails with `StartupError` naming the path, not a
-  traceback from deep inside SQLite.
+  creatable and writable, and an S3 photo store must take a probe object; otherwise start-up
+  fails with `StartupError` naming the place, not a traceback from deep inside SQLite or boto3.
 - A missing (or never migrated) database next to an image store that already holds photos is
   refused: migrating would silently create an empty database, and every API key and login would
   then fail with 401 while the photos sit orphaned. The message names both places and the two
@@ -22,7 +22,7 @@ from sqlalchemy.exc import SQLAlchemyError
 
 from photosieve.service.config import Settings
 from photosieve.store.db import current_revision, make_engine
-from photosieve.store.images import ImageStore
+from photosieve.store.photos import PhotoStore, StorageError
 
 RECOVER = (
     "restore the database from a backup, or run `photosieve db upgrade` to create an empty "
@@ -76,25 +76,41 @@ def _database_missing(url: str, engine: Engine | None) -> bool:
             engine.dispose()
 
 
-def check_database(settings: Settings, engine: Engine | None = None) -> None:
+def check_database(
+    settings: Settings, engine: Engine | None = None, images: PhotoStore | None = None
+) -> None:
     """StartupError when the database is missing but the image store holds photos."""
     url = settings.resolved_database_url
-    images = ImageStore(settings.resolved_data_dir)
-    if not images.has_photos():
+    images = images if images is not None else settings.photo_store()
+    try:
+        has_photos = images.has_photos()
+    except StorageError as exc:
+        raise StartupError(f"cannot read the image store {images.location}: {exc}") from exc
+    if not has_photos:
         return
     if _database_missing(url, engine):
         shown = sqlite_path(url) or make_url(url).render_as_string(hide_password=True)
         raise StartupError(
             f"the database {shown} is missing (or empty) but the image store "
-            f"{images.root} already holds photos; refusing to start with an empty database "
+            f"{images.location} already holds photos; refusing to start with an empty database "
             f"(every API key and login would fail): {RECOVER}"
         )
 
 
-def preflight(settings: Settings, engine: Engine | None = None) -> None:
-    """Every start-up check: writable folders, then no empty database beside stored photos."""
+def preflight(
+    settings: Settings, engine: Engine | None = None, images: PhotoStore | None = None
+) -> None:
+    """Every start-up check: writable folders and photo store, then no empty database beside
+    stored photos. `images` defaults to the store `settings` name."""
     path = sqlite_path(settings.resolved_database_url)
     if path is not None:
         ensure_writable(path.parent, "database folder")
-    ensure_writable(settings.resolved_data_dir, "image store")
-    check_database(settings, engine)
+    images = images if images is not None else settings.photo_store()
+    if settings.storage_url is None:
+        ensure_writable(settings.resolved_data_dir, "image store")
+    else:
+        try:
+            images.check_writable()
+        except StorageError as exc:
+            raise StartupError(f"cannot write to the image store {images.location}: {exc}") from exc
+    check_database(settings, engine, images)

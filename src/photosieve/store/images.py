@@ -1,4 +1,4 @@
-"""Content-addressed image store on local disk: `<root>/ab/cd/<sha256>`, written atomically.
+"""The default photo store: a local folder, `<root>/ab/cd/<sha256>`, written atomically.
 
 An upload's file and its database rows land together or not at all:
 
@@ -29,16 +29,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO
 
-_HEX = frozenset("0123456789abcdef")
+from photosieve.store.photos import StorageError, check_sha, fanout
+
 # Longer than any upload spends between staging and publishing (each of its waits is bounded
 # by 30 s): a younger staged file may be another serving process's upload in flight.
 IN_FLIGHT_SECONDS = 600.0
-
-
-def _check_sha(sha256: str) -> str:
-    if len(sha256) != 64 or not set(sha256) <= _HEX:
-        raise ValueError(f"not a lowercase hex SHA-256: {sha256!r}")
-    return sha256
 
 
 @dataclass
@@ -51,7 +46,11 @@ class StagedImage:
     def publish(self) -> None:
         """Move the file into place (after the database commit)."""
         self.final_path.parent.mkdir(parents=True, exist_ok=True)
-        os.replace(self.temp_path, self.final_path)
+        try:
+            os.replace(self.temp_path, self.final_path)
+        except FileNotFoundError:
+            if not self.final_path.is_file():  # else: another process's recovery published it
+                raise
 
     def discard(self) -> None:
         """Remove the staged file (after a failed commit)."""
@@ -59,31 +58,43 @@ class StagedImage:
             self.temp_path.unlink()
 
 
-class ImageStore:
-    """Photos by SHA-256 under one folder."""
+def write_durably(path: Path, data: bytes) -> None:
+    """Write `data` to `path` and fsync it; no partial file is left behind on failure."""
+    try:
+        with open(path, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+
+
+class FolderStore:
+    """Photos by SHA-256 under one folder (a `PhotoStore`)."""
 
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.tmp = self.root / "tmp"
 
+    @property
+    def location(self) -> str:
+        return str(self.root)
+
     def path_for(self, sha256: str) -> Path:
-        sha = _check_sha(sha256)
-        return self.root / sha[:2] / sha[2:4] / sha
+        return self.root / fanout(sha256)
 
     def stage(self, data: bytes, sha256: str) -> StagedImage:
-        """Write `data` durably to a temp file next to its final place."""
+        """Write `data` durably to a temp file next to its final place; StorageError if the
+        folder cannot take it."""
         final = self.path_for(sha256)
-        self.tmp.mkdir(parents=True, exist_ok=True)
         temp = self.tmp / f"{sha256}.{secrets.token_hex(8)}.tmp"
         try:
-            with open(temp, "wb") as handle:
-                handle.write(data)
-                handle.flush()
-                os.fsync(handle.fileno())
-        except BaseException:
-            with contextlib.suppress(FileNotFoundError):
-                temp.unlink()
-            raise
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            write_durably(temp, data)
+        except OSError as exc:  # a full disk, a folder that is not one
+            raise StorageError(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
         return StagedImage(temp, final)
 
     def read(self, sha256: str) -> bytes:
@@ -93,11 +104,17 @@ class ImageStore:
     def exists(self, sha256: str) -> bool:
         return self.path_for(sha256).is_file()
 
+    def delete(self, sha256: str) -> None:
+        self.path_for(sha256).unlink(missing_ok=True)
+
     def files(self) -> list[Path]:
         """Every published file (for checks and tests)."""
         if not self.root.is_dir():
             return []
         return [p for p in self.root.glob("??/??/*") if p.is_file()]
+
+    def photos(self) -> list[str]:
+        return sorted(p.name for p in self.files())
 
     def has_photos(self) -> bool:
         """Whether any photo is published (stops at the first one found)."""
@@ -108,6 +125,9 @@ class ImageStore:
     def staged(self) -> list[Path]:
         """Temp files not yet published or discarded."""
         return sorted(self.tmp.glob("*.tmp")) if self.tmp.is_dir() else []
+
+    def staged_count(self) -> int:
+        return len(self.staged())
 
     def recover(
         self, is_recorded: Callable[[str], bool], *, min_age_s: float = 0.0
@@ -127,7 +147,7 @@ class ImageStore:
                 continue
             sha = temp.name.split(".", 1)[0]
             try:
-                known = is_recorded(_check_sha(sha))
+                known = is_recorded(check_sha(sha))
             except ValueError:
                 known = False
             if known:
@@ -138,6 +158,25 @@ class ImageStore:
                 temp.unlink(missing_ok=True)
                 deleted += 1
         return published, deleted
+
+    def check_writable(self) -> None:
+        """Write, fsync and delete a probe file where uploads are staged."""
+        probe = self.tmp / f".ready-{secrets.token_hex(8)}"
+        try:
+            self.tmp.mkdir(parents=True, exist_ok=True)
+            write_durably(probe, b"ready")
+            probe.unlink()
+        except OSError as exc:
+            with contextlib.suppress(OSError):
+                probe.unlink()
+            raise StorageError(f"{type(exc).__name__}: {exc.strerror or exc}") from exc
+
+    def local_copy(self, sha256: str, cache: Path) -> Path:
+        """The store's own file (no copy is made); FileNotFoundError if absent."""
+        path = self.path_for(sha256)
+        if not path.is_file():
+            raise FileNotFoundError(path)
+        return path
 
     def start_serving(self, is_recorded: Callable[[str], bool]) -> tuple[ServingLock, int, int]:
         """Recover after a crash, then hold the store's serving lock until `close()`.

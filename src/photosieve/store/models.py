@@ -79,6 +79,10 @@ class ItemStatus(enum.StrEnum):
     DECIDED = "decided"
 
 
+# Items still in the queue (the predicate of the partial index `ix_review_items_open`).
+OPEN_ITEMS = f"status IN ('{ItemStatus.PENDING.value}', '{ItemStatus.CLAIMED.value}')"
+
+
 class Role(enum.StrEnum):
     REVIEWER = "reviewer"
     ADMIN = "admin"
@@ -216,6 +220,15 @@ class ReviewItem(Base):
         CheckConstraint(f"kind IN ({_values(ItemKind)})", name="ck_review_items_kind"),
         CheckConstraint(f"status IN ({_values(ItemStatus)})", name="ck_review_items_status"),
         Index("ix_review_items_queue", "status", "created_at", "id"),
+        # The claim's ORDER BY over open items only: PostgreSQL reads the oldest claimable rows
+        # from here instead of sorting every pending item (`queue.candidates_query`).
+        Index(
+            "ix_review_items_open",
+            "created_at",
+            "id",
+            postgresql_where=text(OPEN_ITEMS),
+            sqlite_where=text(OPEN_ITEMS),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

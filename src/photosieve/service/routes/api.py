@@ -212,7 +212,7 @@ def get_upload_image(
         raise _error(404, "not_found", f"no upload {upload_id}")
     try:
         data = images.read(upload.sha256)
-    except FileNotFoundError as exc:
+    except FileNotFoundError as exc:  # a StorageError (store unreachable) answers 503
         raise _error(404, "image_missing", "the stored photo is missing") from exc
     return Response(
         data,
