@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from photosieve.cli import (
+    bank,
     batch,
     capacity,
     data,
@@ -43,5 +44,6 @@ def version() -> None:
     typer.echo(__version__)
 
 
-for _module in (embed, data, learn, policy, batch, serve, feedback, production, capacity, demo, db):
+_STAGES = (embed, data, learn, policy, batch, serve, feedback, production, capacity, demo, db, bank)
+for _module in _STAGES:
     _module.register(app)

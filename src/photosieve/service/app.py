@@ -38,6 +38,7 @@ from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.images import ImageStore
 from photosieve.store.models import utcnow
+from photosieve.store.pdq_bank import PdqBank
 
 log = logging.getLogger(__name__)
 # Room for the multipart envelope and the user_id field around the image itself.
@@ -103,7 +104,10 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.metrics = metrics
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
-    app.state.moderator = Moderator(settings, sessions, scorer, images, metrics)
+    pdq_bank = PdqBank()
+    with sessions() as session:  # the known-bad PDQ index, built once from the database
+        pdq_bank.load(session)
+    app.state.moderator = Moderator(settings, sessions, scorer, images, metrics, pdq_bank=pdq_bank)
     app.state.clock = utcnow  # sessions and sign-in throttling read the time here (tests move it)
     app.state.decode_gate = DecodeGate(
         settings.decode_slots,

@@ -2,8 +2,9 @@
 
 `Moderator` is the one place the rules live (routes only translate HTTP):
 
-- upload: decode (within the header limits, reduced for the model) → pHash of the reduced
-  photo → score → known-bad near-match? removed : the policy's band
+- upload: decode (within the header limits, reduced for the model) → PDQ (8 rotations/mirrors)
+  and pHash of the reduced photo → score → known-bad near-match (`hashbank`)? removed : the
+  policy's band
   (approve / review → queue `model_band` / remove → bank); a share of approvals is queued as
   `audit`. File and rows are written together (see `storage`). Uploads belong to the sending
   client; with an Idempotency-Key a retry returns the first upload (unique per client and key).
@@ -43,8 +44,10 @@ from photosieve.store.models import (
     User,
     utcnow,
 )
+from photosieve.store.pdq_bank import PdqBank
 from photosieve.store.queue import ConflictError, NotFoundError
 from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, decode, read_header
+from photosieve.vision.pdq import PdqHash
 
 # The model input side assumed when the scorer does not say (EfficientNet-Lite0: 224 px).
 DEFAULT_DRAFT_SIZE = 224
@@ -101,6 +104,7 @@ class Moderator:
         images: ImageStore,
         metrics: Metrics,
         rng: random.Random | None = None,
+        pdq_bank: PdqBank | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -108,6 +112,8 @@ class Moderator:
         self.images = images
         self.metrics = metrics
         self.rng = rng or random.Random()
+        # The bank's PDQ index (loaded from the database on first use when not given).
+        self.pdq_bank = pdq_bank if pdq_bank is not None else PdqBank()
 
     def production_recall(self, session: Session) -> dict[str, Any] | None:
         """The live model's recall certified on production evidence (census + audits) at its
@@ -185,6 +191,7 @@ class Moderator:
         dims = (decoded.header.width, decoded.header.height)
         # The hash of the reduced photo: imagehash's LANCZOS resize of a full-size one took 15 s.
         image_hash = hashbank.phash(image)
+        variants = hashbank.pdq_variants(image)  # (8,) the photo's own PDQ hash first
         # The slow part, outside any transaction. Every sampled frame of an animation is scored
         # and the most offensive-looking one decides: a harmless first frame hides nothing.
         scored = max(self.scorer.score_images(decoded.all_frames), key=lambda s: s.score)
@@ -193,6 +200,8 @@ class Moderator:
             user_id=user_id,
             sha256=sha,
             phash=image_hash,
+            pdq=variants[0].hex,
+            pdq_quality=variants[0].quality,
             image_format=image_format,
             width=dims[0],
             height=dims[1],
@@ -210,7 +219,7 @@ class Moderator:
         try:
             with self.sessions() as session:
                 begin_write(session)
-                outcome = self._record(session, scored, new)
+                outcome = self._record(session, scored, new, variants)
                 session.commit()
         except IntegrityError:
             staged.discard()
@@ -255,11 +264,29 @@ class Moderator:
             kind = ItemKind.HASH_MATCH.value if upload.reason == UploadReason.HASH_MATCH else None
         return UploadOutcome(upload, kind, replayed=True)
 
+    def _bankable_pdq(self, pdq: str | None, quality: int | None) -> str | None:
+        """The PDQ hash to bank for a photo, or None when its quality is too low."""
+        if pdq is None or quality is None or quality < self.settings.pdq_min_quality:
+            return None
+        return pdq
+
     def _record(
-        self, session: Session, scored: ScoredLike, new: uploads.NewUpload
+        self,
+        session: Session,
+        scored: ScoredLike,
+        new: uploads.NewUpload,
+        variants: list[PdqHash],
     ) -> UploadOutcome:
         image_hash = new.phash
-        hit = hashbank.match(session, image_hash, self.settings.hash_match_distance)
+        hit = hashbank.match(
+            session,
+            image_hash,
+            self.settings.hash_match_distance,
+            pdq_bank=self.pdq_bank,
+            variants=variants,
+            pdq_distance=self.settings.pdq_match_distance,
+            min_quality=self.settings.pdq_min_quality,
+        )
         decision = Decision(scored.decision)
         if hit is not None:
             status, reason = UploadStatus.REMOVED, UploadReason.HASH_MATCH
@@ -276,6 +303,7 @@ class Moderator:
                 reason=reason.value,
                 matched_upload_id=hit.source_upload_id if hit else None,
                 match_distance=hit.distance if hit else None,
+                match_hash=hit.hash if hit else None,
                 audit_probability=audited,
             ),
         )
@@ -288,7 +316,11 @@ class Moderator:
         elif audited is not None and self.rng.random() < audited:
             kind = ItemKind.AUDIT
         if status is UploadStatus.REMOVED:
-            bank.add(session, image_hash, upload.id, confirmed=False)
+            pdq = self._bankable_pdq(new.pdq, new.pdq_quality)
+            bank.add(
+                session, image_hash, upload.id, confirmed=False,
+                pdq=pdq, pdq_quality=new.pdq_quality,
+            )  # fmt: skip
         if kind is not None:
             queue.enqueue(session, upload.id, kind)
         return UploadOutcome(upload, kind.value if kind else None)
@@ -321,7 +353,11 @@ class Moderator:
             uploads.set_status(
                 session, upload, UploadStatus.REMOVED.value, UploadReason.REVIEWER.value, final=True
             )
-            bank.add(session, upload.phash, upload.id, confirmed=True, decision_id=decision.id)
+            bank.add(
+                session, upload.phash, upload.id, confirmed=True, decision_id=decision.id,
+                pdq=self._bankable_pdq(upload.pdq, upload.pdq_quality),
+                pdq_quality=upload.pdq_quality,
+            )  # fmt: skip
         else:
             uploads.set_status(
                 session,

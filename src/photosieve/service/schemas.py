@@ -25,8 +25,13 @@ class ErrorResponse(BaseModel):
 
 
 class HashMatchPublic(BaseModel):
-    upload_id: str = Field(description="the removed upload this photo near-matches")
-    distance: int = Field(description="differing bits of the 64-bit perceptual hash")
+    upload_id: str | None = Field(
+        description="the removed upload this photo near-matches (None: an imported hash list)"
+    )
+    distance: int = Field(description="differing bits of the matching hash")
+    hash: Literal["pdq", "phash"] = Field(
+        default="phash", description="which hash matched: 256-bit PDQ or 64-bit pHash"
+    )
 
 
 class UploadPublic(BaseModel):

@@ -30,8 +30,12 @@ def upload_created(upload: Upload, queued_as: str | None) -> UploadCreated:
 
 def _upload_fields(upload: Upload) -> dict[str, object]:
     match = None
-    if upload.matched_upload_id is not None and upload.match_distance is not None:
-        match = HashMatchPublic(upload_id=upload.matched_upload_id, distance=upload.match_distance)
+    if upload.match_distance is not None:
+        match = HashMatchPublic(
+            upload_id=upload.matched_upload_id,
+            distance=upload.match_distance,
+            hash=upload.match_hash or "phash",  # type: ignore[arg-type]
+        )
     return {
         "id": upload.id,
         "user_id": upload.user_id,
