@@ -69,23 +69,33 @@ def chunk_values(codes: np.ndarray, chunk: int) -> np.ndarray:
 
 def distances(codes: np.ndarray, query: np.ndarray) -> np.ndarray:
     """Hamming distances between each (N, 4) code and one (4,) or (N, 4) query."""
-    return np.bitwise_count(np.bitwise_xor(codes, query)).sum(axis=1, dtype=np.int64)
+    bits = np.bitwise_count(np.bitwise_xor(codes, query))  # (N, 4) uint8
+    total = bits[:, 0].astype(np.int16)  # four column adds beat a row-wise sum
+    total += bits[:, 1]
+    total += bits[:, 2]
+    total += bits[:, 3]
+    return total
 
 
 @dataclass(frozen=True)
 class _Tables:
-    """Immutable CSR tables over `codes[:n]`: swapped whole, never changed in place."""
+    """Immutable CSR tables over `codes`: swapped whole, never changed in place.
+
+    The 11 chunks' buckets are numbered one after the other (chunk c's bucket b is
+    `bases[c] + b`), so one gather serves every chunk: bucket g holds
+    `postings[offsets[g]:offsets[g + 1]]`, the rows whose chunk has that key.
+    """
 
     codes: np.ndarray  # (n, 4) uint64
     ids: np.ndarray  # (n,) int64, the caller's ids
     key_bits: int
-    offsets: tuple[np.ndarray, ...]  # per chunk: (2^k_c + 1,) uint32 start of each bucket
-    postings: tuple[np.ndarray, ...]  # per chunk: (n,) uint32 rows sorted by bucket
+    bases: tuple[int, ...]  # first bucket number of each chunk
+    offsets: np.ndarray  # (Σ 2^k_c + 1,) uint32 start of each bucket in `postings`
+    postings: np.ndarray  # (11 n,) uint32 rows, chunk after chunk, by bucket
 
     @property
     def nbytes(self) -> int:
-        arrays = (self.codes, self.ids, *self.offsets, *self.postings)
-        return sum(a.nbytes for a in arrays)
+        return sum(a.nbytes for a in (self.codes, self.ids, self.offsets, self.postings))
 
 
 def _no_codes() -> np.ndarray:
@@ -100,21 +110,36 @@ def _key_bits(n: int) -> int:
     return max(8, round(math.log2(max(n, 1))))
 
 
+def _chunk_keys(key_bits: int) -> list[int]:
+    return [min(width, key_bits) for width in CHUNK_WIDTHS]
+
+
 def _build(codes: np.ndarray, ids: np.ndarray) -> _Tables:
     n = len(codes)
     key_bits = _key_bits(n)
-    offsets, postings = [], []
-    for chunk, width in enumerate(CHUNK_WIDTHS):
-        k = min(width, key_bits)
+    keys = _chunk_keys(key_bits)
+    bases = tuple(int(b) for b in np.cumsum([0] + [1 << k for k in keys[:-1]]))
+    offsets = np.empty(bases[-1] + (1 << keys[-1]) + 1, np.uint32)
+    postings = np.empty(len(CHUNK_WIDTHS) * n, np.uint32)
+    for chunk, (width, k) in enumerate(zip(CHUNK_WIDTHS, keys, strict=True)):
         buckets = chunk_values(codes, chunk) >> np.uint32(width - k)
-        order = np.argsort(buckets, kind="stable").astype(np.uint32)
+        postings[chunk * n : (chunk + 1) * n] = np.argsort(buckets, kind="stable")
         counts = np.bincount(buckets, minlength=1 << k)
-        offset = np.zeros((1 << k) + 1, dtype=np.uint32)
-        np.cumsum(counts, out=offset[1:])
-        offsets.append(offset)
-        postings.append(order)
+        starts = offsets[bases[chunk] : bases[chunk] + (1 << k)]
+        np.cumsum(counts, out=starts)
+        starts -= counts.astype(np.uint32)
+        starts += np.uint32(chunk * n)
         del buckets, counts
-    return _Tables(codes, ids, key_bits, tuple(offsets), tuple(postings))
+    offsets[-1] = len(postings)
+    return _Tables(codes, ids, key_bits, bases, offsets, postings)
+
+
+@cache
+def _probe_plan(n_queries: int, key_bits: int) -> tuple[np.ndarray, ...]:
+    """Per chunk the XOR masks of its probes, and the query each probe of a lookup serves."""
+    masks = [_flip_masks(k, CHUNK_RADIUS) for k in _chunk_keys(key_bits)]
+    owner = np.concatenate([np.repeat(np.arange(n_queries), len(m)) for m in masks])
+    return (owner, *masks)
 
 
 def _expand(starts: np.ndarray, ends: np.ndarray, owner: np.ndarray) -> tuple[np.ndarray, ...]:
@@ -218,23 +243,21 @@ class PdqIndex:
         tables: _Tables, queries: np.ndarray, max_distance: int
     ) -> tuple[np.ndarray, np.ndarray]:
         """Rows of `tables` within `max_distance` of a query, with their distances."""
-        rows, owners = [], []
-        for chunk, width in enumerate(CHUNK_WIDTHS):
-            k = min(width, tables.key_bits)
-            # Flips of the chunk's low (width - k) bits stay in the bucket: probe the buckets
-            # within the radius of the query's bucket, each once.
-            masks = _flip_masks(k, CHUNK_RADIUS)
+        owner, *masks = _probe_plan(len(queries), tables.key_bits)
+        # Flips of a chunk's low (width - k) bits stay in its bucket: probe the buckets within
+        # the radius of the query's bucket, each once, every chunk in one array.
+        buckets = []
+        keys = _chunk_keys(tables.key_bits)
+        for chunk, (width, k) in enumerate(zip(CHUNK_WIDTHS, keys, strict=True)):
             own = chunk_values(queries, chunk) >> np.uint32(width - k)
-            bucket = (own[:, None] ^ masks).ravel()  # (Q × P,)
-            offsets = tables.offsets[chunk]
-            owner = np.repeat(np.arange(len(queries)), len(masks))
-            positions, owner = _expand(offsets[bucket], offsets[bucket + 1], owner)
-            rows.append(tables.postings[chunk][positions])
-            owners.append(owner)
-        row = np.concatenate(rows)
+            probes = (own[:, None] ^ masks[chunk]).ravel()  # (Q × P,)
+            buckets.append(probes + np.uint32(tables.bases[chunk]))
+        bucket = np.concatenate(buckets)
+        positions, owner = _expand(tables.offsets[bucket], tables.offsets[bucket + 1], owner)
+        row = tables.postings[positions]
         # Gather whole 32-byte rows (a void view copies each with one memcpy).
         codes = tables.codes.view("V32").ravel()[row].view(np.uint64).reshape(-1, 4)
-        query = queries.view("V32").ravel()[np.concatenate(owners)].view(np.uint64).reshape(-1, 4)
+        query = queries.view("V32").ravel()[owner].view(np.uint64).reshape(-1, 4)
         d = distances(codes, query)
         keep = d <= max_distance
         return row[keep], d[keep]
