@@ -110,3 +110,25 @@ def test_a_photo_too_flat_for_pdq_is_matched_by_its_phash(service: Service) -> N
             select(KnownBadHash).where(KnownBadHash.source_upload_id == banked["id"])
         ).one()
         assert entry.pdq is None and entry.phash is not None  # not banked by PDQ
+
+
+def test_ok_on_a_match_of_an_unconfirmed_imported_hash_switches_it_off(service: Service) -> None:
+    service.set_policy(APPROVE_ALL)
+    api = service.api()
+    listed = _photo(6)
+    with service.sessions() as session:  # `photosieve bank import --unconfirmed`
+        entry = hashlist.ListedHash(pdq(listed).hex, pdq(listed).quality, "maybe.jpg")
+        hashlist.import_hashes(session, [entry], list_name="tx.csv", confirmed=False)
+        session.commit()
+    first = service.upload(api, _jpeg(listed.rotate(90, expand=True))).json()
+    assert first["reason"] == "hash_match" and first["queued_as"] == "hash_match"
+    reviewer = service.reviewer("rita")
+    (item,) = reviewer.post("/v1/review/claim", json={"limit": 5}).json()["items"]
+    decided = reviewer.post(f"/v1/review/items/{item['id']}/decision", json={"label": "ok"})
+    assert decided.status_code == 200, decided.text
+    with service.sessions() as session:
+        imported = session.scalars(
+            select(KnownBadHash).where(KnownBadHash.source_list == "maybe.jpg")
+        ).one()
+        assert imported.active is False
+    assert service.upload(api, _jpeg(listed)).json()["decision"] == "approved"

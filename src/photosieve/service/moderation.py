@@ -304,6 +304,7 @@ class Moderator:
                 matched_upload_id=hit.source_upload_id if hit else None,
                 match_distance=hit.distance if hit else None,
                 match_hash=hit.hash if hit else None,
+                matched_entry_id=hit.entry_id if hit else None,
                 audit_probability=audited,
             ),
         )
@@ -367,8 +368,9 @@ class Moderator:
                 final=True,
             )
             bank.deactivate_for_upload(
-                session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id
-            )
+                session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id,
+                matched_entry_id=upload.matched_entry_id,
+            )  # fmt: skip
         session.commit()
         self.metrics.decision_made(label.value)
         return decision

@@ -100,13 +100,19 @@ def add(
 
 
 def deactivate_for_upload(
-    session: Session, upload_id: str, decision_id: int, *, matched_upload_id: str | None = None
+    session: Session,
+    upload_id: str,
+    decision_id: int,
+    *,
+    matched_upload_id: str | None = None,
+    matched_entry_id: int | None = None,
 ) -> int:
     """Switch off the bank entries of a photo a person found ok; returns how many.
 
-    When that photo had been removed as a near-match of `matched_upload_id`, that source's
-    entries are switched off too unless a person confirmed them: the person has just judged
-    its near-twin ok.
+    When that photo had been removed as a near-match of `matched_upload_id` (entry
+    `matched_entry_id`, which may be an imported one), that source's entries and that entry are
+    switched off too unless a person confirmed them: the person has just judged its near-twin
+    ok.
     """
     switched = 0
     sources = [(upload_id, False)]
@@ -119,6 +125,17 @@ def deactivate_for_upload(
         if unconfirmed_only:
             query = query.where(KnownBadHash.confirmed.is_(False))
         result = session.execute(query.values(active=False, deactivated_by=decision_id))
+        switched += int(result.rowcount)  # type: ignore[attr-defined]
+    if matched_entry_id is not None:
+        result = session.execute(
+            update(KnownBadHash)
+            .where(
+                KnownBadHash.id == matched_entry_id,
+                KnownBadHash.active.is_(True),
+                KnownBadHash.confirmed.is_(False),
+            )
+            .values(active=False, deactivated_by=decision_id)
+        )
         switched += int(result.rowcount)  # type: ignore[attr-defined]
     return switched
 

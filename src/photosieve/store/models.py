@@ -162,6 +162,8 @@ class Upload(Base):
     matched_upload_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     match_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
     match_hash: Mapped[str | None] = mapped_column(String(8), nullable=True)  # "pdq" | "phash"
+    # The bank entry it matched (no foreign key: entries reference uploads already).
+    matched_entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     appealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     appeal_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     # The probability that this auto-approved upload was drawn for an audit, fixed before its

@@ -44,6 +44,7 @@ class NewUpload:
     matched_upload_id: str | None = None
     match_distance: int | None = None
     match_hash: str | None = None
+    matched_entry_id: int | None = None
     audit_probability: float | None = None
 
 
@@ -75,6 +76,7 @@ def insert(session: Session, new: NewUpload) -> Upload:
         matched_upload_id=new.matched_upload_id,
         match_distance=new.match_distance,
         match_hash=new.match_hash,
+        matched_entry_id=new.matched_entry_id,
         created_at=now,
         updated_at=now,
     )

@@ -22,6 +22,7 @@ def upgrade() -> None:
         batch.add_column(sa.Column("pdq", sa.String(64), nullable=True))
         batch.add_column(sa.Column("pdq_quality", sa.Integer(), nullable=True))
         batch.add_column(sa.Column("match_hash", sa.String(8), nullable=True))
+        batch.add_column(sa.Column("matched_entry_id", sa.Integer(), nullable=True))
     # Recreated with AUTOINCREMENT on SQLite: ids are never reused (the PDQ index follows new
     # entries by id).
     with op.batch_alter_table(
@@ -46,6 +47,7 @@ def downgrade() -> None:
         batch.drop_column("pdq_quality")
         batch.drop_column("pdq")
     with op.batch_alter_table("uploads") as batch:
+        batch.drop_column("matched_entry_id")
         batch.drop_column("match_hash")
         batch.drop_column("pdq_quality")
         batch.drop_column("pdq")
