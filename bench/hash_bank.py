@@ -9,7 +9,10 @@ For each bank size (default 10k, 1M, 10M synthetic random PDQ hashes) this run:
   distance (must be 100%), false hits = entries returned beyond distance 31 (must be 0);
 - on banks up to `--linear-max` (10k, 1M), times the same kind of lookup as a vectorised
   numpy linear scan (popcount of XOR against every banked hash) on the same bank, for
-  `--linear-queries` lookups, and reports the p50 ratio linear / index.
+  `--linear-queries` lookups, and reports the p50 ratio linear / index;
+- then the service's own path on a SQLite bank of `--db-rows` hashes: the index's start-up
+  load from the database (rows/s) and `PdqBank.nearest` (catch-up query for new entries, index
+  lookup, reading the hits' rows) per upload.
 
 Each lookup is timed on the wall clock and in CPU time of the calling thread (`thread_time`):
 on a loaded shared box the wall clock's tail is the scheduler's (a 2-ms lookup preempted for a
@@ -28,6 +31,7 @@ import gc
 import json
 import os
 import platform
+import tempfile
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +40,10 @@ import numpy as np
 from rich.console import Console
 from rich.table import Table
 
-from photosieve.store.pdq_index import MAX_RADIUS, PdqIndex, distances
+from photosieve.store.db import make_engine, make_sessionmaker, migrate
+from photosieve.store.hashlist import ListedHash, import_hashes
+from photosieve.store.pdq_bank import PdqBank
+from photosieve.store.pdq_index import MAX_RADIUS, PdqIndex, codes_to_hex, distances
 
 RESULTS = Path(__file__).parent / "results" / "hash_bank.json"
 VARIANTS = 8  # the hashes of one upload: its 8 rotations/mirrors
@@ -150,6 +157,43 @@ def bench_size(n: int, args: argparse.Namespace) -> dict[str, Any]:
     return row
 
 
+def bench_database(rows: int, args: argparse.Namespace) -> dict[str, Any]:
+    """The service's path on a SQLite bank of `rows` hashes: start-up load of the index from the
+    database, then `PdqBank.nearest` (catch-up query + index + reading the hits' rows)."""
+    rng = np.random.default_rng(args.seed)
+    codes = random_codes(rng, rows)
+    queries, _, _ = make_queries(rng, codes, min(args.queries, 300))
+    with tempfile.TemporaryDirectory() as tmp:
+        engine = make_engine(f"sqlite:///{tmp}/bank.db")
+        migrate(engine)
+        sessions = make_sessionmaker(engine)
+        with sessions() as session:
+            hexes = codes_to_hex(codes)
+            for start in range(0, rows, 100_000):
+                batch = [ListedHash(h, None, None) for h in hexes[start : start + 100_000]]
+                import_hashes(session, batch, list_name="bench")
+                session.commit()
+        started = time.perf_counter()
+        with sessions() as session:
+            bank = PdqBank().load(session)
+        load_s = time.perf_counter() - started
+        times = []
+        for variants in queries:
+            hexes_q = codes_to_hex(variants)
+            with sessions() as session:
+                t0 = time.perf_counter()
+                hit = bank.nearest(session, hexes_q, MAX_RADIUS)
+                times.append(time.perf_counter() - t0)
+            assert hit is not None
+        engine.dispose()
+    return {
+        "banked": rows,
+        "load_s": round(load_s, 2),
+        "load_rows_per_s": round(rows / load_s),
+        "nearest": percentiles_ms(times),
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--sizes", type=int, nargs="+", default=[10_000, 1_000_000, 10_000_000])
@@ -157,12 +201,15 @@ def main() -> None:
     parser.add_argument("--linear-max", type=int, default=1_000_000)
     parser.add_argument("--linear-queries", type=int, default=100)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--db-rows", type=int, default=200_000, help="0: skip the SQLite run")
     parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args()
     rows = []
     for n in args.sizes:
         rows.append(bench_size(n, args))
         print(json.dumps(rows[-1]), flush=True)
+    database = bench_database(args.db_rows, args) if args.db_rows else None
+    print(json.dumps(database), flush=True)
     load = os.getloadavg()
     result = {
         "benchmark": "hash_bank",
@@ -176,6 +223,7 @@ def main() -> None:
             "peak_rss_mb": round(_rss_mb("VmHWM"), 1),
         },
         "sizes": rows,
+        "sqlite_service_path": database,
     }
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=2) + "\n")
@@ -196,6 +244,12 @@ def main() -> None:
             f"{r['speedup_p50']:.0f}×" if lin else "—",
         )
     Console().print(table)
+    if database:
+        print(
+            f"SQLite bank of {database['banked']:,}: index loaded in {database['load_s']} s; "
+            f"PdqBank.nearest p50 {database['nearest']['p50_ms']} ms, "
+            f"p99 {database['nearest']['p99_ms']} ms"
+        )
     print(f"peak RSS {result['machine']['peak_rss_mb']:.0f} MB → {args.out}")
 
 
