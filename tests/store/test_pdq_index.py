@@ -109,6 +109,7 @@ def test_additions_are_found_before_and_after_the_tables_are_rebuilt() -> None:
     index = PdqIndex(delta_limit=64).build(codes[:100], np.arange(100))
     for start in range(100, 500, 50):  # through the delta, and over its limit (rebuilds)
         index.add(codes[start : start + 50], np.arange(start, start + 50))
+        index.join()
         assert len(index) == start + 50
         queries = _near_queries(rng, codes[: start + 50], 3)
         expected = _brute(codes[: start + 50], np.arange(start + 50), queries, 31)
@@ -138,6 +139,7 @@ def test_concurrent_additions_and_lookups() -> None:
         t.start()
     for t in threads:
         t.join()
+    index.join()
     assert not errors
     assert len(index) == 4000
     assert sorted(index.search(codes[3999][None, :], 0)) == [(3999, 0)]

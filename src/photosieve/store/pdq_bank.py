@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Row, select
+from sqlalchemy import Row, or_, select
 from sqlalchemy.orm import Session
 
 from photosieve.store.bank import BankMatch, best_of
@@ -29,6 +29,7 @@ from photosieve.store.pdq_index import PdqIndex, hex_to_codes
 GAP_SECONDS = 600.0  # how long an unseen id below the newest is waited for
 LOAD_BATCH = 200_000  # rows per fetch when the index is built
 RECENT_IDS = 1_000  # at load, holes among the newest ids are waited for like gaps
+MAX_GAPS = 64  # unseen id ranges looked for at once
 
 
 @dataclass
@@ -89,13 +90,14 @@ class PdqBank:
         with self._sync:
             now = self.clock()
             self._gaps = [g for g in self._gaps if now - g.since < self.gap_seconds]
-            low = min([g.lo - 1 for g in self._gaps] + [self._max_seen])
-            rows = session.execute(
+            self._gaps = self._gaps[-MAX_GAPS:]  # the oldest given up first
+            unseen = [KnownBadHash.id > self._max_seen]
+            unseen += [KnownBadHash.id.between(g.lo, g.hi) for g in self._gaps]
+            fresh = session.execute(
                 select(KnownBadHash.id, KnownBadHash.pdq)
-                .where(KnownBadHash.id > low)
+                .where(or_(*unseen))
                 .order_by(KnownBadHash.id)
             ).all()
-            fresh = [row for row in rows if row.id > self._max_seen or self._in_gap(row.id)]
             if not fresh:
                 return 0
             fresh_ids = np.array([row.id for row in fresh], np.int64)

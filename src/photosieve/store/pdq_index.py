@@ -10,9 +10,10 @@ about the bank size (`k` ≤ chunk width): ~1 entry per bucket, so a query with 
 variants verifies ~30k candidates at 10M hashes. Memory: hashes 32 B + postings 11 × 4 B per
 entry + 11 × 2^k × 4 B of offsets — about 1.1 GB at 10M (k = 23), 2 MB at 10k.
 
-Additions go to a small delta scanned by brute force; when it outgrows `delta_limit` the tables
-are rebuilt (outside the lock, from a snapshot) and swapped in. Lookups and additions are
-thread-safe. The index knows nothing of the database: `bank.PdqBank` keeps it in step.
+Additions go to a small delta scanned by brute force; when it reaches `delta_limit` the tables
+are rebuilt in a background thread (from a snapshot, outside the lock) and swapped in, so no
+lookup waits for a rebuild (80 s at 10M on the 2-core box). Lookups and additions are
+thread-safe. The index knows nothing of the database: `pdq_bank.PdqBank` keeps it in step.
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ BITS = 256
 MAX_RADIUS = 31  # the largest distance the chunking guarantees to find (HMA's PDQ default)
 CHUNK_WIDTHS = (24, 24, 24) + (23,) * 8  # sum 256; 11 chunks × (radius 2 + 1) > 31
 CHUNK_RADIUS = 2
-DELTA_LIMIT = 50_000  # additions scanned linearly before the tables are rebuilt
+DELTA_LIMIT = 20_000  # additions scanned linearly (≈1 ms a lookup) before a rebuild
 _STARTS = tuple(int(s) for s in np.cumsum((0, *CHUNK_WIDTHS[:-1])))
 assert sum(CHUNK_WIDTHS) == BITS and len(CHUNK_WIDTHS) * (CHUNK_RADIUS + 1) > MAX_RADIUS
 
@@ -153,12 +154,14 @@ def _expand(starts: np.ndarray, ends: np.ndarray, owner: np.ndarray) -> tuple[np
 class PdqIndex:
     """Hamming-radius search over PDQ hashes (see the module docstring)."""
 
-    def __init__(self, *, delta_limit: int = DELTA_LIMIT) -> None:
+    def __init__(self, *, delta_limit: int = DELTA_LIMIT, background: bool = True) -> None:
         self.delta_limit = delta_limit
+        self.background = background  # rebuild in a thread (False: in the adding call)
         self._lock = threading.Lock()
         self._tables = _build(_no_codes(), _no_ids())
         self._delta: tuple[np.ndarray, np.ndarray] = (_no_codes(), _no_ids())
-        self._rebuilding = False
+        self._generation = 0  # bumped by `build`: a rebuild of older contents is dropped
+        self._rebuilder: threading.Thread | None = None
 
     def __len__(self) -> int:
         return len(self._tables.ids) + len(self._delta[1])
@@ -176,10 +179,12 @@ class PdqIndex:
         with self._lock:
             self._tables = tables
             self._delta = (_no_codes(), _no_ids())
+            self._generation += 1
         return self
 
     def add(self, codes: np.ndarray, ids: np.ndarray) -> None:
-        """Add hashes; rebuilds the tables when the linearly scanned delta grows too big."""
+        """Add hashes (found at once); the tables are rebuilt with them, in a background thread,
+        once the linearly scanned delta reaches `delta_limit`."""
         codes = np.asarray(codes, np.uint64).reshape(-1, 4)
         ids = np.asarray(ids, np.int64).reshape(-1)
         if len(codes) != len(ids):
@@ -189,24 +194,41 @@ class PdqIndex:
                 np.concatenate([self._delta[0], codes]),
                 np.concatenate([self._delta[1], ids]),
             )
-            if len(self._delta[1]) < self.delta_limit or self._rebuilding:
+            if len(self._delta[1]) < self.delta_limit or self._rebuilder is not None:
                 return
-            self._rebuilding = True
-            tables, (delta_codes, delta_ids) = self._tables, self._delta
-        try:  # the slow part without the lock: lookups go on with the old tables + delta
+            self._rebuilder = threading.Thread(
+                target=self._rebuild, name="pdq-index-rebuild", daemon=True
+            )
+            rebuilder = self._rebuilder
+        if self.background:
+            rebuilder.start()
+        else:
+            rebuilder.run()
+
+    def join(self) -> None:
+        """Wait for a rebuild in progress, if any."""
+        rebuilder = self._rebuilder
+        if rebuilder is not None and rebuilder.is_alive():
+            rebuilder.join()
+
+    def _rebuild(self) -> None:
+        """Fold the delta into new tables; lookups go on with the old tables + delta meanwhile."""
+        try:
+            with self._lock:
+                tables, (delta_codes, delta_ids) = self._tables, self._delta
+                generation = self._generation
             merged = _build(
                 np.concatenate([tables.codes, delta_codes]),
                 np.concatenate([tables.ids, delta_ids]),
             )
-        except BaseException:
             with self._lock:
-                self._rebuilding = False
-            raise
-        with self._lock:
-            done = len(delta_ids)  # additions made during the rebuild stay in the delta
-            self._tables = merged
-            self._delta = (self._delta[0][done:], self._delta[1][done:])
-            self._rebuilding = False
+                if generation == self._generation:
+                    done = len(delta_ids)  # additions made during the rebuild stay in the delta
+                    self._tables = merged
+                    self._delta = (self._delta[0][done:], self._delta[1][done:])
+        finally:
+            with self._lock:
+                self._rebuilder = None
 
     def search(self, queries: np.ndarray, max_distance: int) -> list[tuple[int, int]]:
         """(id, distance) of every entry within `max_distance` bits of any of the (Q, 4)
