@@ -5,14 +5,15 @@ hash within 31 bits of a query differs in at most 2 bits in at least one chunk (
 33 > 31), so probing each chunk's table with every value within 2 bits of the query's chunk
 (277-301 probes) finds every match; candidates are then verified with a popcount of the XOR.
 
-Each chunk's table is a CSR postings list keyed by the top `k` bits of the chunk, with `2^k`
-about the bank size (`k` ≤ chunk width): ~1 entry per bucket, so a query with 8 dihedral
-variants verifies ~30k candidates at 10M hashes. Memory: hashes 32 B + postings 11 × 4 B per
-entry + 11 × 2^k × 4 B of offsets — about 1.1 GB at 10M (k = 23), 2 MB at 10k.
+A chunk's buckets are keyed by its top `k` bits, with `2^k` about the bank size (`k` ≤ chunk
+width): ~1 entry a bucket, so a lookup with a photo's 8 dihedral hashes probes ~24k buckets and
+verifies ~29k candidates at 10M hashes. All chunks' buckets live in one CSR postings list.
+Memory: hashes 32 B + id 8 B + postings 11 × 4 B an entry, plus 11 × 2^k × 4 B of bucket
+offsets — 1.15 GB at 10M (k = 23), 1 MB at 10k (`bench/hash_bank.py`).
 
 Additions go to a small delta scanned by brute force; when it reaches `delta_limit` the tables
 are rebuilt in a background thread (from a snapshot, outside the lock) and swapped in, so no
-lookup waits for a rebuild (80 s at 10M on the 2-core box). Lookups and additions are
+lookup waits for a rebuild (50–80 s at 10M on the 2-core box). Lookups and additions are
 thread-safe. The index knows nothing of the database: `pdq_bank.PdqBank` keeps it in step.
 """
 
