@@ -111,6 +111,7 @@ def test_known_bad_near_match_is_removed_at_once(service: Service) -> None:
     reviewer = service.reviewer("rita")
     (item,) = reviewer.post("/v1/review/claim", json={"limit": 5}).json()["items"]
     assert item["kind"] == "hash_match" and item["match_distance"] is not None
+    assert item["match_hash"] == "pdq"
     reviewer.post(f"/v1/review/items/{item['id']}/decision", json={"label": "offensive"})
     third = service.upload(api, _recompressed(original, 50)).json()
     assert third["decision"] == "removed" and third["queued_as"] is None

@@ -79,6 +79,9 @@ class ReviewItemPublic(BaseModel):
     reason_detail: str
     appeal_reason: str | None = Field(default=None, description="the user's words, if any")
     match_distance: int | None = None
+    match_hash: Literal["pdq", "phash"] | None = Field(
+        default=None, description="the hash the distance is of: PDQ (256 bits) or pHash (64)"
+    )
     image_url: str
     created_at: dt.datetime
     uploaded_at: dt.datetime

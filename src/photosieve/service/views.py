@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from photosieve.service.schemas import (
     DecisionPublic,
@@ -34,7 +35,7 @@ def _upload_fields(upload: Upload) -> dict[str, object]:
         match = HashMatchPublic(
             upload_id=upload.matched_upload_id,
             distance=upload.match_distance,
-            hash=upload.match_hash or "phash",  # type: ignore[arg-type]
+            hash=_match_hash(upload) or "phash",
         )
     return {
         "id": upload.id,
@@ -60,6 +61,13 @@ _KIND_TEXT = {
 }
 
 
+def _match_hash(upload: Upload) -> Literal["pdq", "phash"] | None:
+    """Which hash the upload's match distance is of (matches before PDQ: the pHash)."""
+    if upload.match_distance is None:
+        return None
+    return "pdq" if upload.match_hash == "pdq" else "phash"
+
+
 def item_public(item: ReviewItem, upload: Upload) -> ReviewItemPublic:
     detail = _KIND_TEXT.get(item.kind, item.kind)
     if item.kind == "appeal" and upload.reason == "hash_match":
@@ -76,6 +84,7 @@ def item_public(item: ReviewItem, upload: Upload) -> ReviewItemPublic:
         reason_detail=detail,
         appeal_reason=upload.appeal_reason if item.kind == "appeal" else None,
         match_distance=upload.match_distance,
+        match_hash=_match_hash(upload),
         image_url=image_url(upload.id),
         created_at=item.created_at,
         uploaded_at=upload.created_at,
