@@ -5,12 +5,19 @@ flat for PDQ fall back to the pHash. On SQLite and PostgreSQL, through the HTTP 
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
+from pathlib import Path
 
+import httpx
 import numpy as np
+import pytest
 from PIL import Image, ImageDraw, ImageOps
 from sqlalchemy import select
 
 from drawing import encode
+from live_server import LiveServer
 from photosieve.store import hashlist
 from photosieve.store.models import KnownBadHash, Upload
 from photosieve.vision.pdq import pdq
@@ -132,3 +139,46 @@ def test_ok_on_a_match_of_an_unconfirmed_imported_hash_switches_it_off(service: 
         ).one()
         assert imported.active is False
     assert service.upload(api, _jpeg(listed)).json()["decision"] == "approved"
+
+
+@pytest.mark.slow
+def test_a_list_imported_by_another_process_matches_on_the_live_server(
+    service: Service, tmp_path: Path
+) -> None:
+    """`photosieve bank import` in its own process, beside uvicorn serving the app: the running
+    service's index picks the list up at its next upload; `bank export` writes it back."""
+    service.set_policy(APPROVE_ALL)
+    listed = _photo(7)
+    hash_list = tmp_path / "tx.csv"
+    hash_list.write_text(f"{pdq(listed).hex},{pdq(listed).quality},known.jpg\n", "utf-8")
+    env = {
+        **os.environ,
+        "PHOTOSIEVE_WORKDIR": str(service.settings.workdir),
+        "PHOTOSIEVE_DATABASE_URL": service.settings.resolved_database_url,
+        "PYTHONPATH": os.pathsep.join(sys.path),
+    }
+    with LiveServer(service.app) as server, httpx.Client(base_url=server.url) as client:
+        client.headers["Authorization"] = f"Bearer {service.api_key}"
+
+        def post(photo: Image.Image) -> dict[str, object]:
+            files = {"image": ("a.jpg", _jpeg(photo), "image/jpeg")}
+            response = client.post("/v1/uploads", files=files, data={"user_id": "u"})
+            assert response.status_code == 201, response.text
+            return dict(response.json())
+
+        assert post(ImageOps.mirror(listed))["decision"] == "approved"  # not banked yet
+        imported = subprocess.run(
+            [sys.executable, "-m", "photosieve", "bank", "import", str(hash_list)],
+            env=env, capture_output=True, text=True, timeout=120, check=False,
+        )  # fmt: skip
+        assert imported.returncode == 0, imported.stderr
+        assert "banked 1 PDQ hashes" in imported.stdout
+        again = post(ImageOps.mirror(listed))
+        assert again["decision"] == "removed" and again["reason"] == "hash_match"
+        assert post(_photo(8))["decision"] == "approved"
+    exported = subprocess.run(
+        [sys.executable, "-m", "photosieve", "bank", "export", "-"],
+        env=env, capture_output=True, text=True, timeout=120, check=False,
+    )  # fmt: skip
+    assert exported.returncode == 0, exported.stderr
+    assert f"{pdq(listed).hex},{pdq(listed).quality},known.jpg" in exported.stdout.splitlines()
