@@ -102,7 +102,8 @@ def test_known_bad_near_match_is_removed_at_once(service: Service) -> None:
     again = service.upload(api, _recompressed(original), "other-user").json()
     assert again["decision"] == "removed" and again["reason"] == "hash_match"  # ...the bank won't
     assert again["hash_match"]["upload_id"] == first["id"]
-    assert again["hash_match"]["distance"] <= service.settings.hash_match_distance
+    assert again["hash_match"]["hash"] == "pdq"  # the drawn photo's PDQ quality is high enough
+    assert again["hash_match"]["distance"] <= service.settings.pdq_match_distance
     assert again["queued_as"] == "hash_match"  # model-only removal: a person confirms
     unrelated = service.upload(api, drawn_photo(6)).json()
     assert unrelated["decision"] == "approved"
@@ -110,6 +111,7 @@ def test_known_bad_near_match_is_removed_at_once(service: Service) -> None:
     reviewer = service.reviewer("rita")
     (item,) = reviewer.post("/v1/review/claim", json={"limit": 5}).json()["items"]
     assert item["kind"] == "hash_match" and item["match_distance"] is not None
+    assert item["match_hash"] == "pdq"
     reviewer.post(f"/v1/review/items/{item['id']}/decision", json={"label": "offensive"})
     third = service.upload(api, _recompressed(original, 50)).json()
     assert third["decision"] == "removed" and third["queued_as"] is None

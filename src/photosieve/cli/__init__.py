@@ -13,6 +13,7 @@ from __future__ import annotations
 import typer
 
 from photosieve.cli import (
+    bank,
     batch,
     capacity,
     data,
@@ -46,5 +47,6 @@ def version() -> None:
 
 for _module in (
     embed, data, learn, policy, batch, serve, feedback, registry, production, capacity, demo, db,
+    bank,
 ):  # fmt: skip
     _module.register(app)

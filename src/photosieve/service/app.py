@@ -47,6 +47,7 @@ from photosieve.service.webhooks import WebhookSender
 from photosieve.store import uploads
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.models import utcnow
+from photosieve.store.pdq_bank import PdqBank
 from photosieve.store.photos import StorageError
 
 log = logging.getLogger(__name__)
@@ -138,7 +139,12 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
     app.state.scorer = scorer
     app.state.model_version = _model_version(scorer)
     app.state.batcher = batcher
-    moderator = Moderator(settings, sessions, scorer, images, metrics, batcher=batcher)
+    pdq_bank = PdqBank()
+    with sessions() as session:  # the known-bad PDQ index, built once from the database
+        pdq_bank.load(session)
+    moderator = Moderator(
+        settings, sessions, scorer, images, metrics, batcher=batcher, pdq_bank=pdq_bank
+    )
     app.state.moderator = moderator
 
     def switched(new: ImageScorer) -> None:

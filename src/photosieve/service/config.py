@@ -125,7 +125,12 @@ class Settings(BaseSettings):
     claim_ttl_seconds: int = Field(default=600, gt=0)
     claim_batch_max: int = Field(default=50, gt=0)
     undo_window_seconds: int = Field(default=60, ge=0)
-    hash_match_distance: int = Field(default=6, ge=0, le=32)
+    hash_match_distance: int = Field(default=6, ge=0, le=32)  # pHash bits (of 64)
+    # PDQ bits (of 256) within which an upload matches a bank entry (HMA's default; the index
+    # finds every match up to 31), and the PDQ quality below which a photo is not banked or
+    # looked up by PDQ (its pHash still is).
+    pdq_match_distance: int = Field(default=31, ge=0, le=31)
+    pdq_min_quality: int = Field(default=50, ge=0, le=100)
     # Signed webhooks (`service.webhooks`): a delivery worker thread in each service process.
     webhook_worker: bool = True
     # http:// callbacks to localhost only (development, tests); otherwise https:// is required.

@@ -2,15 +2,16 @@
 
 `Moderator` is the one place the rules live (routes only translate HTTP):
 
-- upload: decode (within the header limits, reduced for the model) → pHash of the reduced
-  photo → score (in one model call with concurrent uploads: `service.batching`) → known-bad
-  near-match? removed : the policy's band (approve / review → queue `model_band` / remove →
-  bank; while the drift alarm is raised an approval at or above the fail-safe threshold is
-  reviewed instead); a share of approvals is queued as `audit`. File and rows are written
-  together (see `storage`). A shadow model, when the registry names one, scores the same frames
-  and its score is stored beside the upload, never acted on (`service.models`; uploads are then
-  scored unbatched, one backbone pass for both heads). Uploads belong to the sending client;
-  with an Idempotency-Key a retry returns the first upload (unique per client and key).
+- upload: decode (within the header limits, reduced for the model) → PDQ (8 rotations/mirrors)
+  and pHash of the reduced photo → score (in one model call with concurrent uploads:
+  `service.batching`) → known-bad near-match (`hashbank`)? removed : the policy's band
+  (approve / review → queue `model_band` / remove → bank; while the drift alarm is raised an
+  approval at or above the fail-safe threshold is reviewed instead); a share of approvals is
+  queued as `audit`. File and rows are written together (see `storage`). A shadow model, when
+  the registry names one, scores the same frames and its score is stored beside the upload,
+  never acted on (`service.models`; uploads are then scored unbatched, one backbone pass for
+  both heads). Uploads belong to the sending client; with an Idempotency-Key a retry returns the
+  first upload (unique per client and key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
 - decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
@@ -53,9 +54,11 @@ from photosieve.store.models import (
     User,
     utcnow,
 )
+from photosieve.store.pdq_bank import PdqBank
 from photosieve.store.photos import PhotoStore
 from photosieve.store.queue import ConflictError, NotFoundError
 from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, decode, read_header
+from photosieve.vision.pdq import PdqHash
 
 # The model input side assumed when the scorer does not say (EfficientNet-Lite0: 224 px).
 DEFAULT_DRAFT_SIZE = 224
@@ -98,6 +101,7 @@ class Moderator:
         metrics: Metrics,
         rng: random.Random | None = None,
         batcher: MicroBatcher | None = None,
+        pdq_bank: PdqBank | None = None,
     ) -> None:
         self.settings = settings
         self.sessions = sessions
@@ -113,6 +117,8 @@ class Moderator:
         # `scorer` and `shadow` in step with the model registry (`service.models`).
         self.shadow: ShadowModel | None = None
         self.refresh_models: Callable[[], None] | None = None
+        # The bank's PDQ index (loaded from the database on first use when not given).
+        self.pdq_bank = pdq_bank if pdq_bank is not None else PdqBank()
 
     def drift_report(self, *, fresh: bool = False) -> DriftReport:
         """The live model's drift verdict ("re-certification needed" when raised)."""
@@ -194,6 +200,7 @@ class Moderator:
         dims = (decoded.header.width, decoded.header.height)
         # The hash of the reduced photo: imagehash's LANCZOS resize of a full-size one took 15 s.
         image_hash = hashbank.phash(image)
+        variants = hashbank.pdq_variants(image)  # (8,) the photo's own PDQ hash first
         # The slow part, outside any transaction. Every sampled frame of an animation is scored
         # and the most offensive-looking one decides: a harmless first frame hides nothing.
         if self.refresh_models is not None:
@@ -214,6 +221,8 @@ class Moderator:
             user_id=user_id,
             sha256=sha,
             phash=image_hash,
+            pdq=variants[0].hex,
+            pdq_quality=variants[0].quality,
             image_format=image_format,
             width=dims[0],
             height=dims[1],
@@ -231,7 +240,7 @@ class Moderator:
         try:
             with self.sessions() as session:
                 begin_write(session)
-                outcome = self._record(session, new)
+                outcome = self._record(session, new, variants)
                 if shadow is not None and shadow_score is not None:
                     registry.record_shadow_score(
                         session, outcome.upload.id, shadow.version, shadow_score
@@ -285,9 +294,28 @@ class Moderator:
             kind = ItemKind.HASH_MATCH.value if upload.reason == UploadReason.HASH_MATCH else None
         return UploadOutcome(upload, kind, replayed=True)
 
-    def _record(self, session: Session, new: uploads.NewUpload) -> UploadOutcome:
+    def _bankable_pdq(self, pdq: str | None, quality: int | None) -> str | None:
+        """The PDQ hash to bank for a photo, or None when its quality is too low."""
+        if pdq is None or quality is None or quality < self.settings.pdq_min_quality:
+            return None
+        return pdq
+
+    def _record(
+        self,
+        session: Session,
+        new: uploads.NewUpload,
+        variants: list[PdqHash],
+    ) -> UploadOutcome:
         image_hash = new.phash
-        hit = hashbank.match(session, image_hash, self.settings.hash_match_distance)
+        hit = hashbank.match(
+            session,
+            image_hash,
+            self.settings.hash_match_distance,
+            pdq_bank=self.pdq_bank,
+            variants=variants,
+            pdq_distance=self.settings.pdq_match_distance,
+            min_quality=self.settings.pdq_min_quality,
+        )
         decision = Decision(new.model_decision)
         if hit is not None:
             status, reason = UploadStatus.REMOVED, UploadReason.HASH_MATCH
@@ -304,6 +332,8 @@ class Moderator:
                 reason=reason.value,
                 matched_upload_id=hit.source_upload_id if hit else None,
                 match_distance=hit.distance if hit else None,
+                match_hash=hit.hash if hit else None,
+                matched_entry_id=hit.entry_id if hit else None,
                 audit_probability=audited,
             ),
         )
@@ -316,7 +346,11 @@ class Moderator:
         elif audited is not None and self.rng.random() < audited:
             kind = ItemKind.AUDIT
         if status is UploadStatus.REMOVED:
-            bank.add(session, image_hash, upload.id, confirmed=False)
+            pdq = self._bankable_pdq(new.pdq, new.pdq_quality)
+            bank.add(
+                session, image_hash, upload.id, confirmed=False,
+                pdq=pdq, pdq_quality=new.pdq_quality,
+            )  # fmt: skip
         if kind is not None:
             queue.enqueue(session, upload.id, kind)
         return UploadOutcome(upload, kind.value if kind else None)
@@ -349,7 +383,11 @@ class Moderator:
             uploads.set_status(
                 session, upload, UploadStatus.REMOVED.value, UploadReason.REVIEWER.value, final=True
             )
-            bank.add(session, upload.phash, upload.id, confirmed=True, decision_id=decision.id)
+            bank.add(
+                session, upload.phash, upload.id, confirmed=True, decision_id=decision.id,
+                pdq=self._bankable_pdq(upload.pdq, upload.pdq_quality),
+                pdq_quality=upload.pdq_quality,
+            )  # fmt: skip
         else:
             uploads.set_status(
                 session,
@@ -359,8 +397,9 @@ class Moderator:
                 final=True,
             )
             bank.deactivate_for_upload(
-                session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id
-            )
+                session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id,
+                matched_entry_id=upload.matched_entry_id,
+            )  # fmt: skip
         webhooks.enqueue_decision(session, upload, item, decision, self.settings)
         session.commit()
         self.metrics.decision_made(label.value)

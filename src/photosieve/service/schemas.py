@@ -26,8 +26,13 @@ class ErrorResponse(BaseModel):
 
 
 class HashMatchPublic(BaseModel):
-    upload_id: str = Field(description="the removed upload this photo near-matches")
-    distance: int = Field(description="differing bits of the 64-bit perceptual hash")
+    upload_id: str | None = Field(
+        description="the removed upload this photo near-matches (None: an imported hash list)"
+    )
+    distance: int = Field(description="differing bits of the matching hash")
+    hash: Literal["pdq", "phash"] = Field(
+        default="phash", description="which hash matched: 256-bit PDQ or 64-bit pHash"
+    )
 
 
 class UploadPublic(BaseModel):
@@ -75,6 +80,9 @@ class ReviewItemPublic(BaseModel):
     reason_detail: str
     appeal_reason: str | None = Field(default=None, description="the user's words, if any")
     match_distance: int | None = None
+    match_hash: Literal["pdq", "phash"] | None = Field(
+        default=None, description="the hash the distance is of: PDQ (256 bits) or pHash (64)"
+    )
     image_url: str
     created_at: dt.datetime
     uploaded_at: dt.datetime

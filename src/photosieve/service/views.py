@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import Literal
 
 from photosieve.service.schemas import (
     DecisionPublic,
@@ -30,8 +31,12 @@ def upload_created(upload: Upload, queued_as: str | None) -> UploadCreated:
 
 def _upload_fields(upload: Upload) -> dict[str, object]:
     match = None
-    if upload.matched_upload_id is not None and upload.match_distance is not None:
-        match = HashMatchPublic(upload_id=upload.matched_upload_id, distance=upload.match_distance)
+    if upload.match_distance is not None:
+        match = HashMatchPublic(
+            upload_id=upload.matched_upload_id,
+            distance=upload.match_distance,
+            hash=_match_hash(upload) or "phash",
+        )
     return {
         "id": upload.id,
         "user_id": upload.user_id,
@@ -56,6 +61,13 @@ _KIND_TEXT = {
 }
 
 
+def _match_hash(upload: Upload) -> Literal["pdq", "phash"] | None:
+    """Which hash the upload's match distance is of (matches before PDQ: the pHash)."""
+    if upload.match_distance is None:
+        return None
+    return "pdq" if upload.match_hash == "pdq" else "phash"
+
+
 def item_public(item: ReviewItem, upload: Upload) -> ReviewItemPublic:
     detail = _KIND_TEXT.get(item.kind, item.kind)
     if item.kind == "appeal" and upload.reason == "hash_match":
@@ -72,6 +84,7 @@ def item_public(item: ReviewItem, upload: Upload) -> ReviewItemPublic:
         reason_detail=detail,
         appeal_reason=upload.appeal_reason if item.kind == "appeal" else None,
         match_distance=upload.match_distance,
+        match_hash=_match_hash(upload),
         image_url=image_url(upload.id),
         created_at=item.created_at,
         uploaded_at=upload.created_at,

@@ -1,7 +1,9 @@
 """Repository of the known-bad bank: perceptual hashes of removed photos (as in Meta's HMA).
 
-Matching is a Hamming-distance scan over the active 64-bit hashes, vectorised with numpy; at
-avatar-forum scale (≤ a few hundred thousand removals) it is a few milliseconds.
+An entry carries a 256-bit PDQ hash (matched through `pdq_bank.PdqBank`'s index) and/or the
+older 64-bit pHash. `nearest` scans the pHashes of the entries without a PDQ hash (banked before
+PDQ, or whose photo's PDQ quality was too low), vectorised with numpy: a few milliseconds for a
+few hundred thousand entries.
 """
 
 from __future__ import annotations
@@ -22,9 +24,10 @@ class BankMatch:
     """The nearest active bank entry within the distance limit."""
 
     entry_id: int
-    source_upload_id: str
+    source_upload_id: str | None  # None for an imported entry
     distance: int
     confirmed: bool
+    hash: str = "phash"  # which hash matched: "phash" (64 bits) or "pdq" (256 bits)
 
 
 def hamming(a: str, b: str) -> int:
@@ -33,7 +36,8 @@ def hamming(a: str, b: str) -> int:
 
 
 def nearest(session: Session, phash: str, max_distance: int) -> BankMatch | None:
-    """The best active entry at most `max_distance` bits from `phash`, or None.
+    """The best active entry without a PDQ hash at most `max_distance` pHash bits from `phash`,
+    or None (entries with a PDQ hash are matched by `pdq_bank.PdqBank`).
 
     Entries a person confirmed win over closer model-only ones (a confirmed match needs no
     second look); ties go to the smaller distance.
@@ -44,7 +48,11 @@ def nearest(session: Session, phash: str, max_distance: int) -> BankMatch | None
             KnownBadHash.phash,
             KnownBadHash.source_upload_id,
             KnownBadHash.confirmed,
-        ).where(KnownBadHash.active.is_(True))
+        ).where(
+            KnownBadHash.active.is_(True),
+            KnownBadHash.pdq.is_(None),
+            KnownBadHash.phash.is_not(None),
+        )
     ).all()
     if not rows:
         return None
@@ -55,11 +63,15 @@ def nearest(session: Session, phash: str, max_distance: int) -> BankMatch | None
     within = distances <= max_distance
     if not within.any():
         return None
-    # Rank: within the limit, confirmed first, then nearest.
-    rank = np.where(within, distances - np.where(confirmed, 1000, 0), np.iinfo(np.int64).max)
-    best = int(np.argmin(rank))
+    best = best_of(distances, confirmed, within)
     row = rows[best]
     return BankMatch(row.id, row.source_upload_id, int(distances[best]), bool(row.confirmed))
+
+
+def best_of(distances: np.ndarray, confirmed: np.ndarray, within: np.ndarray) -> int:
+    """Position of the best match: within the limit, confirmed first, then nearest."""
+    rank = np.where(within, distances - np.where(confirmed, 1000, 0), np.iinfo(np.int64).max)
+    return int(np.argmin(rank))
 
 
 def add(
@@ -69,10 +81,14 @@ def add(
     *,
     confirmed: bool,
     decision_id: int | None = None,
+    pdq: str | None = None,
+    pdq_quality: int | None = None,
 ) -> KnownBadHash:
-    """Add a removed photo's hash to the bank."""
+    """Add a removed photo's hashes to the bank (`pdq` only when its quality is high enough)."""
     entry = KnownBadHash(
         phash=phash,
+        pdq=pdq,
+        pdq_quality=pdq_quality if pdq is not None else None,
         source_upload_id=source_upload_id,
         confirmed=confirmed,
         active=True,
@@ -84,13 +100,19 @@ def add(
 
 
 def deactivate_for_upload(
-    session: Session, upload_id: str, decision_id: int, *, matched_upload_id: str | None = None
+    session: Session,
+    upload_id: str,
+    decision_id: int,
+    *,
+    matched_upload_id: str | None = None,
+    matched_entry_id: int | None = None,
 ) -> int:
     """Switch off the bank entries of a photo a person found ok; returns how many.
 
-    When that photo had been removed as a near-match of `matched_upload_id`, that source's
-    entries are switched off too unless a person confirmed them: the person has just judged
-    its near-twin ok.
+    When that photo had been removed as a near-match of `matched_upload_id` (entry
+    `matched_entry_id`, which may be an imported one), that source's entries and that entry are
+    switched off too unless a person confirmed them: the person has just judged its near-twin
+    ok.
     """
     switched = 0
     sources = [(upload_id, False)]
@@ -103,6 +125,17 @@ def deactivate_for_upload(
         if unconfirmed_only:
             query = query.where(KnownBadHash.confirmed.is_(False))
         result = session.execute(query.values(active=False, deactivated_by=decision_id))
+        switched += int(result.rowcount)  # type: ignore[attr-defined]
+    if matched_entry_id is not None:
+        result = session.execute(
+            update(KnownBadHash)
+            .where(
+                KnownBadHash.id == matched_entry_id,
+                KnownBadHash.active.is_(True),
+                KnownBadHash.confirmed.is_(False),
+            )
+            .values(active=False, deactivated_by=decision_id)
+        )
         switched += int(result.rowcount)  # type: ignore[attr-defined]
     return switched
 

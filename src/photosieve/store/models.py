@@ -193,6 +193,9 @@ class Upload(Base):
     request_fingerprint: Mapped[str | None] = mapped_column(String(64), nullable=True)
     sha256: Mapped[str] = mapped_column(String(64), index=True)
     phash: Mapped[str] = mapped_column(String(16))
+    # PDQ hash (64 hex digits) of the decoded photo and its quality (0..100); None before 0007.
+    pdq: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
     image_format: Mapped[str] = mapped_column(String(8))
     width: Mapped[int] = mapped_column(Integer)
     height: Mapped[int] = mapped_column(Integer)
@@ -205,6 +208,9 @@ class Upload(Base):
     final: Mapped[bool] = mapped_column(Boolean, default=False)  # a person decided
     matched_upload_id: Mapped[str | None] = mapped_column(String(32), nullable=True)
     match_distance: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    match_hash: Mapped[str | None] = mapped_column(String(8), nullable=True)  # "pdq" | "phash"
+    # The bank entry it matched (no foreign key: entries reference uploads already).
+    matched_entry_id: Mapped[int | None] = mapped_column(Integer, nullable=True)
     appealed_at: Mapped[dt.datetime | None] = mapped_column(UTCDateTime, nullable=True)
     appeal_reason: Mapped[str | None] = mapped_column(String(1000), nullable=True)
     # The probability that this auto-approved upload was drawn for an audit, fixed before its
@@ -266,13 +272,26 @@ class ReviewDecision(Base):
 
 
 class KnownBadHash(Base):
-    """A perceptual hash of a removed photo; uploads near it are removed at once."""
+    """Hashes of a removed photo (or a line of an imported hash list); uploads near it are
+    removed at once.
+
+    An entry has a PDQ hash when its photo's PDQ quality was high enough (or it was imported),
+    and a 64-bit pHash when it came from an upload; imported entries have no source upload.
+    """
 
     __tablename__ = "known_bad_hashes"
+    # Ids never reused on SQLite either: the PDQ index follows new entries by id.
+    __table_args__ = ({"sqlite_autoincrement": True},)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    phash: Mapped[str] = mapped_column(String(16), index=True)
-    source_upload_id: Mapped[str] = mapped_column(ForeignKey("uploads.id"), index=True)
+    phash: Mapped[str | None] = mapped_column(String(16), index=True, nullable=True)
+    pdq: Mapped[str | None] = mapped_column(String(64), index=True, nullable=True)
+    pdq_quality: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The imported list's name (e.g. its file name) for entries that came from one.
+    source_list: Mapped[str | None] = mapped_column(String(128), nullable=True)
+    source_upload_id: Mapped[str | None] = mapped_column(
+        ForeignKey("uploads.id"), index=True, nullable=True
+    )
     confirmed: Mapped[bool] = mapped_column(Boolean, default=False)  # a person removed it
     active: Mapped[bool] = mapped_column(Boolean, default=True)
     # The reviewer decision that added it (offensive) or switched it off (ok): undo reverts it.

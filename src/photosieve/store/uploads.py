@@ -39,8 +39,12 @@ class NewUpload:
     client_id: int | None = None
     idempotency_key: str | None = None
     request_fingerprint: str | None = None
+    pdq: str | None = None
+    pdq_quality: int | None = None
     matched_upload_id: str | None = None
     match_distance: int | None = None
+    match_hash: str | None = None
+    matched_entry_id: int | None = None
     audit_probability: float | None = None
 
 
@@ -57,6 +61,8 @@ def insert(session: Session, new: NewUpload) -> Upload:
         audit_probability=new.audit_probability,
         sha256=new.sha256,
         phash=new.phash,
+        pdq=new.pdq,
+        pdq_quality=new.pdq_quality,
         image_format=new.image_format,
         width=new.width,
         height=new.height,
@@ -69,6 +75,8 @@ def insert(session: Session, new: NewUpload) -> Upload:
         final=False,
         matched_upload_id=new.matched_upload_id,
         match_distance=new.match_distance,
+        match_hash=new.match_hash,
+        matched_entry_id=new.matched_entry_id,
         created_at=now,
         updated_at=now,
     )

@@ -65,7 +65,7 @@
   function detailText(item) {
     var parts = [];
     if (item.reason_detail) parts.push(item.reason_detail);
-    if (item.match_distance !== undefined && item.match_distance !== null) parts.push("hash distance " + item.match_distance);
+    if (item.match_distance !== undefined && item.match_distance !== null) parts.push((item.match_hash === "pdq" ? "PDQ" : "pHash") + " distance " + item.match_distance);
     if (item.model_decision && item.kind !== "model_band") parts.push("model said " + item.model_decision);
     if (item.uploaded_at || item.created_at) {
       var when = new Date(item.uploaded_at || item.created_at);

@@ -6,7 +6,7 @@ claim (190 ms at 100k pending). This index holds only pending and claimed rows, 
 claim reads them, so a claim reads its first rows (`bench/queue_scale.py`).
 
 Revision ID: 0008_queue_index
-Revises: 0006_webhooks
+Revises: 0007_pdq
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0008_queue_index"
-down_revision = "0006_webhooks"
+down_revision = "0007_pdq"
 branch_labels = None
 depends_on = None
 
