@@ -10,6 +10,7 @@ import pytest
 import torch
 
 from onnx_check import onnx_and_torch
+from photosieve.scoring import backbone_for
 from photosieve.vision.backbone import (
     EfficientNetLite,
     backbone_config,
@@ -17,7 +18,7 @@ from photosieve.vision.backbone import (
     list_backbones,
 )
 from photosieve.vision.embed import Embedder
-from photosieve.vision.pooling import GUN_CLASSES, GUN_FEATURES, GUN_TOPK, POOLINGS
+from photosieve.vision.pooling import GUN_CLASSES, GUN_FEATURES, GUN_TOPK, POOLINGS, pool
 
 NAME = "efficientnet_lite0_gunmap"
 REVOLVER = GUN_CLASSES.index(763)
@@ -82,3 +83,18 @@ def test_onnx_matches_pytorch_and_the_map_finds_revolvers(
     best = onnx_out[:, 2560 + REVOLVER]
     assert best[:8].mean() > best[8:].mean() + 3.0
     assert np.median(best[:8]) > best[8:].max()
+
+
+def test_gun_map_on_a_map_smaller_than_top_k() -> None:
+    fc = torch.nn.Linear(1280, 1000)
+    fmap = torch.rand(1, 1280, 1, 2)  # 2 positions < GUN_TOPK
+    with torch.no_grad():
+        feats = pool(fmap, "avgmax_gunmap", fc)
+        logits = fc(fmap.flatten(2).transpose(1, 2))[0][:, list(GUN_CLASSES)]  # (2, 4)
+    assert feats.shape == (1, POOLINGS["avgmax_gunmap"])
+    torch.testing.assert_close(feats[0, 2560:2564], logits.amax(dim=0))
+    torch.testing.assert_close(feats[0, 2564:2568], logits.mean(dim=0))  # top-2 of 2 = all
+
+
+def test_a_gunmap_bundle_finds_its_backbone() -> None:
+    assert backbone_for(backbone_config(NAME).id) == NAME
