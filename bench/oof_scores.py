@@ -38,7 +38,7 @@ from photosieve.learn.metrics import (
 )
 from photosieve.records import PRIMARY_SOURCE, Label, Split
 
-HEADS = ("mlp5", "mlp1", "logreg")
+HEADS = ("mlp5", "mlp1", "mlp1s1", "logreg")  # mlp1s1: one head, seed 1 (seed noise)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ class Recipe:
 
     name: str
     backbones: tuple[str, ...]
-    head: str  # "mlp5" (today's: TrainConfig() 5-seed ensemble), "mlp1", "logreg"
+    head: str  # "mlp5" (today's: TrainConfig() 5-seed ensemble), "mlp1", "mlp1s1", "logreg"
     external: bool = True  # train on the external icons too (False: primary photos only)
 
 
@@ -187,6 +187,8 @@ def make_head(head: str) -> Any:
         return head_of(TrainConfig())
     if head == "mlp1":
         return head_of(TrainConfig(ensemble=1))
+    if head == "mlp1s1":
+        return head_of(TrainConfig(ensemble=1, seed=1))
     if head == "logreg":
         return LogisticHead(C=0.05, imbalance="weighted", max_iter=300)
     raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
