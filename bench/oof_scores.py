@@ -10,6 +10,11 @@ recipe and scores fold f. Every primary photo is scored by a head that never saw
 
 Each fold's validation slice also yields the figures the recipes are *chosen* on (review rate
 at 99% recall, high-recall partial area, AP), never the test draws.
+
+`Extras` (for `shortcut_check.py`): edited copies of bench photos, each tied to the row it was
+made from. Copies to *score* are scored by the head of their source row's fold (so no copy is
+scored by a head that saw its original); copies to *train on* join a fold's training set when
+their source row is in it (a training-only augmentation).
 """
 
 from __future__ import annotations
@@ -33,7 +38,7 @@ from photosieve.learn.metrics import (
 )
 from photosieve.records import PRIMARY_SOURCE, Label, Split
 
-HEADS = ("mlp5", "mlp1", "logreg")
+HEADS = ("mlp5", "mlp1", "mlp1s1", "logreg")  # mlp1s1: one head, seed 1 (seed noise)
 
 
 @dataclass(frozen=True)
@@ -42,8 +47,25 @@ class Recipe:
 
     name: str
     backbones: tuple[str, ...]
-    head: str  # "mlp5" (today's: TrainConfig() 5-seed ensemble), "mlp1", "logreg"
+    head: str  # "mlp5" (today's: TrainConfig() 5-seed ensemble), "mlp1", "mlp1s1", "logreg"
     external: bool = True  # train on the external icons too (False: primary photos only)
+
+
+@dataclass(frozen=True)
+class Extras:
+    """Edited photos tied to bench rows: `score` name → (X (M, D), source row (M,)); `train`:
+    (X (T, D), y (T,), source row (T,)) added to training where the source row trains."""
+
+    score: dict[str, tuple[np.ndarray, np.ndarray]]
+    train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
+    tag: str = ""  # names the extras in the cache key
+
+    def train_part(self, train: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        if self.train is None:
+            return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
+        X, y, rows = self.train
+        keep = train[rows]
+        return X[keep], y[keep]
 
 
 @dataclass
@@ -60,20 +82,27 @@ class Bench:
 
 
 def load_bench(
-    ingested: Path, workdir: Path, backbones: Sequence[str], primary_only: Sequence[str] = ()
+    ingested: Path,
+    workdir: Path,
+    backbones: Sequence[str],
+    primary_only: Sequence[str] = (),
+    prefix_of: dict[str, tuple[str, int]] | None = None,
 ) -> Bench:
     """Read `ingested.csv` and take each backbone's embeddings (cached; computed if missing).
 
     Backbones in `primary_only` embed the primary photos only (external rows are NaN): for
-    recipes that train without the external icons.
+    recipes that train without the external icons. `prefix_of` maps a backbone to (another
+    backbone, n): its embedding is the first n columns of the other's (the gun-map backbone's
+    first 2,560 columns are Lite0's avg+max, tests/vision/test_gunmap.py): no second pass.
     """
     from photosieve.vision.embed import embed_files
 
     frame = pd.read_csv(ingested)
     paths = [Path(p) for p in frame["path"]]
     primary = (frame["source"] == PRIMARY_SOURCE).to_numpy()
-    feats = {}
-    for b in backbones:
+    derived = prefix_of or {}
+
+    def embed(b: str) -> np.ndarray:
         rows = primary if b in primary_only else np.ones(len(frame), dtype=bool)
         some = embed_files(
             [p for p, keep in zip(paths, rows, strict=True) if keep],
@@ -83,7 +112,14 @@ def load_bench(
         )
         full = np.full((len(frame), some.shape[1]), np.nan, dtype=np.float32)
         full[rows] = some
-        feats[b] = full
+        return full
+
+    feats: dict[str, np.ndarray] = {}
+    for b in backbones:
+        source, n = derived.get(b, (b, 0))
+        if source not in feats:
+            feats[source] = embed(source)
+        feats[b] = feats[source][:, :n] if n else feats[source]
     return Bench(
         frame=frame,
         y=(frame["label"] == Label.OFFENSIVE.value).to_numpy().astype(np.int64),
@@ -151,6 +187,8 @@ def make_head(head: str) -> Any:
         return head_of(TrainConfig())
     if head == "mlp1":
         return head_of(TrainConfig(ensemble=1))
+    if head == "mlp1s1":
+        return head_of(TrainConfig(ensemble=1, seed=1))
     if head == "logreg":
         return LogisticHead(C=0.05, imbalance="weighted", max_iter=300)
     raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
@@ -185,8 +223,13 @@ def oof_scores(
     cache_dir: Path | None = None,
 ) -> tuple[np.ndarray, dict[str, Any]]:
     """(scores (N,) with NaN for external rows, info incl. validation figures and seconds)."""
-    import time
+    scores, _, info = oof_scores_with_extras(
+        bench, recipe, plan, k=k, seed=seed, jobs=jobs, cache_dir=cache_dir
+    )
+    return scores, info
 
+
+def _cache_tag(bench: Bench, recipe: Recipe, plan: dict[Split, float], k: int, seed: int) -> str:
     key = json.dumps(
         [
             recipe.backbones,
@@ -198,27 +241,68 @@ def oof_scores(
         ]
         + ([] if recipe.external else ["primary-only"])
     )
-    tag = f"{recipe.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+    return f"{recipe.name}-{hashlib.sha256(key.encode()).hexdigest()[:10]}"
+
+
+def oof_scores_with_extras(
+    bench: Bench,
+    recipe: Recipe,
+    plan: dict[Split, float],
+    *,
+    k: int = 5,
+    seed: int = 0,
+    jobs: int = 2,
+    cache_dir: Path | None = None,
+    extras: Extras | None = None,
+) -> tuple[np.ndarray, dict[str, np.ndarray], dict[str, Any]]:
+    """`oof_scores` plus the scores of the extras' copies (name → (M,)), each by its source
+    row's fold head. Score-only extras leave the primary scores (and their cache) unchanged."""
+    import time
+
+    plain = _cache_tag(bench, recipe, plan, k, seed)
+    tag = f"{plain}-{extras.tag}" if extras is not None else plain
     if cache_dir is not None and (cache_dir / f"{tag}.npz").is_file():
         saved = np.load(cache_dir / f"{tag}.npz")
-        return saved["scores"], json.loads((cache_dir / f"{tag}.json").read_text())
+        got = {n[6:]: saved[n] for n in saved.files if n.startswith("extra_")}
+        return saved["scores"], got, json.loads((cache_dir / f"{tag}.json").read_text())
     started = time.perf_counter()
     X = bench.design(recipe)
     folds = fold_of(bench, k, seed)
-    jobs_args, tests, vals = [], [], []
+    names = sorted(extras.score) if extras is not None else []
+    jobs_args, tests, vals, picks = [], [], [], []
     for f in range(k):
         train, val = fold_parts(bench, folds, f, plan, seed, external=recipe.external)
         test = folds == f
-        jobs_args.append((X[train], bench.y[train], X[val], bench.y[val], X[test], recipe.head))
+        X_train, y_train = X[train], bench.y[train]
+        X_test, pick = [X[test]], {}
+        if extras is not None:
+            X_add, y_add = extras.train_part(train)
+            if len(y_add):
+                X_train, y_train = np.r_[X_train, X_add], np.r_[y_train, y_add]
+            for name in names:
+                X_e, rows = extras.score[name]
+                pick[name] = folds[rows] == f
+                X_test.append(X_e[pick[name]])
+        jobs_args.append(
+            (X_train, y_train, X[val], bench.y[val], np.concatenate(X_test), recipe.head)
+        )
         tests.append(test)
         vals.append(val)
+        picks.append(pick)
     scores = np.full(len(bench.frame), np.nan)
-    val_scores, val_labels = [], []
+    extra_scores = {n: np.full(len(extras.score[n][1]), np.nan) for n in names} if extras else {}
+    val_scores: list[np.ndarray] = []
+    val_labels: list[np.ndarray] = []
     with ProcessPoolExecutor(max_workers=jobs) as pool:
-        for test, val, (s_test, s_val) in zip(
-            tests, vals, pool.map(_fit_fold, jobs_args), strict=True
+        for test, val, pick, (s_test, s_val) in zip(
+            tests, vals, picks, pool.map(_fit_fold, jobs_args), strict=True
         ):
-            scores[test] = s_test
+            scores[test] = s_test[: test.sum()]
+            at = int(test.sum())
+            for name in names:
+                m = int(pick[name].sum())
+                extra_scores[name][pick[name]] = s_test[at : at + m]
+                at += m
             print(
                 f"  {recipe.name}: fold {len(val_scores) + 1}/{k} scored "
                 f"({time.perf_counter() - started:.0f} s)",
@@ -241,8 +325,16 @@ def oof_scores(
         "validation_per_fold": per_fold,
         "seconds": time.perf_counter() - started,
     }
+    if extras is not None:
+        info["extras"] = {"tag": extras.tag, "trained_on_extra": extras.train is not None}
     if cache_dir is not None:
         cache_dir.mkdir(parents=True, exist_ok=True)
-        np.savez(cache_dir / f"{tag}.npz", scores=scores)
-        (cache_dir / f"{tag}.json").write_text(json.dumps(info, indent=2))
-    return scores, info
+        saves = [(tag, extra_scores)]
+        if extras is not None and extras.train is None:
+            saves.append((plain, {}))  # the primary scores are those of the plain recipe
+        for name, extra in saves:
+            arrays = {"scores": scores, **{f"extra_{n}": v for n, v in extra.items()}}
+            about = info if extra else {k: v for k, v in info.items() if k != "extras"}
+            np.savez(cache_dir / f"{name}.npz", **arrays)  # type: ignore[arg-type]
+            (cache_dir / f"{name}.json").write_text(json.dumps(about, indent=2))
+    return scores, extra_scores, info

