@@ -1,4 +1,11 @@
-"""The local batch engine: decoding in worker processes ahead of onnxruntime batches.
+"""The local batch engine: worker processes that each decode a batch and run onnxruntime on it.
+
+Each worker holds the bundle and one single-threaded onnxruntime session (one worker per core
+by default), takes whole batches of paths, decodes them and scores them; only paths go in and
+scores come out, so no pixels cross a process boundary. While one worker decodes, the others
+run the model: on 2 cores this beat one all-core session fed by decoding processes by ~1.3×
+(`bench/batch_throughput.py`), because an intra-op parallel model stalls whenever a decoder
+takes one of its cores.
 
 An engine turns a list of photo paths into a frame with one row per path, in input order:
 `path`, `score` (NaN when the photo could not be decoded), `decision` (approve / review /
@@ -12,6 +19,7 @@ import multiprocessing
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from pathlib import Path
 from typing import Protocol
 
 import numpy as np
@@ -19,13 +27,14 @@ import pandas as pd
 
 from photosieve.batch.decode import decode_batch, die_with_parent
 from photosieve.bundle import ModelBundle
-from photosieve.scoring import Scorer
-from photosieve.vision.onnx import available_cores
+from photosieve.config import Workdir
+from photosieve.scoring import Scorer, backbone_for
+from photosieve.vision.embed import Embedder
+from photosieve.vision.onnx import available_cores, export_onnx
 
 COLUMNS = ("path", "score", "decision", "error")
-# Batches decoded ahead of the model: enough to hide decode latency, bounded memory
-# (a 224-px batch of 32 is ~4.8 MB).
-AHEAD = 4
+# Batches in flight per worker: one being scored, one waiting, so no worker idles between them.
+AHEAD_PER_WORKER = 2
 
 
 class Engine(Protocol):
@@ -81,23 +90,44 @@ def _frame(paths: list[str], parts: list[tuple[np.ndarray, list[str], list[str]]
     )
 
 
+_WORKER_SCORER: Scorer | None = None  # the bundle's scorer in a worker process
+
+
+def _start_worker(bundle_path: str) -> None:
+    """Worker initializer: die with the parent; load the bundle and a one-thread session."""
+    die_with_parent()
+    global _WORKER_SCORER
+    bundle = ModelBundle.load(bundle_path)
+    _WORKER_SCORER = Scorer(bundle, Embedder(backbone_for(bundle.backbone_id), threads=1))
+
+
+def _score_batch(paths: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
+    """In a worker: decode a batch of paths and score it (scores, decisions, errors)."""
+    scorer = _WORKER_SCORER
+    if scorer is None:
+        raise RuntimeError("worker not started")
+    return score_decoded(scorer, decode_batch(paths, scorer.embedder.config.preprocess))
+
+
 class LocalEngine:
-    """Scores on this machine: `workers` decoding processes feed onnxruntime batches."""
+    """Scores on this machine: `workers` processes (default: one per core), each decoding and
+    scoring whole batches with its own one-thread onnxruntime session."""
 
     def __init__(
-        self, bundle: ModelBundle, *, batch_size: int = 32, workers: int | None = None,
-        scorer: Scorer | None = None,
-    ) -> None:  # fmt: skip
+        self, bundle_path: Path, *, batch_size: int = 32, workers: int | None = None
+    ) -> None:
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
-        self.scorer = scorer or Scorer(bundle)
         self.batch_size = batch_size
         self.workers = workers or available_cores()
-        # spawn: onnxruntime's threads are already running in this process; never fork them
+        bundle = ModelBundle.load(bundle_path)
+        export_onnx(backbone_for(bundle.backbone_id), Workdir.default().root)  # once, not racing
+        # spawn: never fork a process whose onnxruntime or torch threads may be running
         context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=die_with_parent
-        )
+            self.workers, mp_context=context, initializer=_start_worker,
+            initargs=(str(bundle_path),),
+        )  # fmt: skip
 
     def score(self, paths: Sequence[str]) -> pd.DataFrame:
         """The frame of one list of paths (see `score_chunks`)."""
@@ -105,10 +135,8 @@ class LocalEngine:
         return frames[0] if frames else rows_from([], np.zeros(0), [], [])
 
     def score_chunks(self, chunks: Iterable[list[str]]) -> Iterator[pd.DataFrame]:
-        """One frame per chunk, in order. Decoding runs `AHEAD` batches ahead of the model across
-        chunk boundaries, so the model never waits for a new chunk's first batch; each worker
-        task decodes a whole batch (one round trip per batch, not per photo)."""
-        cfg = self.scorer.embedder.config.preprocess
+        """One frame per chunk, in order. Batches stay in flight across chunk boundaries, so no
+        worker waits for a new chunk; each task is a whole batch (one round trip per batch)."""
 
         def batches() -> Iterator[tuple[int, list[str]]]:
             for n, chunk in enumerate(chunks):
@@ -118,14 +146,15 @@ class LocalEngine:
                     yield n, chunk[s : s + self.batch_size]
 
         source = batches()
-        queue: deque[tuple[int, list[str], Future[list[list[np.ndarray] | str]]]] = deque()
+        queue: deque[tuple[int, list[str], Future[tuple[np.ndarray, list[str], list[str]]]]]
+        queue = deque()
 
         def refill() -> None:
-            while len(queue) < AHEAD:
+            while len(queue) < AHEAD_PER_WORKER * self.workers:
                 batch = next(source, None)
                 if batch is None:
                     return
-                queue.append((batch[0], batch[1], self._pool.submit(decode_batch, batch[1], cfg)))
+                queue.append((batch[0], batch[1], self._pool.submit(_score_batch, batch[1])))
 
         current: int | None = None
         paths: list[str] = []
@@ -139,7 +168,7 @@ class LocalEngine:
                 paths, parts = [], []
             current = chunk_no
             paths.extend(batch_paths)
-            parts.append(score_decoded(self.scorer, future.result()))
+            parts.append(future.result())
         if current is not None:
             yield _frame(paths, parts)
 

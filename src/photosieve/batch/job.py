@@ -39,7 +39,8 @@ class BacklogConfig:
     chunk_size: int = 2048
     batch_size: int = 32
     engine: str = "local"
-    workers: int | None = None  # decoding processes (local) or actors (ray); None = cores
+    # Worker processes (local; None: the cores) or actors (ray; None: the cluster's CPUs).
+    workers: int | None = None
     ray_address: str | None = None  # an existing Ray cluster; None starts a local one
 
     def __post_init__(self) -> None:
@@ -69,7 +70,7 @@ def make_engine(bundle: ModelBundle, bundle_path: Path, cfg: BacklogConfig) -> E
 
         return RayEngine(bundle_path, batch_size=cfg.batch_size, actors=cfg.workers,
                          address=cfg.ray_address)  # fmt: skip
-    return LocalEngine(bundle, batch_size=cfg.batch_size, workers=cfg.workers)
+    return LocalEngine(bundle_path, batch_size=cfg.batch_size, workers=cfg.workers)
 
 
 def score_backlog(

@@ -29,6 +29,8 @@ from photosieve.vision.onnx import available_cores, export_onnx, onnx_path
 
 # Chunks handed to one Ray Data pipeline at a time (bounds the driver's list of paths).
 WINDOW = 32
+BLOCKS_PER_ACTOR = 4
+PATHS_PER_BLOCK = 384
 
 
 class _ScoreBatches:
@@ -89,7 +91,10 @@ class RayEngine:
         it = iter(chunks)
         while window := list(islice(it, WINDOW)):
             rows = [{"path": p} for chunk in window for p in chunk]
-            ds = ray.data.from_items(rows).map_batches(
+            # A few hundred paths a block: Ray's default cut many tiny blocks, whose scheduling
+            # cost ~8% of a 2-core machine (bench/README.md, batch_throughput.py).
+            blocks = max(BLOCKS_PER_ACTOR * self.actors, len(rows) // PATHS_PER_BLOCK)
+            ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
                 _ScoreBatches,
                 fn_constructor_kwargs=self._kwargs,
                 compute=ray.data.ActorPoolStrategy(size=self.actors),

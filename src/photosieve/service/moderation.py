@@ -14,16 +14,12 @@
   first upload (unique per client and key).
 - appeal: a removed upload not yet decided on appeal is queued as `appeal`, with the user's
   reason; the reviewer whose decision removed it is recused from deciding it.
-- decision: `offensive` → removed + hash banked; `ok` → approved + its bank entries off. Final.
-  The client's webhook event is written in the same transaction (`service.webhooks`).
-- undo: within the window, the reviewer's decision is reverted and the item is theirs again (its
-  webhook event, not sent before the window ends, is cancelled).
+- decision and undo: `service.reviewing` (final status, bank, webhook event, queue item).
 """
 
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import random
 import time
 from collections.abc import Callable, Sequence
@@ -36,14 +32,13 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from photosieve.policy.drift import DriftReport
 from photosieve.records import Decision, Label, sha256_bytes
-from photosieve.service import appeals, hashbank, webhooks
+from photosieve.service import hashbank, reviewing
 from photosieve.service.batching import ImageScorer, MicroBatcher, ScoredLike
 from photosieve.service.config import Settings
 from photosieve.service.drift import DriftMonitor
 from photosieve.service.metrics import Metrics
 from photosieve.service.models import ShadowModel, score_frames
-from photosieve.store import bank, decisions, evidence, queue, registry, uploads
-from photosieve.store import webhooks as outbox
+from photosieve.store import bank, evidence, queue, registry, uploads
 from photosieve.store.db import begin_write
 from photosieve.store.models import (
     ItemKind,
@@ -52,11 +47,9 @@ from photosieve.store.models import (
     UploadReason,
     UploadStatus,
     User,
-    utcnow,
 )
 from photosieve.store.pdq_bank import PdqBank
 from photosieve.store.photos import PhotoStore
-from photosieve.store.queue import ConflictError, NotFoundError
 from photosieve.vision.decode import DecodedImage, DecodeLimits, ImageHeader, decode, read_header
 from photosieve.vision.pdq import PdqHash
 
@@ -294,12 +287,6 @@ class Moderator:
             kind = ItemKind.HASH_MATCH.value if upload.reason == UploadReason.HASH_MATCH else None
         return UploadOutcome(upload, kind, replayed=True)
 
-    def _bankable_pdq(self, pdq: str | None, quality: int | None) -> str | None:
-        """The PDQ hash to bank for a photo, or None when its quality is too low."""
-        if pdq is None or quality is None or quality < self.settings.pdq_min_quality:
-            return None
-        return pdq
-
     def _record(
         self,
         session: Session,
@@ -346,7 +333,7 @@ class Moderator:
         elif audited is not None and self.rng.random() < audited:
             kind = ItemKind.AUDIT
         if status is UploadStatus.REMOVED:
-            pdq = self._bankable_pdq(new.pdq, new.pdq_quality)
+            pdq = reviewing.bankable_pdq(new.pdq, new.pdq_quality, self.settings)
             bank.add(
                 session, image_hash, upload.id, confirmed=False,
                 pdq=pdq, pdq_quality=new.pdq_quality,
@@ -362,80 +349,15 @@ class Moderator:
             uploads.delete_with_dependents(session, upload_id)
             session.commit()
 
-    # ---- review --------------------------------------------------------------------------
+    # ---- review (`service.reviewing`) ----------------------------------------------------
     def decide(
         self, session: Session, item_id: int, reviewer: User, label: Label
     ) -> ReviewDecision:
         """Record a reviewer's label for a claimed item and apply it; commits."""
-        begin_write(session)
-        # Lock order everywhere: upload, then review item (appeals do the same): no deadlocks.
-        upload_id = queue.upload_id_of(session, item_id)
-        if upload_id is None:
-            raise NotFoundError("not_found", f"no review item {item_id}")
-        upload = uploads.get(session, upload_id, for_update=True)
-        assert upload is not None
-        appeals.check_not_recused(session, item_id, reviewer)
-        item = queue.mark_decided(session, item_id, reviewer.id)
-        decision = decisions.record(
-            session, item_id=item.id, upload=upload, label=label.value, reviewer_id=reviewer.id
-        )
-        if label is Label.OFFENSIVE:
-            uploads.set_status(
-                session, upload, UploadStatus.REMOVED.value, UploadReason.REVIEWER.value, final=True
-            )
-            bank.add(
-                session, upload.phash, upload.id, confirmed=True, decision_id=decision.id,
-                pdq=self._bankable_pdq(upload.pdq, upload.pdq_quality),
-                pdq_quality=upload.pdq_quality,
-            )  # fmt: skip
-        else:
-            uploads.set_status(
-                session,
-                upload,
-                UploadStatus.APPROVED.value,
-                UploadReason.REVIEWER.value,
-                final=True,
-            )
-            bank.deactivate_for_upload(
-                session, upload.id, decision.id, matched_upload_id=upload.matched_upload_id,
-                matched_entry_id=upload.matched_entry_id,
-            )  # fmt: skip
-        webhooks.enqueue_decision(session, upload, item, decision, self.settings)
-        session.commit()
+        decision = reviewing.decide(session, item_id, reviewer, label, self.settings)
         self.metrics.decision_made(label.value)
         return decision
 
     def undo(self, session: Session, decision_id: int, reviewer: User) -> ReviewDecision:
         """Revert the reviewer's own recent decision; the item is theirs again. Commits."""
-        begin_write(session)
-        decision = decisions.get(session, decision_id)
-        if decision is None or decision.reviewer_id != reviewer.id:
-            raise NotFoundError("not_found", f"no decision {decision_id} of yours")
-        window = dt.timedelta(seconds=self.settings.undo_window_seconds)
-        if utcnow() - decision.decided_at > window:
-            raise ConflictError(
-                "undo_expired",
-                f"decisions can be undone for {self.settings.undo_window_seconds} s only",
-            )
-        if not decisions.mark_undone(session, decision_id):
-            raise ConflictError("already_undone", f"decision {decision_id} was already undone")
-        upload = uploads.get(session, decision.upload_id, for_update=True)
-        item = queue.get_item(session, decision.item_id)
-        assert upload is not None and item is not None
-        still_decided = decisions.count_standing_others(session, decision.upload_id, decision_id)
-        uploads.set_status(
-            session,
-            upload,
-            decision.previous_status,
-            decision.previous_reason,
-            final=bool(still_decided),
-        )
-        bank.revert_decision(session, decision_id)
-        outbox.cancel_for_decision(session, decision_id)
-        appeals.withdraw_if_moot(session, upload, keep_item_id=item.id)
-        queue.reopen(
-            session, item, reviewer.id, dt.timedelta(seconds=self.settings.claim_ttl_seconds)
-        )
-        session.commit()
-        session.refresh(decision)
-        return decision
+        return reviewing.undo(session, decision_id, reviewer, self.settings)
