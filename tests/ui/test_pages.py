@@ -127,6 +127,13 @@ def test_decisions_through_the_api_show_in_history_and_admin(ui_app: tuple[FastA
     sign_in(admin, "ada")
     page = admin.get("/admin")
     assert page.status_code == 200
+    assert "<title>Admin · photosieve</title>" in page.text
+    assert 'class="page-admin"' in page.text
+    # Every panel once, inside the page's content (a template that pasted its panels into the
+    # title block rendered them three times).
+    for panel in ("models-h", "drift-h", "team-h", "webhooks-h", "audit-h"):
+        assert page.text.count(f'id="{panel}"') == 1, panel
+    assert page.text.index('id="drift-h"') > page.text.index("</head>")
     assert re.search(r'id="queue-total">0<', page.text)
     decisions = page.text.split('id="decisions-today"')[1].split("</table>")[0]
     assert re.search(r"Offensive</span></th>\s*<td class=\"num\">1<", decisions)
