@@ -69,10 +69,65 @@ def serve(
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def serve_workers(
+    tmp: str, bundle_dir: str, port: int, workers: int, keys: Any, overrides: dict[str, Any]
+) -> None:
+    """Child process: `workers` uvicorn worker processes of the app factory (what
+    `photosieve serve --workers N` runs), settings from the environment, one onnxruntime
+    thread each."""
+    import uvicorn
+
+    from photosieve.service.app import APP_FACTORY, prepare
+    from photosieve.store import accounts
+    from photosieve.store.db import make_engine, make_sessionmaker
+
+    folder = Path(tmp)
+    env = {
+        "ENVIRONMENT": "production",
+        "SECRET_KEY": secrets.token_urlsafe(32),
+        "WORKDIR": str(folder),
+        "DATABASE_URL": f"sqlite:///{folder / 'service.db'}",
+        "DATA_DIR": str(folder / "images"),
+        "BUNDLE_PATH": bundle_dir,
+        "ONNX_THREADS": "1",
+        **{key.upper(): str(value) for key, value in overrides.items()},
+    }
+    os.environ.update({f"PHOTOSIEVE_{key}": value for key, value in env.items()})
+    from photosieve.service.config import Settings
+
+    settings = Settings()
+    prepare(settings)
+    engine = make_engine(settings.resolved_database_url)
+    with make_sessionmaker(engine)() as session:
+        _, key = accounts.create_api_key(session, "bench")
+        session.commit()
+    engine.dispose()
+    keys.put(key)
+    uvicorn.run(
+        APP_FACTORY, factory=True, workers=workers, host="127.0.0.1", port=port,
+        log_level="warning", access_log=False,
+    )  # fmt: skip
+
+
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds a process has used so far (Linux `/proc/<pid>/stat`)."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    """User + system CPU seconds a process and its live descendants have used so far (Linux
+    `/proc/<pid>/stat`: uvicorn's worker processes are children of the server process)."""
+    tick = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry.name)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / tick)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo.extend(child for child, (parent, _) in stats.items() if parent == current)
+    return total
 
 
 def scoring_counters(url: str) -> dict[str, float]:
@@ -155,15 +210,21 @@ def run_service(
     warmup: list[bytes],
     loads: list[tuple[int, list[bytes]]],
     console: Console,
+    workers: int = 1,
 ) -> list[dict[str, Any]]:
-    """Start a service (settings `overrides`) in `tmp`, warm it up, run each (clients, photos)."""
+    """Start a service (settings `overrides`) in `tmp`, warm it up, run each (clients, photos).
+    With `workers` > 1 it is uvicorn's multi-process server of the app factory; the mean batch
+    is then left out (`/metrics` counters are per worker)."""
     tmp.mkdir()
     ctx = mp.get_context("spawn")
     keys = ctx.Queue()
     port = free_port()
-    server = ctx.Process(
-        target=serve, args=(str(tmp), str(bundle_dir), port, threads, keys, overrides), daemon=True
-    )
+    if workers > 1:
+        target: Any = serve_workers
+        args: tuple[Any, ...] = (str(tmp), str(bundle_dir), port, workers, keys, overrides)
+    else:
+        target, args = serve, (str(tmp), str(bundle_dir), port, threads, keys, overrides)
+    server = ctx.Process(target=target, args=args, daemon=workers == 1)
     server.start()
     pid = server.pid
     assert pid is not None
@@ -174,7 +235,8 @@ def run_service(
         wait_ready(url, server)
         load_level(url, key, warmup, max(clients for clients, _ in loads))
         for clients, chunk in loads:
-            console.print(f"{overrides or 'batched'}: {clients} client(s), {len(chunk)} uploads…")
+            name = f"{workers} workers" if workers > 1 else overrides or "batched"
+            console.print(f"{name}: {clients} client(s), {len(chunk)} uploads…")
             cpu, before = cpu_seconds(pid), scoring_counters(url)
             level = load_level(url, key, chunk, clients)
             # The server's own CPU per upload: its efficiency, whatever else shares the box.
@@ -182,10 +244,14 @@ def run_service(
             level["server_cpu_ms_per_upload"] = 1000.0 * used / len(chunk)
             after = scoring_counters(url)
             calls = after["batches"] - before["batches"]
-            level["model_calls"] = int(calls)
-            level["mean_batch"] = (after["images"] - before["images"]) / max(calls, 1.0)
+            if workers == 1:
+                level["model_calls"] = int(calls)
+                level["mean_batch"] = (after["images"] - before["images"]) / max(calls, 1.0)
+            level["workers"] = workers
             levels.append(level)
     finally:
         server.terminate()
         server.join(timeout=10)
+        if server.is_alive():
+            server.kill()
     return levels

@@ -50,17 +50,16 @@ class ReviewThroughput:
 
 def review_throughput(session: Session) -> ReviewThroughput:
     """The team's measured pace and the stream's measured shares."""
-    bands = dict(
-        session.execute(select(Upload.model_decision, func.count()).group_by(Upload.model_decision))
-        .tuples()
-        .all()
-    )
+    rows = session.execute(
+        select(Upload.model_decision, func.count()).group_by(Upload.model_decision)
+    ).all()
+    bands = {str(decision): int(n) for decision, n in rows}
     uploads = sum(int(n) for n in bands.values())
     times = session.execute(
         select(ReviewDecision.reviewer_id, ReviewDecision.decided_at)
         .where(ReviewDecision.undone.is_(False))
         .order_by(ReviewDecision.reviewer_id, ReviewDecision.decided_at)
-    ).tuples()
+    ).all()
     active = dt.timedelta()
     decisions = 0
     last: tuple[int, dt.datetime] | None = None
