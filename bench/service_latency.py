@@ -35,6 +35,7 @@ bench/results/service_latency.json and prints a table.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -52,7 +53,7 @@ from photosieve.config import Workdir
 from photosieve.paths import default_workdir, shared_data_dir
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.service.config import default_onnx_threads
-from service_load import load_scorer, run_service, summarise
+from service_load import load_scorer, postgres_database, run_service, summarise
 
 RESULTS = Path(__file__).parent / "results" / "service_latency.json"
 BENCH_POLICY = DecisionPolicy(approve_below=0.3, remove_at=0.9, evidence={"source": "bench only"})
@@ -170,6 +171,10 @@ def main() -> None:
         help="levels also run on `--workers` uvicorn processes (one onnxruntime thread each)",
     )  # fmt: skip
     parser.add_argument("--workers", type=int, default=os.cpu_count() or 2)
+    parser.add_argument(
+        "--postgres", action="store_true",
+        help="each service on a throwaway database on the local PostgreSQL instead of SQLite",
+    )  # fmt: skip
     parser.add_argument("--bare", type=int, default=64, help="photos for the bare-model timing")
     parser.add_argument("--batched", type=int, default=256, help="photos for the batched rate")
     parser.add_argument("--out", type=Path, default=RESULTS)
@@ -196,24 +201,30 @@ def main() -> None:
         cores = len(os.sched_getaffinity(0))
         machine = batched_model(bundle_dir, photos[warmup : warmup + args.batched], cores)
         loads = [(clients, next_chunk()) for clients in args.levels]
-        levels = run_service(
-            Path(tmp) / "batched", bundle_dir, threads, {}, blobs[:warmup], loads, console
-        )
+
+        def service(
+            name: str, overrides: dict[str, Any], loads: list[tuple[int, list[bytes]]],
+            threads: int, workers: int = 1,
+        ) -> list[dict[str, Any]]:  # fmt: skip
+            with contextlib.ExitStack() as stack:
+                if args.postgres:
+                    url = stack.enter_context(postgres_database())
+                    overrides = {**overrides, "database_url": url}
+                return run_service(
+                    Path(tmp) / name, bundle_dir, threads, overrides, blobs[:warmup], loads,
+                    console, workers=workers,
+                )  # fmt: skip
+
+        levels = service("batched", {}, loads, threads)
         baseline = []
         if args.baseline_levels:
             loads = [(clients, next_chunk()) for clients in args.baseline_levels]
-            baseline = run_service(
-                Path(tmp) / "unbatched", bundle_dir, threads, {"batch_max": 1},
-                blobs[:warmup], loads, console,
-            )  # fmt: skip
+            baseline = service("unbatched", {"batch_max": 1}, loads, threads)
 
         several = []
         if args.worker_levels and args.workers > 1:
             loads = [(clients, next_chunk()) for clients in args.worker_levels]
-            several = run_service(
-                Path(tmp) / "workers", bundle_dir, 1, {}, blobs[:warmup], loads, console,
-                workers=args.workers,
-            )  # fmt: skip
+            several = service("workers", {}, loads, 1, workers=args.workers)
 
     bare_rate = 1000.0 / bare["mean_ms"]
     batched_rate = batched["rate_per_s"]
@@ -228,7 +239,9 @@ def main() -> None:
         "onnx_threads": threads,
         "requests_per_level": args.requests,
         "photo_source": "../shared/data/bench (primary)",
-        "database": "SQLite (WAL), temporary folder",
+        "database": "PostgreSQL (local, throwaway databases)"
+        if args.postgres
+        else "SQLite (WAL), temporary folder",
         "server": "uvicorn, 1 worker, separate process; clients: httpx threads, loopback",
         "machine": {
             "cpus": os.cpu_count(),

@@ -8,6 +8,7 @@ mean batch it scored. Used by `service_latency.py` and `hostile_inputs.py`.
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing as mp
 import os
 import re
@@ -15,6 +16,7 @@ import secrets
 import socket
 import time
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -38,17 +40,18 @@ def load_scorer(bundle_dir: Path | str, threads: int | None) -> Any:
 
 
 def bench_settings(folder: Path, **overrides: Any) -> Any:
-    """Production-mode settings of a throwaway service in `folder` (SQLite, random secret)."""
+    """Production-mode settings of a throwaway service in `folder` (SQLite unless `overrides`
+    name a `database_url`; a random secret)."""
     from photosieve.service.config import Settings
 
-    return Settings(
-        environment="production",
-        secret_key=secrets.token_urlsafe(32),
-        workdir=folder,
-        database_url=f"sqlite:///{folder / 'service.db'}",
-        data_dir=folder / "images",
-        **overrides,
-    )
+    settings: dict[str, Any] = {
+        "environment": "production",
+        "secret_key": secrets.token_urlsafe(32),
+        "workdir": folder,
+        "database_url": f"sqlite:///{folder / 'service.db'}",
+        "data_dir": folder / "images",
+    }
+    return Settings(**{**settings, **overrides})
 
 
 def serve(
@@ -235,7 +238,8 @@ def run_service(
         wait_ready(url, server)
         load_level(url, key, warmup, max(clients for clients, _ in loads))
         for clients, chunk in loads:
-            name = f"{workers} workers" if workers > 1 else overrides or "batched"
+            shown = {k: v for k, v in overrides.items() if k != "database_url"}
+            name = f"{workers} workers" if workers > 1 else shown or "batched"
             console.print(f"{name}: {clients} client(s), {len(chunk)} uploads…")
             cpu, before = cpu_seconds(pid), scoring_counters(url)
             level = load_level(url, key, chunk, clients)
@@ -255,3 +259,21 @@ def run_service(
         if server.is_alive():
             server.kill()
     return levels
+
+
+@contextlib.contextmanager
+def postgres_database() -> Iterator[str]:
+    """A throwaway database on the local PostgreSQL (127.0.0.1:5432, trust auth): its URL."""
+    from sqlalchemy import create_engine, text
+
+    name = f"photosieve_bench_{secrets.token_hex(6)}"
+    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
+                          isolation_level="AUTOCOMMIT")  # fmt: skip
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
+    finally:
+        with admin.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
