@@ -32,7 +32,7 @@ import argparse
 import datetime as dt
 import json
 import platform
-import secrets
+import sys
 import threading
 import time
 from pathlib import Path
@@ -41,15 +41,17 @@ from typing import Any
 import numpy as np
 from rich.console import Console
 from rich.table import Table
-from sqlalchemy import Engine, create_engine, text
+from sqlalchemy import Engine, text
 from sqlalchemy.orm import Session
 
+# The tests' throwaway PostgreSQL databases: one helper for tests and benches.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from photosieve.store import queue
 from photosieve.store.db import make_engine, make_sessionmaker, migrate
 from photosieve.store.models import utcnow
+from postgres_db import pg_database
 
 RESULTS = Path(__file__).parent / "results" / "queue_scale.json"
-PG_ADMIN_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 REVIEWERS = 8
 THREADS = 4
 TTL = dt.timedelta(minutes=10)
@@ -89,24 +91,6 @@ WITH done AS (
 INSERT INTO review_items (upload_id, kind, status, created_at)
 SELECT id, 'model_band', 'pending', created_at FROM arrived
 """
-
-
-class ThrowawayDatabase:
-    """A uniquely named PostgreSQL database, dropped on exit."""
-
-    def __init__(self) -> None:
-        self.name = f"photosieve_bench_{secrets.token_hex(6)}"
-        self.admin = create_engine(PG_ADMIN_URL, isolation_level="AUTOCOMMIT")
-
-    def __enter__(self) -> str:
-        with self.admin.connect() as conn:
-            conn.execute(text(f'CREATE DATABASE "{self.name}"'))
-        return f"postgresql+psycopg://postgres@127.0.0.1:5432/{self.name}"
-
-    def __exit__(self, *_exc: object) -> None:
-        with self.admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)'))
-        self.admin.dispose()
 
 
 def fill(engine: Engine, n: int) -> tuple[list[int], float]:
@@ -219,7 +203,7 @@ def summary(latencies: list[float]) -> dict[str, float]:
 
 
 def run_size(n: int, claims: int, batch: int) -> dict[str, Any]:
-    with ThrowawayDatabase() as url:
+    with pg_database() as url:
         engine = make_engine(url, pool_size=THREADS + 1)
         try:
             migrate(engine)

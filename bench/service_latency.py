@@ -39,6 +39,7 @@ import contextlib
 import json
 import os
 import platform
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -48,12 +49,15 @@ import pandas as pd
 from rich.console import Console
 from rich.table import Table
 
+# The tests' throwaway PostgreSQL databases (`--postgres`), one helper for tests and benches.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
 from photosieve.bundle import ModelBundle
 from photosieve.config import Workdir
 from photosieve.paths import default_workdir, shared_data_dir
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.service.config import default_onnx_threads
-from service_load import load_scorer, postgres_database, run_service, summarise
+from postgres_db import pg_database
+from service_load import load_scorer, run_service, summarise
 
 RESULTS = Path(__file__).parent / "results" / "service_latency.json"
 BENCH_POLICY = DecisionPolicy(approve_below=0.3, remove_at=0.9, evidence={"source": "bench only"})
@@ -208,7 +212,7 @@ def main() -> None:
         ) -> list[dict[str, Any]]:  # fmt: skip
             with contextlib.ExitStack() as stack:
                 if args.postgres:
-                    url = stack.enter_context(postgres_database())
+                    url = stack.enter_context(pg_database())
                     overrides = {**overrides, "database_url": url}
                 return run_service(
                     Path(tmp) / name, bundle_dir, threads, overrides, blobs[:warmup], loads,

@@ -8,7 +8,6 @@ mean batch it scored. Used by `service_latency.py` and `hostile_inputs.py`.
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing as mp
 import os
 import re
@@ -16,7 +15,6 @@ import secrets
 import socket
 import time
 from collections import Counter
-from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
@@ -259,21 +257,3 @@ def run_service(
         if server.is_alive():
             server.kill()
     return levels
-
-
-@contextlib.contextmanager
-def postgres_database() -> Iterator[str]:
-    """A throwaway database on the local PostgreSQL (127.0.0.1:5432, trust auth): its URL."""
-    from sqlalchemy import create_engine, text
-
-    name = f"photosieve_bench_{secrets.token_hex(6)}"
-    admin = create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/postgres",
-                          isolation_level="AUTOCOMMIT")  # fmt: skip
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    finally:
-        with admin.connect() as conn:
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
