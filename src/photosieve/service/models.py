@@ -58,11 +58,14 @@ def _embedder_of(scorer: Any) -> Any:
 
 
 def scorer_for(bundle: ModelBundle, like: Any | None = None) -> Scorer:
-    """A scorer for `bundle`, reusing `like`'s embedder when it is the bundle's backbone."""
+    """A scorer for `bundle`, reusing `like`'s embedder when it is the bundle's backbone, else a
+    new embedder with as many onnxruntime threads as `like`'s (the service's setting)."""
     embedder = _embedder_of(like)
     config = getattr(embedder, "config", None)
-    same = config is not None and config.id == bundle.backbone_id
-    return Scorer(bundle, embedder if same else None)
+    if config is not None and config.id == bundle.backbone_id:
+        return Scorer(bundle, embedder)
+    threads = getattr(embedder, "threads", None)
+    return Scorer(bundle, Embedder(backbone_for(bundle.backbone_id), threads=threads))
 
 
 def version_of(scorer: Any) -> str:
