@@ -114,13 +114,14 @@ class LocalEngine:
     scoring whole batches with its own one-thread onnxruntime session."""
 
     def __init__(
-        self, bundle_path: Path, *, batch_size: int = 32, workers: int | None = None
-    ) -> None:
+        self, bundle: ModelBundle, bundle_path: Path, *, batch_size: int = 32,
+        workers: int | None = None,
+    ) -> None:  # fmt: skip
+        """`bundle` is the one saved at `bundle_path` (each worker loads it from there)."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.workers = workers or available_cores()
-        bundle = ModelBundle.load(bundle_path)
         export_onnx(backbone_for(bundle.backbone_id), Workdir.default().root)  # once, not racing
         # spawn: never fork a process whose onnxruntime or torch threads may be running
         context = multiprocessing.get_context("spawn")
