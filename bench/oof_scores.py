@@ -39,9 +39,13 @@ from photosieve.learn.metrics import (
 )
 from photosieve.records import PRIMARY_SOURCE, Label, Split
 
-# mlp1s1: one head, seed 1 (seed noise); mlp1tp: one head with the top-push term (TOP_PUSH)
-HEADS = ("mlp5", "mlp1", "mlp1s1", "mlp1tp", "mlp1tps1", "logreg")
-TOP_PUSH = {"top_push": 1.0, "top_push_k": 8}
+# mlp1s1: one head, seed 1 (seed noise); mlp1tp / mlp1tpw: one head with the top-push term,
+# strong / weak (TOP_PUSH); …s1: seed 1
+TOP_PUSH = {
+    "mlp1tp": {"top_push": 1.0, "top_push_k": 8},
+    "mlp1tpw": {"top_push": 0.3, "top_push_k": 4},
+}
+HEADS = ("mlp5", "mlp1", "mlp1s1", *TOP_PUSH, *(f"{h}s1" for h in TOP_PUSH), "logreg")
 
 
 @dataclass(frozen=True)
@@ -193,9 +197,9 @@ def make_head(head: str) -> Any:
         return head_of(TrainConfig(ensemble=1))
     if head == "mlp1s1":
         return head_of(TrainConfig(ensemble=1, seed=1))
-    if head in ("mlp1tp", "mlp1tps1"):
+    if head.removesuffix("s1") in TOP_PUSH:
         one = head_of(TrainConfig(ensemble=1, seed=int(head.endswith("s1"))))
-        return one.set_params(**TOP_PUSH)
+        return one.set_params(**TOP_PUSH[head.removesuffix("s1")])
     if head == "logreg":
         return LogisticHead(C=0.05, imbalance="weighted", max_iter=300)
     raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")
