@@ -14,7 +14,8 @@ at 99% recall, high-recall partial area, AP), never the test draws.
 `Extras` (for `shortcut_check.py`): edited copies of bench photos, each tied to the row it was
 made from. Copies to *score* are scored by the head of their source row's fold (so no copy is
 scored by a head that saw its original); copies to *train on* join a fold's training set when
-their source row is in it (a training-only augmentation).
+their source row is in it (a training-only augmentation) — or, for a copy made from several
+rows (a firearm pasted into another photo: `paste_workload.py`), when *all* of them are.
 """
 
 from __future__ import annotations
@@ -38,7 +39,13 @@ from photosieve.learn.metrics import (
 )
 from photosieve.records import PRIMARY_SOURCE, Label, Split
 
-HEADS = ("mlp5", "mlp1", "mlp1s1", "logreg")  # mlp1s1: one head, seed 1 (seed noise)
+# mlp1s1: one head, seed 1 (seed noise); mlp1tp / mlp1tpw: one head with the top-push term,
+# strong / weak (TOP_PUSH); …s1: seed 1
+TOP_PUSH = {
+    "mlp1tp": {"top_push": 1.0, "top_push_k": 8},
+    "mlp1tpw": {"top_push": 0.3, "top_push_k": 4},
+}
+HEADS = ("mlp5", "mlp1", "mlp1s1", *TOP_PUSH, *(f"{h}s1" for h in TOP_PUSH), "logreg")
 
 
 @dataclass(frozen=True)
@@ -54,7 +61,8 @@ class Recipe:
 @dataclass(frozen=True)
 class Extras:
     """Edited photos tied to bench rows: `score` name → (X (M, D), source row (M,)); `train`:
-    (X (T, D), y (T,), source row (T,)) added to training where the source row trains."""
+    (X (T, D), y (T,), source rows (T,) or (T, S)) added to training where every source row
+    of the copy trains."""
 
     score: dict[str, tuple[np.ndarray, np.ndarray]]
     train: tuple[np.ndarray, np.ndarray, np.ndarray] | None = None
@@ -64,7 +72,7 @@ class Extras:
         if self.train is None:
             return np.zeros((0, 0), np.float32), np.zeros(0, np.int64)
         X, y, rows = self.train
-        keep = train[rows]
+        keep = train[rows] if rows.ndim == 1 else train[rows].all(axis=1)
         return X[keep], y[keep]
 
 
@@ -189,6 +197,9 @@ def make_head(head: str) -> Any:
         return head_of(TrainConfig(ensemble=1))
     if head == "mlp1s1":
         return head_of(TrainConfig(ensemble=1, seed=1))
+    if head.removesuffix("s1") in TOP_PUSH:
+        one = head_of(TrainConfig(ensemble=1, seed=int(head.endswith("s1"))))
+        return one.set_params(**TOP_PUSH[head.removesuffix("s1")])
     if head == "logreg":
         return LogisticHead(C=0.05, imbalance="weighted", max_iter=300)
     raise ValueError(f"unknown head {head!r}; known: {', '.join(HEADS)}")

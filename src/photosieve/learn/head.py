@@ -102,6 +102,9 @@ class TorchHead(LogitScorer):
         "imbalance",
         "loss",
         "focal_gamma",
+        "top_push",
+        "top_push_k",
+        "top_push_margin",
         "patience",
         "seed",
         "monitor",
@@ -120,6 +123,9 @@ class TorchHead(LogitScorer):
         imbalance: str = "weighted",
         loss: str = "bce",
         focal_gamma: float = 2.0,
+        top_push: float = 0.0,
+        top_push_k: int = 8,
+        top_push_margin: float = 1.0,
         patience: int = 15,
         seed: int = 0,
         monitor: str = "high_recall",
@@ -134,6 +140,9 @@ class TorchHead(LogitScorer):
         self.imbalance = imbalance
         self.loss = loss
         self.focal_gamma = focal_gamma
+        self.top_push = top_push  # weight of the top-push term (learn.loop); 0 = plain loss
+        self.top_push_k = top_push_k
+        self.top_push_margin = top_push_margin
         self.patience = patience
         self.seed = seed
         self.monitor = monitor
@@ -168,6 +177,10 @@ class TorchHead(LogitScorer):
             )
         if self.loss not in ("bce", "focal"):
             raise ValueError(f"loss must be 'bce' or 'focal', got {self.loss!r}")
+        if self.top_push < 0 or self.top_push_k < 1:
+            raise ValueError(
+                f"top_push must be ≥ 0 and top_push_k ≥ 1, got {self.top_push}, {self.top_push_k}"
+            )
         if self.epochs < 1 or self.batch_size < 1 or self.lr <= 0:
             raise ValueError("epochs and batch_size must be ≥ 1 and lr > 0")
 

@@ -2,10 +2,11 @@
 
 One function, `train_network`, readable top to bottom: seed → standardise → AdamW with a cosine
 schedule → per epoch: mini-batches (shuffled, or class-balanced resampling), loss (BCE or focal,
-positives optionally up-weighted), gradient norms per layer, validation metric → keep the best
-epoch's weights. Early stopping watches a high-recall metric on validation (`monitor`: the
-review rate at 99% recall, its smooth partial-AUC version over 90–100% recall, or AP), ties
-broken by average precision.
+positives optionally up-weighted, optionally plus a top-push term that lifts the batch's
+lowest-scored positives above its highest-scored negatives), gradient norms per layer,
+validation metric → keep the best epoch's weights. Early stopping watches a high-recall metric
+on validation (`monitor`: the review rate at 99% recall, its smooth partial-AUC version over
+90–100% recall, or AP), ties broken by average precision.
 """
 
 from __future__ import annotations
@@ -42,6 +43,9 @@ class LoopConfig(Protocol):
     imbalance: str
     loss: str
     focal_gamma: float
+    top_push: float
+    top_push_k: int
+    top_push_margin: float
     patience: int
     seed: int
     monitor: str
@@ -85,7 +89,22 @@ def _loss(
         p = torch.sigmoid(logits)
         p_true = p * y + (1 - p) * (1 - y)
         ce = ce * (1 - p_true).pow(cfg.focal_gamma)
-    return (weights * ce).sum() / weights.sum()
+    loss = (weights * ce).sum() / weights.sum()
+    if cfg.top_push > 0:
+        loss = loss + cfg.top_push * top_push_term(logits, y, cfg.top_push_k, cfg.top_push_margin)
+    return loss
+
+
+def top_push_term(logits: torch.Tensor, y: torch.Tensor, k: int, margin: float) -> torch.Tensor:
+    """Mean softplus(margin − (low − high)) over the pairs of the batch's k lowest-scored
+    positives and k highest-scored negatives (logits): a partial-AUC surrogate for the corner
+    that sets a 99%-recall threshold. 0 when the batch lacks a class."""
+    pos, neg = logits[y > 0.5], logits[y < 0.5]
+    if pos.numel() == 0 or neg.numel() == 0:
+        return logits.sum() * 0.0
+    low = torch.topk(pos, min(k, pos.numel()), largest=False).values  # (kp,)
+    high = torch.topk(neg, min(k, neg.numel())).values  # (kn,)
+    return F.softplus(margin - (low[:, None] - high[None, :])).mean()  # (kp, kn) → ()
 
 
 def _epoch_indices(y: np.ndarray, cfg: LoopConfig, gen: torch.Generator) -> torch.Tensor:
