@@ -11,6 +11,10 @@ request that waits longer than `max_wait_s` gets `DecodeBusy` (the route answers
 The semaphores are loop-safe: uvicorn runs one event loop, but Starlette's `TestClient` runs
 each request on a loop of its own, so a plain `asyncio.Semaphore` (bound to one loop, not
 thread-safe) would break under a threaded test.
+
+`run_then` runs what follows a decode (the upload's moderation) in the same thread-pool call,
+with the slot already given back: one thread hop instead of two, and a request waiting for the
+model does not hold a decode slot.
 """
 
 from __future__ import annotations
