@@ -199,3 +199,29 @@ def test_gate_is_shared_safely_by_several_event_loops() -> None:
         thread.join(timeout=60)
     assert not any(t.is_alive() for t in threads)
     assert 1 <= peak[0] <= 2
+
+
+def test_gate_run_then_frees_the_slot_before_the_follow_up_runs() -> None:
+    """The upload route decodes and moderates in one thread-pool call: the slot is given back
+    once decoded, so a request waiting for the model does not keep the next one from decoding;
+    a failed decode gives it back too."""
+    gate = DecodeGate(slots=1, heavy_slots=1, max_wait_s=5.0)
+    second_decoded = threading.Event()
+
+    def wait_for_second(decoded: str) -> str:  # the first request's "model wait"
+        assert second_decoded.wait(5.0), "the second decode never got the slot"
+        return decoded + " scored"
+
+    def fail() -> str:
+        raise ValueError("not an image")
+
+    async def main() -> None:
+        first = asyncio.create_task(gate.run_then(_header(10), lambda: "a", wait_for_second))
+        await asyncio.sleep(0.05)
+        second = await gate.run_then(_header(10), lambda: "b", lambda d: second_decoded.set() or d)
+        assert second == "b" and await first == "a scored"
+        with pytest.raises(ValueError, match="not an image"):
+            await gate.run_then(_header(10), fail, lambda d: d)
+        assert await gate.run(_header(10), lambda: 7) == 7  # the slot came back each time
+
+    asyncio.run(main())

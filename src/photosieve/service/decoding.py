@@ -11,19 +11,22 @@ request that waits longer than `max_wait_s` gets `DecodeBusy` (the route answers
 The semaphores are loop-safe: uvicorn runs one event loop, but Starlette's `TestClient` runs
 each request on a loop of its own, so a plain `asyncio.Semaphore` (bound to one loop, not
 thread-safe) would break under a threaded test.
+
+`run_then` runs what follows a decode (the upload's moderation) in the same thread-pool call,
+with the slot already given back: one thread hop instead of two, and a request waiting for the
+model does not hold a decode slot.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import ctypes
 import ctypes.util
 import logging
 import os
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable
 from typing import TypeVar
 
 from starlette.concurrency import run_in_threadpool
@@ -32,6 +35,7 @@ from photosieve.vision.decode import ImageHeader
 
 log = logging.getLogger(__name__)
 T = TypeVar("T")
+U = TypeVar("U")
 
 # A photo over 4 MP (2048 × 2048) counts as a heavy decode: it takes a core for 0.1-1 s.
 HEAVY_PIXELS = 4_000_000
@@ -122,26 +126,61 @@ class DecodeGate:
         self._all = LoopSafeSemaphore(self.slots)
         self._heavy = LoopSafeSemaphore(min(self.heavy_slots, self.slots))
 
-    @contextlib.asynccontextmanager
-    async def _slot(self, heavy: bool) -> AsyncIterator[None]:
-        # Heavy first, then a general slot: a heavy request never sits on a general slot
-        # while it waits for its turn among the heavy ones.
-        async with contextlib.AsyncExitStack() as stack:
-            try:
-                async with asyncio.timeout(self.max_wait_s):
-                    if heavy:
-                        await stack.enter_async_context(self._heavy)
-                    await stack.enter_async_context(self._all)
-            except TimeoutError as exc:
+    async def _acquire(self, heavy: bool) -> list[LoopSafeSemaphore]:
+        """Take a slot (heavy first, then a general one: a heavy request never sits on a general
+        slot while it waits for its turn among the heavy ones); the semaphores to release."""
+        taken: list[LoopSafeSemaphore] = []
+        try:
+            async with asyncio.timeout(self.max_wait_s):
+                for semaphore in (self._heavy, self._all) if heavy else (self._all,):
+                    await semaphore.acquire()
+                    taken.append(semaphore)
+        except BaseException as exc:
+            _release(taken)
+            if isinstance(exc, TimeoutError):
                 raise DecodeBusy(
                     f"no decode slot within {self.max_wait_s:g} s; try again shortly"
                 ) from exc
-            yield
+            raise
+        return taken
 
     async def run(self, header: ImageHeader, decode: Callable[[], T]) -> T:
         """Run `decode` in the thread pool once a slot for an image like `header` is free."""
-        async with self._slot(header.pixels > self.heavy_pixels):
+        taken = await self._acquire(header.pixels > self.heavy_pixels)
+        try:
             return await run_in_threadpool(decode)
+        finally:
+            _release(taken)
+
+    async def run_then(
+        self, header: ImageHeader, decode: Callable[[], T], then: Callable[[T], U]
+    ) -> U:
+        """`run(header, decode)`, then `then(decoded)` in the same thread-pool call once the
+        slot is given back: one trip to the thread pool instead of two, and the slot is held
+        only while decoding (not while `then` waits for the model)."""
+        taken = await self._acquire(header.pixels > self.heavy_pixels)
+        released = threading.Lock()  # held once the slot has been given back
+
+        def give_back() -> None:
+            if released.acquire(blocking=False):
+                _release(taken)
+
+        def work() -> U:
+            try:
+                decoded = decode()
+            finally:
+                give_back()
+            return then(decoded)
+
+        try:
+            return await run_in_threadpool(work)
+        finally:
+            give_back()  # the thread never ran (cancelled first)
+
+
+def _release(semaphores: list[LoopSafeSemaphore]) -> None:
+    for semaphore in reversed(semaphores):
+        semaphore.release()
 
 
 def return_freed_memory() -> None:

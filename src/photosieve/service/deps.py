@@ -16,6 +16,7 @@ from fastapi.security import (
     HTTPBearer,
 )
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from photosieve.service import security
 from photosieve.service.config import Settings
@@ -100,16 +101,19 @@ SESSION_COOKIE = APIKeyCookie(
 )  # fmt: skip
 
 
-def api_client(
+async def api_client(
     request: Request,
-    session: DbSession,
     _bearer: Annotated[HTTPAuthorizationCredentials | None, Security(BEARER)] = None,
     _header: Annotated[str | None, Security(API_KEY_HEADER)] = None,
 ) -> ApiKey:
-    """The calling client's API key (401 without a valid one)."""
-    key = security.require_api_key(request, session)
-    session.commit()
-    return key
+    """The calling client's API key (401 without a valid one): one trip to the thread pool with
+    a session of its own (a `DbSession` dependency would take three: open, look up, close)."""
+    return await run_in_threadpool(_api_key_of, request)
+
+
+def _api_key_of(request: Request) -> ApiKey:
+    with request.app.state.sessions() as session:
+        return security.require_api_key(request, session)  # loaded; usable after close
 
 
 Reviewer = Annotated[User, Depends(current_user)]

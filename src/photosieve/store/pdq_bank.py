@@ -19,7 +19,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
-from sqlalchemy import Row, or_, select
+from sqlalchemy import Row, bindparam, or_, select
 from sqlalchemy.orm import Session
 
 from photosieve.store.bank import BankMatch, best_of
@@ -30,6 +30,8 @@ GAP_SECONDS = 600.0  # how long an unseen id below the newest is waited for
 LOAD_BATCH = 200_000  # rows per fetch when the index is built
 RECENT_IDS = 1_000  # at load, holes among the newest ids are waited for like gaps
 MAX_GAPS = 64  # unseen id ranges looked for at once
+_NEWER = select(KnownBadHash.id, KnownBadHash.pdq)
+_NEWER_THAN = _NEWER.where(KnownBadHash.id > bindparam("after")).order_by(KnownBadHash.id)
 
 
 @dataclass
@@ -91,13 +93,13 @@ class PdqBank:
             now = self.clock()
             self._gaps = [g for g in self._gaps if now - g.since < self.gap_seconds]
             self._gaps = self._gaps[-MAX_GAPS:]  # the oldest given up first
-            unseen = [KnownBadHash.id > self._max_seen]
-            unseen += [KnownBadHash.id.between(g.lo, g.hi) for g in self._gaps]
-            fresh = session.execute(
-                select(KnownBadHash.id, KnownBadHash.pdq)
-                .where(or_(*unseen))
-                .order_by(KnownBadHash.id)
-            ).all()
+            if self._gaps:
+                unseen = [KnownBadHash.id > self._max_seen]
+                unseen += [KnownBadHash.id.between(g.lo, g.hi) for g in self._gaps]
+                query = _NEWER.where(or_(*unseen))
+                fresh = session.execute(query.order_by(KnownBadHash.id)).all()
+            else:  # the usual case, once per upload: one statement built once
+                fresh = session.execute(_NEWER_THAN, {"after": self._max_seen}).all()
             if not fresh:
                 return 0
             fresh_ids = np.array([row.id for row in fresh], np.int64)

@@ -138,17 +138,20 @@ async def create_upload(
     gate: DecodeGate = request.app.state.decode_gate
     try:
         # The header is judged first (cheap); the decode waits for a slot without holding the
-        # event loop, so a hostile upload cannot stall everyone else's.
+        # event loop, so a hostile upload cannot stall everyone else's. Decoding and the rest
+        # of the upload share one thread-pool call; the slot is freed once decoded.
         header = await run_in_threadpool(moderator.read_header, data)
-        decoded = await gate.run(header, lambda: moderator.decode_upload(data))
-        outcome = await run_in_threadpool(
-            moderator.moderate_upload,
-            data,
-            user_id,
-            api_key_id=client.id,
-            client_id=client.client_id,
-            idempotency_key=key,
-            decoded=decoded,
+        outcome = await gate.run_then(
+            header,
+            lambda: moderator.decode_upload(data),
+            lambda decoded: moderator.moderate_upload(
+                data,
+                user_id,
+                api_key_id=client.id,
+                client_id=client.client_id,
+                idempotency_key=key,
+                decoded=decoded,
+            ),
         )
     except ImageDecodeError as exc:
         raise _error(422, exc.reason, exc.message) from exc
