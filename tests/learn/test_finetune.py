@@ -109,6 +109,7 @@ def test_warm_start_is_epoch_zero_and_early_stopping_keeps_the_best(photos, maps
     cfg = FineTuneConfig(epochs=1, samples_per_epoch=8, batch_size=8, warm_epochs=3)
     result = fine_tune(maps, y, train, val, cfg)
     assert [r["epoch"] for r in result.history] == [0, 1]
+    assert result.best_tuned_epoch == 1 and result.tuned_state  # kept even if epoch 0 won
     best = result.history[result.best_epoch]
     scores = score_maps(result.model, maps, val)
     assert review_rate_at_recall(scores, y[val], recall=0.99) == best["val_review_rate"]

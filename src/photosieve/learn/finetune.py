@@ -66,7 +66,7 @@ class FineTuneConfig:
     hidden: tuple[int, ...] = TRAIN.hidden  # the classifier: the product head's shape
     dropout: float = TRAIN.dropout
     train_bn: bool = False  # False: the tail's BN keeps ImageNet statistics (eval mode)
-    patience: int = 2
+    patience: int = 3
     monitor: str = "review_rate"  # `learn.loop.monitor_key`: review rate at 99% recall, then AP
     seed: int = 0
     stats_rows: int = 1024  # training rows whose clean embeddings set the Standardize layer
@@ -145,6 +145,9 @@ class FineTuneResult:
     model: TunedLite0
     history: list[dict[str, Any]] = field(default_factory=list)
     best_epoch: int = 0
+    # the best *tuned* epoch (≥ 1) and its weights, even where the warm start (0) won
+    best_tuned_epoch: int = 0
+    tuned_state: dict[str, torch.Tensor] = field(default_factory=dict)
 
 
 Maps = np.ndarray  # (N, V, 112, 14, 14) float16 (a memmap from `learn.trunk_cache`)
@@ -316,6 +319,7 @@ def fine_tune(
         result = FineTuneResult(model=model)
         best_key: tuple[float, float] | None = None
         best_state: dict[str, torch.Tensor] | None = None
+        tuned_key: tuple[float, float] | None = None
         if cfg.warm_start:  # epoch 0: the frozen backbone with the warm-started head
             record: dict[str, Any] = {"epoch": 0} | _validation(
                 score_maps(model, maps, val), y[val]
@@ -358,6 +362,9 @@ def fine_tune(
             if best_key is None or key < best_key:
                 best_key, result.best_epoch = key, epoch
                 best_state = copy.deepcopy(model.state_dict())
+            if tuned_key is None or key < tuned_key:
+                tuned_key, result.best_tuned_epoch = key, epoch
+                result.tuned_state = copy.deepcopy(model.state_dict())
             result.history.append(record)
             if on_epoch is not None:
                 on_epoch(epoch, record)
