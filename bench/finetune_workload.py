@@ -161,13 +161,14 @@ def main(argv: list[str] | None = None) -> int:
         return 0
     mask = bench.primary
     y, origin = bench.y[mask], _origin(bench.frame["origin"].to_numpy()[mask])
+    # runs of other fine-tuning configs (tags) stay in the file; this run replaces its own
+    earlier = json.loads(RESULTS.read_text()) if RESULTS.is_file() else {}
     results: dict[str, Any] = {
-        "machine": platform.node(),
-        "draws": args.draws,
-        "sizes": sizes,
-        "config": cfg.to_dict() | {"views": args.views},
-        "folds": fold_info,
+        k: v for k, v in earlier.items() if k.startswith(("finetune_", "config_", "folds_"))
     }
+    results |= {"machine": platform.node(), "draws": args.draws, "sizes": sizes}
+    results[f"config_{tag}"] = cfg.to_dict() | {"views": args.views}
+    results[f"folds_{tag}"] = fold_info
     runs: dict[str, tuple[np.ndarray, dict[str, float]]] = {}
     for name in BASELINES:
         s, info = oof_scores(
