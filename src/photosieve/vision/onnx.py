@@ -44,10 +44,13 @@ class UInt8Features(nn.Module):
         self.register_buffer("shift", mean.view(1, 3, 1, 1))
         self.register_buffer("scale", (1.0 / std).view(1, 3, 1, 1))
 
-    def forward(self, image: torch.Tensor) -> torch.Tensor:
+    def normalise(self, image: torch.Tensor) -> torch.Tensor:
+        """(N, H, W, 3) uint8 → (N, 3, H, W) normalised float32, as the exported graph does."""
         x = image.permute(0, 3, 1, 2).to(torch.float32)
-        x = (x - self.shift) * self.scale
-        return self.backbone.forward_features(x)
+        return (x - self.shift) * self.scale
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.backbone.forward_features(self.normalise(image))
 
 
 def onnx_path(backbone: str = DEFAULT_BACKBONE, workdir: Path | None = None) -> Path:
@@ -60,8 +63,14 @@ def export_onnx(backbone: str = DEFAULT_BACKBONE, workdir: Path | None = None) -
     target = onnx_path(backbone, workdir)
     if target.is_file():
         return target
+    return export_features(create_backbone(backbone), target)
+
+
+def export_features(backbone: EfficientNetLite, target: Path) -> Path:
+    """Write `backbone`'s uint8 → embedding graph to `target` (atomically); also for tuned
+    weights (`learn.finetune`), so a tuned backbone is served exactly like a registered one."""
     target.parent.mkdir(parents=True, exist_ok=True)
-    model = UInt8Features(create_backbone(backbone)).eval()
+    model = UInt8Features(backbone).eval()
     size = model.config.preprocess.input_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
     fd, tmp_name = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=target.parent)
