@@ -53,6 +53,11 @@ TARGETS = (0.99, 0.98, 0.95)
 CONFIDENCE, PREVALENCE = 0.95, 0.01
 RESULTS = Path(__file__).parent / "results" / "certified_workload.json"
 L0, L2 = "efficientnet_lite0_avgmax", "efficientnet_lite2_avgmax"
+L2_224 = "efficientnet_lite2_224_avgmax"  # Lite2 at Lite0's input size: ≈ 2.2× Lite0's CPU
+# Recipes the 2-core box can serve within the issue's limits (≥ 60 photos/s end to end, ≤ 50 ms
+# for one photo): one backbone of at most ≈ 2.2× Lite0's CPU. Lite2@260 (≈ 3×) and the
+# concatenations (≈ 3–4×) are measured, but "after" is picked among servable recipes only.
+SERVABLE_BACKBONES = frozenset({L0, L2_224})
 BEFORE = Recipe("lite0_mlp5", (L0,), "mlp5")
 RECIPES = {  # explored on validation folds; the after recipe is picked from these
     r.name: r
@@ -68,6 +73,7 @@ RECIPES = {  # explored on validation folds; the after recipe is picked from the
         Recipe("lite0_mlp1_noext", (L0,), "mlp1", external=False),
         Recipe("lite2_mlp1_noext", (L2,), "mlp1", external=False),
         Recipe("concat_mlp1_noext", (L0, L2), "mlp1", external=False),
+        Recipe("lite2_224_mlp1", (L2_224,), "mlp1"),
     )
 }
 
@@ -360,11 +366,18 @@ def main(argv: list[str] | None = None) -> int:
             continue
         explored[name] = measure(bench, RECIPES[name], after_plan, f"{name}, new plan", args)
     results["explored"] = explored
-    candidates = {today.name: results["planner_only"], **explored}
+    candidates = {today.name: results["planner_only"]}
+    candidates |= {
+        n: r for n, r in explored.items() if set(RECIPES[n].backbones) <= SERVABLE_BACKBONES
+    }
     pick = args.after or min(
         candidates, key=lambda n: candidates[n]["recipe"]["validation"]["review_at_99_prev1pct"]
     )
     results["after_recipe"] = pick
+    results["after_rule"] = (
+        "lowest mean validation review rate at 99% recall among servable recipes "
+        f"(backbones within {sorted(SERVABLE_BACKBONES)})"
+    )
     results["after"] = candidates[pick]
     results["planner_choice"] = {"positives": choice.positives, "misses": choice.misses}
     sizes = [305, 483, 641, 789, 932, 1070, 1339, 1600]
@@ -375,7 +388,7 @@ def main(argv: list[str] | None = None) -> int:
         r.pop("_plan", None)
     RESULTS.parent.mkdir(parents=True, exist_ok=True)
     RESULTS.write_text(json.dumps(results, indent=2))
-    print(f"after = {pick} (lowest mean validation review rate at 99% recall); wrote {RESULTS}")
+    print(f"after = {pick} ({results['after_rule']}); wrote {RESULTS}")
     return 0
 
 

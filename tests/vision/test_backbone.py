@@ -72,6 +72,7 @@ def test_unknown_backbone_lists_the_known_ones() -> None:
         "efficientnet_lite0",
         "efficientnet_lite0_avgmax",
         "efficientnet_lite0_gunmap",
+        "efficientnet_lite2_224_avgmax",
         "efficientnet_lite2_avgmax",
     ]
 

@@ -73,10 +73,12 @@ def test_unknown_variant_or_padding_is_refused() -> None:
         EfficientNetLite(cfg, pooling="avgmax", variant="lite2", padding="valid")
 
 
+@pytest.mark.parametrize("name", [LITE2, "efficientnet_lite2_224_avgmax"])
 def test_lite2_onnx_matches_pytorch_on_real_photos(
-    vision_workdir: Path, bench_dir: Path, tmp_path: Path
+    vision_workdir: Path, bench_dir: Path, tmp_path: Path, name: str
 ) -> None:
-    embedder = Embedder(LITE2, workdir=vision_workdir, threads=1)
+    """One ONNX graph per input size (260 px native, 224 px the cheaper variant)."""
+    embedder = Embedder(name, workdir=vision_workdir, threads=1)
     manifest = pd.read_csv(bench_dir / "manifest.csv")
     sources: list[Path] = [bench_dir / p for p in manifest["path"].iloc[::2500]]
     for array in (skimage.data.chelsea(), skimage.data.astronaut()):

@@ -9,7 +9,9 @@ Padding: Lite0 pads every conv symmetrically (`k // 2`) and classifies correctly
 checkpoint was trained with TensorFlow's "SAME" padding, which on a stride-2 conv over an even
 input puts the extra pixel on the bottom/right only; `Conv2dSame` reproduces it (A/B on ImageNet
 photos in tests/vision/test_lite2.py: SAME is the one that keeps the checkpoint's accuracy).
-Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`).
+Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`, ≈ 3× Lite0's CPU a photo) or at
+Lite0's 224 px (`efficientnet_lite2_224_avgmax`, ≈ 2.2×; 72 photos/s end to end on 2 cores,
+bench/embed_throughput.py: issue 11's heavier recipe, within the serving limits).
 
 Registered variants share the weights and differ only in how the final feature map becomes
 the embedding: `efficientnet_lite0` averages it (1280-d); `efficientnet_lite0_avgmax`
@@ -281,6 +283,16 @@ def _lite2_avgmax_config() -> BackboneConfig:
     )
 
 
+def _lite2_224_avgmax_config() -> BackboneConfig:
+    weights = lite2_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite2_224_avgmax",
+        id=f"efficientnet_lite2_avgmax_same224-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(input_size=224),
+        embed_dim=2 * HEAD_CHANNELS,
+    )
+
+
 def _load(
     model: EfficientNetLite, pretrained: bool, weights: Callable[[], Path]
 ) -> EfficientNetLite:
@@ -309,6 +321,13 @@ def _create_lite2_avgmax(pretrained: bool) -> EfficientNetLite:
     return create_lite2(pretrained)
 
 
+def _create_lite2_224_avgmax(pretrained: bool) -> EfficientNetLite:
+    model = EfficientNetLite(
+        _lite2_224_avgmax_config(), pooling="avgmax", variant="lite2", padding="same"
+    )
+    return _load(model, pretrained, lite2_weights_path)
+
+
 def _create_lite0(pretrained: bool) -> EfficientNetLite:
     return _load_lite0(EfficientNetLite(_lite0_config()), pretrained)
 
@@ -328,6 +347,7 @@ _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite0_avgmax": (_lite0_avgmax_config, _create_lite0_avgmax),
     "efficientnet_lite0_gunmap": (_lite0_gunmap_config, _create_lite0_gunmap),
     "efficientnet_lite2_avgmax": (_lite2_avgmax_config, _create_lite2_avgmax),
+    "efficientnet_lite2_224_avgmax": (_lite2_224_avgmax_config, _create_lite2_224_avgmax),
 }
 
 
