@@ -38,3 +38,9 @@ def test_demo_builds_a_certified_bundle_then_skips_done_steps(tmp_path: Path) ->
     for step in ("ingest", "split", "train", "calibrate"):
         assert f"photosieve {step} " in again.output
     assert again.output.count("(skipped:") == 4
+
+    # The bundle left here was built on the default backbone: asking for another one must not
+    # silently reuse it (the skipped train step would serve the old model).
+    other = CliRunner().invoke(app, [*args, "--backbone", "efficientnet_lite2_224_avgmax"])
+    assert other.exit_code != 0
+    assert "efficientnet_lite2_224_avgmax" in other.output and "another --workdir" in other.output

@@ -9,6 +9,7 @@ starts the service on the embedded default (SQLite, local folders).
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import secrets
 import shlex
@@ -24,7 +25,7 @@ from rich.panel import Panel
 
 from photosieve.cli.console import console as make_console
 from photosieve.cli.database import check_startup, fail_startup, open_database, settings_for
-from photosieve.config import CERTIFY, Workdir
+from photosieve.config import CERTIFY, DEFAULT_BACKBONE, Workdir
 from photosieve.paths import shared_data_dir
 
 FIRST_ADMIN = "admin"
@@ -47,6 +48,20 @@ def _run(console: Console, args: list[str], output: Path | None) -> None:
         )
         raise typer.Exit(done.returncode)
     console.print(f"[dim]{args[0]} took {seconds:.1f} s[/dim]")
+
+
+def _check_bundle_backbone(meta: Path, backbone: str) -> None:
+    """A bundle left by an earlier run is reused only if it was built on the same backbone."""
+    if not meta.is_file():
+        return
+    from photosieve.vision.backbone import backbone_config  # torch: only when a bundle exists
+
+    built_on = str(json.loads(meta.read_text()).get("backbone_id", ""))
+    if built_on != backbone_config(backbone).id:
+        raise typer.BadParameter(
+            f"{meta.parent} was built on {built_on}, not {backbone}: use another --workdir",
+            param_hint="--backbone",
+        )
 
 
 def _default_data() -> Path | None:
@@ -105,6 +120,10 @@ def demo(
     host: str = typer.Option("127.0.0.1", help="Interface the service listens on."),
     port: int = typer.Option(8000, help="TCP port of the service."),
     serve: bool = typer.Option(True, help="Start the service at the end."),
+    backbone: str = typer.Option(
+        DEFAULT_BACKBONE,
+        help="Registered backbone; efficientnet_lite2_224_avgmax is the heavier, better recipe.",
+    ),
 ) -> None:
     """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
     console = make_console()
@@ -123,7 +142,9 @@ def demo(
     _run(console, ["ingest", str(source), "--out", str(ingested)], ingested)
     targets = ["--target-recall", str(target_recall), "--confidence", str(confidence)]
     _run(console, ["split", str(ingested), "--out", str(split), *targets], split)
-    _run(console, ["train", str(split), "--out", str(bundle), *common], bundle / "bundle.json")
+    _check_bundle_backbone(bundle / "bundle.json", backbone)
+    train = ["train", str(split), "--out", str(bundle), "--backbone", backbone, *common]
+    _run(console, train, bundle / "bundle.json")
     calibrated = bundle / ".calibrated"
     _run(console, ["calibrate", str(bundle), str(split), *targets, *common], calibrated)
     calibrated.touch()
