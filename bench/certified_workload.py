@@ -264,6 +264,26 @@ def print_row(label: str, r: dict[str, Any]) -> None:
     )
 
 
+def validation_table(
+    runs: dict[str, tuple[float, dict[str, Any]]], first: str = "recipe"
+) -> list[str]:
+    """README rows shared by the recipe benches: name → (validation review @99%, its draws)."""
+    lines = [
+        f"| {first} | validation review @99% | target | review @1%: mean | median | p90 "
+        "| violation: test part | pool | floor | AP |",
+        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
+    ]
+    for name, (val, r) in runs.items():
+        for target, t in r["targets"].items():
+            rev = t["review_prev1pct"]
+            lines.append(
+                f"| {name} | {val:.1%} | {float(target):.0%} | {rev['mean']:.1%} "
+                f"| {rev['median']:.1%} | {rev['p90']:.1%} | {t['violation_rate_test']:.3f} "
+                f"| {t['violation_rate_pool']:.3f} | {t['floor_prev1pct']:.1%} | {r['ap']:.4f} |"
+            )
+    return lines
+
+
 def markdown(results: dict[str, Any]) -> str:
     """The README tables from a results file."""
     runs = {"before": results["before"], "planner only": results["planner_only"]}

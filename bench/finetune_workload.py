@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from certified_workload import RECIPES, _origin, plan_sizes, run_draws
+from certified_workload import RECIPES, _origin, plan_sizes, run_draws, validation_table
 from oof_scores import fold_of, fold_parts, load_bench, make_head, oof_scores, validation_figures
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.finetune import FineTuneConfig, embed_maps, fine_tune, score_maps
@@ -203,21 +203,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict[str, Any]) -> str:
     """README rows: the validation figure recipes are chosen on, then the draws per target."""
-    lines = [
-        "| recipe | validation review @99% | target | review @1%: mean | median | p90 "
-        "| violation: test part | pool | floor | AP |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in [k for k in results if isinstance(results[k], dict) and "targets" in results[k]]:
-        r = results[name]
-        val = r["validation"]["review_at_99_prev1pct"]
-        for target, t in r["targets"].items():
-            rev = t["review_prev1pct"]
-            lines.append(
-                f"| {name} | {val:.1%} | {float(target):.0%} | {rev['mean']:.1%} "
-                f"| {rev['median']:.1%} | {rev['p90']:.1%} | {t['violation_rate_test']:.3f} "
-                f"| {t['violation_rate_pool']:.3f} | {t['floor_prev1pct']:.1%} | {r['ap']:.4f} |"
-            )
+    names = [k for k in results if isinstance(results[k], dict) and "targets" in results[k]]
+    lines = validation_table(
+        {n: (results[n]["validation"]["review_at_99_prev1pct"], results[n]) for n in names}
+    )
     lines += ["", "| recipe | origin | positives | recall (test parts) | fine photos reviewed |"]
     lines += ["|---|---|---:|---:|---:|"]
     for name in [k for k in results if isinstance(results[k], dict) and "targets" in results[k]]:

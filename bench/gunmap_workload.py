@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from certified_workload import _origin, plan_sizes, run_draws
+from certified_workload import _origin, plan_sizes, run_draws, validation_table
 from oof_scores import load_bench, oof_scores
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.metrics import average_precision
@@ -82,22 +82,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict[str, Any]) -> str:
     """README rows: validation choice figure, then the draws per target."""
-    lines = [
-        "| recipe | validation review @99% | target | review @1%: mean | median | p90 "
-        "| violation: test part | pool | floor | AP |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name in [k for k in results if isinstance(results[k], dict) and "recipe" in results[k]]:
-        r = results[name]
-        val = r["recipe"]["validation"]["review_at_99_prev1pct"]
-        for target, t in r["targets"].items():
-            rev = t["review_prev1pct"]
-            lines.append(
-                f"| {name} | {val:.1%} | {float(target):.0%} | {rev['mean']:.1%} "
-                f"| {rev['median']:.1%} | {rev['p90']:.1%} | {t['violation_rate_test']:.3f} "
-                f"| {t['violation_rate_pool']:.3f} | {t['floor_prev1pct']:.1%} | {r['ap']:.4f} |"
-            )
-    return "\n".join(lines)
+    names = [k for k in results if isinstance(results[k], dict) and "recipe" in results[k]]
+    runs = {
+        n: (results[n]["recipe"]["validation"]["review_at_99_prev1pct"], results[n]) for n in names
+    }
+    return "\n".join(validation_table(runs))
 
 
 if __name__ == "__main__":

@@ -46,7 +46,7 @@ import pandas as pd
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from certified_workload import _origin, plan_sizes, run_draws
+from certified_workload import _origin, plan_sizes, run_draws, validation_table
 from oof_scores import (
     Bench,
     Extras,
@@ -355,20 +355,11 @@ def main(argv: list[str] | None = None) -> int:
 
 def table(results: dict[str, Any]) -> str:
     """README rows: the validation choice figure, then the draws per target, per run."""
-    lines = [
-        "| run | validation review @99% | target | review @1%: mean | median | p90 "
-        "| violation: test part | pool | floor | AP |",
-        "|---|---:|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for name, r in results["runs"].items():
-        val = r["recipe"]["validation"]["review_at_99_prev1pct"]
-        for target, t in r["targets"].items():
-            rev = t["review_prev1pct"]
-            lines.append(
-                f"| {name} | {val:.1%} | {float(target):.0%} | {rev['mean']:.1%} "
-                f"| {rev['median']:.1%} | {rev['p90']:.1%} | {t['violation_rate_test']:.3f} "
-                f"| {t['violation_rate_pool']:.3f} | {t['floor_prev1pct']:.1%} | {r['ap']:.4f} |"
-            )
+    runs = {
+        n: (r["recipe"]["validation"]["review_at_99_prev1pct"], r)
+        for n, r in results["runs"].items()
+    }
+    lines = validation_table(runs, first="run")
     lines += [
         "",
         "| run | training positives a fold (real + copies) | fine photos reviewed @99%: Caltech "

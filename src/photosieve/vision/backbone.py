@@ -273,24 +273,22 @@ def _lite0_gunmap_config() -> BackboneConfig:
     )
 
 
-def _lite2_avgmax_config() -> BackboneConfig:
-    weights = lite2_weights_path()
+def _lite2_config(name: str, size: int) -> BackboneConfig:
+    """Lite2 avg+max at `size` px: one ONNX graph per input size, so the size is in the id."""
     return BackboneConfig(
-        name="efficientnet_lite2_avgmax",
-        id=f"efficientnet_lite2_avgmax_same260-{_file_hash(weights)}",
-        preprocess=PreprocessConfig(input_size=260),
+        name=name,
+        id=f"efficientnet_lite2_avgmax_same{size}-{_file_hash(lite2_weights_path())}",
+        preprocess=PreprocessConfig(input_size=size),
         embed_dim=2 * HEAD_CHANNELS,
     )
+
+
+def _lite2_avgmax_config() -> BackboneConfig:
+    return _lite2_config("efficientnet_lite2_avgmax", 260)
 
 
 def _lite2_224_avgmax_config() -> BackboneConfig:
-    weights = lite2_weights_path()
-    return BackboneConfig(
-        name="efficientnet_lite2_224_avgmax",
-        id=f"efficientnet_lite2_avgmax_same224-{_file_hash(weights)}",
-        preprocess=PreprocessConfig(input_size=224),
-        embed_dim=2 * HEAD_CHANNELS,
-    )
+    return _lite2_config("efficientnet_lite2_224_avgmax", 224)
 
 
 def _load(
