@@ -176,3 +176,20 @@ def test_ray_engine_gives_the_local_bands(
     assert list(a["path"]) == list(b["path"])
     assert list(a["decision"]) == list(b["decision"]) and list(a["error"]) == list(b["error"])
     np.testing.assert_allclose(a["score"], b["score"], atol=1e-5)
+
+
+@pytest.mark.slow
+def test_the_local_ray_runs_its_workers_at_normal_priority(
+    bundle_path: Path, workdir: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's default puts workers at nice 15, behind the driver and Ray's own daemons."""
+    ray = pytest.importorskip("ray")
+    from photosieve.batch.ray_engine import WORKER_NICENESS, RayEngine
+
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
+    engine = RayEngine(bundle_path, workdir=workdir)
+    try:
+        niceness = ray.get(ray.remote(lambda: os.nice(0)).remote())
+    finally:
+        engine.close()
+    assert niceness == WORKER_NICENESS == 0

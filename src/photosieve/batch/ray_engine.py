@@ -62,6 +62,9 @@ class _ScoreBatches:
         }
 
 
+WORKER_NICENESS = 0  # the local Ray this engine starts; a cluster keeps its own setting
+
+
 class RayEngine:
     """Scores chunks on Ray Data with `actors` actors (default: the cluster's CPUs)."""
 
@@ -71,8 +74,11 @@ class RayEngine:
     ) -> None:  # fmt: skip
         if not ray.is_initialized():
             if address is None:
+                # Ray runs its workers at nice 15 by default: on a machine it shares with
+                # the driver and Ray's own daemons the scoring actors came last (bench).
                 ray.init(num_cpus=available_cores(), include_dashboard=False,
-                         log_to_driver=False, configure_logging=False)  # fmt: skip
+                         log_to_driver=False, configure_logging=False,
+                         _system_config={"worker_niceness": WORKER_NICENESS})  # fmt: skip
             else:
                 ray.init(address=address, log_to_driver=False)
         self._started_here = address is None
