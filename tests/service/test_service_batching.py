@@ -180,6 +180,7 @@ def test_concurrent_uploads_are_scored_together(service: Service) -> None:
     gated = GatedScorer(scorer)
     service.app.state.moderator.scorer = gated
     batcher: MicroBatcher = service.app.state.batcher
+    batcher.batch_max = 8  # room for the five waiting uploads (the default is 4 a thread)
     photos = [drawn_photo(400 + i, shape=("rectangle", "circle")[i % 2]) for i in range(6)]
     client = service.api()
     with ThreadPoolExecutor(6) as pool:

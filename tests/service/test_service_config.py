@@ -123,3 +123,17 @@ def test_serve_with_workers_prepares_once_then_hands_uvicorn_the_factory(
     engine = make_engine(settings.resolved_database_url)
     assert current_revision(engine) is not None
     engine.dispose()
+
+
+def test_micro_batches_default_to_four_images_an_onnx_thread(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A batch's model time stays short (p99 at 16 clients, bench/README.md), whatever the cores."""
+    monkeypatch.delenv("PHOTOSIEVE_BATCH_MAX", raising=False)
+    monkeypatch.delenv("PHOTOSIEVE_ONNX_THREADS", raising=False)
+    assert Settings(onnx_threads=1).resolved_batch_max == 4
+    assert Settings(onnx_threads=8).resolved_batch_max == 32
+    assert Settings().resolved_batch_max == 4 * Settings().resolved_onnx_threads
+    assert Settings(onnx_threads=8, batch_max=3).resolved_batch_max == 3
+    with pytest.raises(ValidationError):
+        Settings(batch_max=0)

@@ -102,7 +102,7 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
         log.warning("image store recovery: %d published, %d deleted", published, deleted)
     metrics = Metrics()
     batcher = MicroBatcher(
-        batch_max=settings.batch_max,
+        batch_max=settings.resolved_batch_max,
         window_ms=settings.batch_window_ms,
         queue_max=settings.batch_queue_max,
     )

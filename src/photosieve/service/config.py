@@ -23,6 +23,7 @@ from photosieve.store.s3 import parse_s3_url
 from photosieve.vision.decode import ANIMATION_FRAMES
 
 MIN_SECRET_LENGTH = 32
+BATCH_PER_ONNX_THREAD = 4  # the default micro-batch: images per onnxruntime thread
 MIN_SECRET_DISTINCT = 10
 # Secrets copied from examples and templates; refused even when padded ("change-me-please…").
 PLACEHOLDER_SECRETS = ("change-me", "changeme", "change_me", "secret", "replace-me", "example")
@@ -115,7 +116,10 @@ class Settings(BaseSettings):
     # after the oldest waiting upload for the batch to fill (never when idle). Past
     # `batch_queue_max` uploads waiting to be scored, an upload gets 503 + Retry-After (below
     # the 40 threads uploads wait in, so the limit is reached before the thread pool's queue).
-    batch_max: int = Field(default=32, ge=1, le=256)
+    # `batch_max` None: `BATCH_PER_ONNX_THREAD` images a thread, so one batch's model time stays
+    # ≈ 40 ms on the reference CPU (one-thread cost a photo is flat in the batch size; at 16
+    # clients on 2 cores, batches of 4 cut p99 by ~20-30% against 32, bench/README.md).
+    batch_max: int | None = Field(default=None, ge=1, le=256)
     batch_window_ms: float = Field(default=5.0, ge=0.0, le=1000.0)
     batch_queue_max: int = Field(default=32, ge=1)
     # onnxruntime intra-op threads of the one scoring thread (None: `default_onnx_threads`,
@@ -172,6 +176,12 @@ class Settings(BaseSettings):
     @property
     def resolved_onnx_threads(self) -> int:
         return self.onnx_threads if self.onnx_threads is not None else default_onnx_threads()
+
+    @property
+    def resolved_batch_max(self) -> int:
+        if self.batch_max is not None:
+            return self.batch_max
+        return BATCH_PER_ONNX_THREAD * self.resolved_onnx_threads
 
     @property
     def resolved_database_url(self) -> str:
