@@ -305,10 +305,15 @@ def _load_lite0(model: EfficientNetLite, pretrained: bool) -> EfficientNetLite:
 
 
 def create_lite2(
-    pretrained: bool = True, *, padding: str = "same", pooling: str = "avgmax"
+    pretrained: bool = True,
+    *,
+    padding: str = "same",
+    pooling: str = "avgmax",
+    config: Callable[[], BackboneConfig] = _lite2_avgmax_config,
 ) -> EfficientNetLite:
-    """Lite2 at 260 px; `padding="symmetric"` only for the padding A/B (it loses accuracy)."""
-    cfg = _lite2_avgmax_config()
+    """Lite2 (260 px unless `config` says otherwise); `padding="symmetric"` only for the padding
+    A/B (it loses accuracy)."""
+    cfg = config()
     if pooling == "avg":
         cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
     model = EfficientNetLite(cfg, pooling=pooling, variant="lite2", padding=padding)
@@ -320,10 +325,7 @@ def _create_lite2_avgmax(pretrained: bool) -> EfficientNetLite:
 
 
 def _create_lite2_224_avgmax(pretrained: bool) -> EfficientNetLite:
-    model = EfficientNetLite(
-        _lite2_224_avgmax_config(), pooling="avgmax", variant="lite2", padding="same"
-    )
-    return _load(model, pretrained, lite2_weights_path)
+    return create_lite2(pretrained, config=_lite2_224_avgmax_config)
 
 
 def _create_lite0(pretrained: bool) -> EfficientNetLite:
