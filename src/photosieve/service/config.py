@@ -23,10 +23,10 @@ from photosieve.store.s3 import parse_s3_url
 from photosieve.vision.decode import ANIMATION_FRAMES
 
 MIN_SECRET_LENGTH = 32
-BATCH_PER_ONNX_THREAD = 4  # the default micro-batch: images per onnxruntime thread
 MIN_SECRET_DISTINCT = 10
 # Secrets copied from examples and templates; refused even when padded ("change-me-please…").
 PLACEHOLDER_SECRETS = ("change-me", "changeme", "change_me", "secret", "replace-me", "example")
+BATCH_PER_ONNX_THREAD = 4  # the default micro-batch: images per onnxruntime thread
 
 
 def check_secret(secret: str, origin: str = "PHOTOSIEVE_SECRET_KEY") -> str:

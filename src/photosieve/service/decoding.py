@@ -146,11 +146,7 @@ class DecodeGate:
 
     async def run(self, header: ImageHeader, decode: Callable[[], T]) -> T:
         """Run `decode` in the thread pool once a slot for an image like `header` is free."""
-        taken = await self._acquire(header.pixels > self.heavy_pixels)
-        try:
-            return await run_in_threadpool(decode)
-        finally:
-            _release(taken)
+        return await self.run_then(header, decode, _itself)
 
     async def run_then(
         self, header: ImageHeader, decode: Callable[[], T], then: Callable[[T], U]
@@ -176,6 +172,10 @@ class DecodeGate:
             return await run_in_threadpool(work)
         finally:
             give_back()  # the thread never ran (cancelled first)
+
+
+def _itself(value: T) -> T:
+    return value
 
 
 def _release(semaphores: list[LoopSafeSemaphore]) -> None:
