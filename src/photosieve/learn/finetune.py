@@ -24,7 +24,7 @@ import math
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -42,6 +42,7 @@ from photosieve.learn.metrics import (
     high_recall_review_rate,
     review_rate_at_recall,
 )
+from photosieve.learn.train import make_head
 from photosieve.vision.backbone import EfficientNetLite, create_backbone
 from photosieve.vision.onnx import OPSET, available_cores, export_features
 from photosieve.vision.pooling import pool
@@ -248,19 +249,10 @@ def _warm_start(
     cfg: FineTuneConfig,
 ) -> None:
     """Fit the product's MLP head (one seed) on the frozen clean embeddings; copy it in."""
-    head = MLPHead(
-        cfg.hidden,
-        "relu",
-        cfg.dropout,
-        epochs=cfg.warm_epochs,
-        lr=TRAIN.lr,
-        weight_decay=TRAIN.weight_decay,
-        batch_size=TRAIN.batch_size,
-        imbalance=TRAIN.imbalance,
-        patience=TRAIN.patience,
-        seed=cfg.seed,
-        monitor=TRAIN.monitor,
-    )
+    one = replace(TRAIN, hidden=cfg.hidden, dropout=cfg.dropout, activation="relu",
+                  epochs=cfg.warm_epochs, seed=cfg.seed, ensemble=1)  # fmt: skip
+    head = make_head(one)
+    assert isinstance(head, MLPHead)  # ensemble=1: one head
     head.fit(
         embed_maps(model, maps, train),
         y[train],
