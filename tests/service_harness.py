@@ -25,6 +25,7 @@ import pytest
 
 from drawing import striped_jpeg
 from photosieve.policy.bands import DecisionPolicy
+from photosieve.store.db import begin_write
 from postgres_db import pg_available, pg_database
 
 if TYPE_CHECKING:
@@ -113,6 +114,7 @@ class Service:
         from photosieve.store import accounts
 
         with self.sessions() as session:
+            begin_write(session)  # a background worker may write too: take SQLite's lock first
             _, key = accounts.create_api_key(session, name, client=client)
             session.commit()
         return key
@@ -122,6 +124,7 @@ class Service:
         from photosieve.store import accounts
 
         with self.sessions() as session:
+            begin_write(session)  # read, then insert: hold the lock before a worker commits
             accounts.add_user(session, name, password_hash(), role)
             session.commit()
 

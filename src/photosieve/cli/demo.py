@@ -85,9 +85,11 @@ def _first_login(workdir: Path) -> tuple[str, str]:
     """Create the first admin (once) and remember its password in a 0600 file."""
     from photosieve.service.security import create_user
     from photosieve.store.accounts import get_user_by_name
+    from photosieve.store.db import begin_write
 
     secret_file = Workdir(workdir).first_login
     with open_database(workdir) as session:
+        begin_write(session)  # read, then insert: hold SQLite's write lock from the start
         if get_user_by_name(session, FIRST_ADMIN) is None:
             password = secrets.token_urlsafe(12)
             create_user(session, FIRST_ADMIN, password, "admin")
