@@ -193,3 +193,14 @@ def test_the_local_ray_runs_its_workers_at_normal_priority(
     finally:
         engine.close()
     assert niceness == WORKER_NICENESS == 0
+
+
+def test_a_scoring_worker_starts_without_scikit_learn() -> None:
+    """Each worker process imports the engine module before its first photo; scikit-learn (and
+    the scipy it pulls in, ~1 s a worker) is for training and measuring only."""
+    code = (
+        "import sys, photosieve.batch.engines\n"
+        "print(sorted({'sklearn', 'scipy'} & set(sys.modules)))"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

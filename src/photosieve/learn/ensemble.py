@@ -10,7 +10,6 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
-from sklearn.exceptions import NotFittedError
 
 from photosieve.learn.head import LogitScorer
 
@@ -60,6 +59,8 @@ class EnsembleHead(LogitScorer):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "members_"):
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError("this EnsembleHead is not fitted yet; call fit(X, y) first")
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:

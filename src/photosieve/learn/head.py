@@ -14,8 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from sklearn.exceptions import NotFittedError
-from sklearn.linear_model import LogisticRegression
 from torch import nn
 
 from photosieve.learn.grads import warn_if_vanishing
@@ -215,6 +213,8 @@ class TorchHead(LogitScorer):
 
     def _check_fitted(self) -> None:
         if not hasattr(self, "network_"):
+            from sklearn.exceptions import NotFittedError
+
             raise NotFittedError(
                 f"this {type(self).__name__} is not fitted yet; call fit(X, y) before scoring"
             )
@@ -270,6 +270,8 @@ class LogisticHead(TorchHead):
         mean = X_arr.mean(axis=0)
         std = X_arr.std(axis=0)
         std = np.where(std > 1e-6, std, 1.0).astype(np.float32)
+        from sklearn.linear_model import LogisticRegression
+
         model = LogisticRegression(
             C=self.C,
             class_weight=None if self.imbalance == "none" else "balanced",

@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 
 import numpy as np
-from sklearn.metrics import average_precision_score
 
 from photosieve.config import CERTIFY
 from photosieve.records import binary_labels
@@ -89,6 +88,8 @@ def average_precision(scores: np.ndarray, labels: np.ndarray) -> float:
     labels = as_binary_labels(labels)
     if labels.sum() == 0:
         return float("nan")
+    from sklearn.metrics import average_precision_score  # scikit-learn loads only to measure
+
     return float(average_precision_score(labels, np.asarray(scores, dtype=np.float64)))
 
 
