@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from photosieve.service.config import Settings
 from photosieve.service.startup import StartupError, preflight
-from photosieve.store.db import make_engine, make_sessionmaker, migrate
+from photosieve.store.db import begin_write, make_engine, make_sessionmaker, migrate
 
 WORKDIR_HELP = "Working folder: database, photos, secret key (PHOTOSIEVE_WORKDIR) [./work]."
 # The --workdir given to the current sub-app (one command runs per process; reset every call).
@@ -53,14 +53,19 @@ def check_startup(settings: Settings) -> None:
 
 
 @contextmanager
-def open_database(workdir: Path | None = None) -> Iterator[Session]:
-    """A session on the workdir's database, checked and migrated; disposed afterwards."""
+def open_database(workdir: Path | None = None, *, write: bool = False) -> Iterator[Session]:
+    """A session on the workdir's database, checked and migrated; disposed afterwards.
+
+    `write`: the session opens as a write transaction (`db.begin_write`), as every command
+    that writes must: the service may be writing to the same SQLite file meanwhile."""
     settings = settings_for(workdir)
     check_startup(settings)
     engine = make_engine(settings.resolved_database_url)
     try:
         migrate(engine)
         with make_sessionmaker(engine)() as session:
+            if write:
+                begin_write(session)
             yield session
     finally:
         engine.dispose()

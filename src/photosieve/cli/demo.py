@@ -85,11 +85,9 @@ def _first_login(workdir: Path) -> tuple[str, str]:
     """Create the first admin (once) and remember its password in a 0600 file."""
     from photosieve.service.security import create_user
     from photosieve.store.accounts import get_user_by_name
-    from photosieve.store.db import begin_write
 
     secret_file = Workdir(workdir).first_login
-    with open_database(workdir) as session:
-        begin_write(session)  # read, then insert: hold SQLite's write lock from the start
+    with open_database(workdir, write=True) as session:  # read, then insert
         if get_user_by_name(session, FIRST_ADMIN) is None:
             password = secrets.token_urlsafe(12)
             create_user(session, FIRST_ADMIN, password, "admin")
@@ -104,7 +102,7 @@ def _first_login(workdir: Path) -> tuple[str, str]:
 def _api_key(workdir: Path) -> str:
     from photosieve.store.accounts import create_api_key
 
-    with open_database(workdir) as session:
+    with open_database(workdir, write=True) as session:
         _, key = create_api_key(session, f"demo-{secrets.token_hex(3)}", client=DEMO_CLIENT)
         session.commit()
     return key

@@ -114,7 +114,7 @@ def apikey_create(
     """Create an API key for an upload client; the key is printed once, never stored."""
     from photosieve.store.accounts import create_api_key
 
-    with open_database() as session:
+    with open_database(write=True) as session:
         try:
             row, key = create_api_key(session, name, client=client)
         except ValueError as exc:
@@ -154,7 +154,7 @@ def apikey_revoke(name: str = typer.Argument(..., help="Key name (see `apikey li
     """Revoke an API key: it is refused from now on (its uploads stay)."""
     from photosieve.store.accounts import revoke_api_key
 
-    with open_database() as session:
+    with open_database(write=True) as session:
         try:
             row = revoke_api_key(session, name)
         except ValueError as exc:
@@ -181,7 +181,7 @@ def client_list() -> None:
 def _set_active(name: str, active: bool) -> None:
     from photosieve.store.accounts import set_client_active
 
-    with open_database() as session:
+    with open_database(write=True) as session:
         try:
             client = set_client_active(session, name, active)
         except ValueError as exc:
