@@ -14,7 +14,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import stats
 
 from photosieve.config import CERTIFY
 from photosieve.records import Split
@@ -154,6 +153,8 @@ _QUANTILES = (np.arange(400) + 0.5) / 400  # midpoints for E[·] over q ~ Beta
 
 def cp_upper_bound(k: int, n: int, confidence: float) -> float:
     """Exact one-sided Clopper–Pearson upper bound on a miss rate with k misses in n."""
+    from scipy import stats
+
     if k >= n:
         return 1.0
     return float(stats.beta.ppf(confidence, k + 1, n - k))
@@ -190,6 +191,8 @@ class CalibrationOption:
 
 def _separation(train_positives: float, target_recall: float) -> float:
     """Binormal d' for this many training positives (anchored at REFERENCE_FPR)."""
+    from scipy import stats
+
     d_ref = float(stats.norm.ppf(target_recall) - stats.norm.ppf(REFERENCE_FPR))
     ratio = max(train_positives, 1.0) / REFERENCE_TRAIN_POSITIVES
     return d_ref + LEARNING_SLOPE * math.log(ratio)
@@ -205,6 +208,8 @@ def calibration_curve(
     min_train_positives: int = MIN_TRAIN_POSITIVES,
 ) -> list[CalibrationOption]:
     """Expected certified review rate for calibration sizes n_0, n_1, … (k = 0, 1, … misses)."""
+    from scipy import stats
+
     _check_rates(target_recall, confidence)
     train_share = REST_RATIOS[Split.TRAIN]
     out: list[CalibrationOption] = []

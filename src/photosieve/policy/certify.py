@@ -32,8 +32,6 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from scipy import stats
-from sklearn.exceptions import NotFittedError
 
 from photosieve.config import CERTIFY
 from photosieve.policy.bands import DecisionPolicy
@@ -77,6 +75,8 @@ def _check_level(name: str, value: float) -> None:
 
 def cp_upper(k: np.ndarray | int, n: np.ndarray | int, delta: float) -> np.ndarray:
     """Exact one-sided (1−δ) Clopper–Pearson upper bound on a rate with `k` events in `n`."""
+    from scipy import stats  # loaded on first use: every CLI command imports this module
+
     k_arr, n_arr = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(n, dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = stats.beta.ppf(1.0 - delta, k_arr + 1.0, n_arr - k_arr)
@@ -85,6 +85,8 @@ def cp_upper(k: np.ndarray | int, n: np.ndarray | int, delta: float) -> np.ndarr
 
 def cp_lower(k: np.ndarray | int, n: np.ndarray | int, delta: float) -> np.ndarray:
     """Exact one-sided (1−δ) Clopper–Pearson lower bound on a rate with `k` events in `n`."""
+    from scipy import stats
+
     k_arr, n_arr = np.broadcast_arrays(np.asarray(k, dtype=float), np.asarray(n, dtype=float))
     with np.errstate(invalid="ignore", divide="ignore"):
         bound = stats.beta.ppf(delta, k_arr, n_arr - k_arr + 1.0)
@@ -285,6 +287,8 @@ def _ppv(pi: float, tpr: np.ndarray | float, fpr: np.ndarray | float) -> np.ndar
 
 def _require_fitted(obj: object, attribute: str) -> None:
     if not hasattr(obj, attribute):
+        from sklearn.exceptions import NotFittedError
+
         raise NotFittedError(f"{type(obj).__name__} is not fitted yet; call fit(scores, labels)")
 
 

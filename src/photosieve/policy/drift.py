@@ -24,7 +24,6 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from scipy import stats
 
 from photosieve.records import binary_labels
 
@@ -108,6 +107,8 @@ def psi(expected: np.ndarray, actual: np.ndarray) -> float:
 def binomial_count_lower(k: int, p: float, delta: float) -> int:
     """Smallest M with P(Binomial(M, p) ≥ k) > δ: an exact (1−δ) lower bound on the number of
     events when each was seen independently with probability p and k were."""
+    from scipy import stats
+
     if k == 0 or p >= 1.0:
         return k
 
@@ -170,6 +171,8 @@ def assess(
     """Compare the latest uploads' `scores` with the `reference`. Their bands are taken at the
     certified thresholds (not the decisions made): a fail-safe threshold does not feed the
     alarm that switched it on."""
+    from scipy import stats
+
     if not reference:
         return DriftReport(False, note="the bundle has no calibration reference; recalibrate it")
     reasons = []

@@ -35,7 +35,6 @@ import math
 from dataclasses import dataclass
 
 import numpy as np
-from scipy import special, stats
 
 from photosieve.config import CERTIFY
 
@@ -95,6 +94,8 @@ class RecallBound:
 def binomial_count_upper(k: int, p: float, cap: int, delta: float) -> int:
     """Largest M ≤ `cap` with P(Binomial(M, p) ≤ k) > δ: an exact (1−δ) upper bound on the
     number of events M when each was observed independently with probability p and k were."""
+    from scipy import stats
+
     if not 0.0 < p <= 1.0:
         raise ValueError(f"p must be in (0, 1], got {p}")
     if k > cap:
@@ -201,6 +202,8 @@ def anytime_count_upper(
     stratum (p_h → (k_h found, N_h photos)). The worst allocation fills the least-audited
     strata first (c(λ) grows with p), so the bound is the largest such fill that the λ-mixture
     martingale does not reject at level δ."""
+    from scipy import special
+
     lam = np.asarray(lambdas, float)
     order = sorted(strata)  # ascending p: lowest growth first
     evidence = -lam * sum(k / p for p, (k, _) in strata.items())  # (J,) −λ Σ k/p
