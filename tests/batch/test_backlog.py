@@ -97,7 +97,7 @@ def test_local_engine_streams_batches_across_chunk_boundaries(
     monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
     paths = sorted(str(p) for p in photos.rglob("*") if p.is_file())
     chunks = [paths[:5], [], paths[5:6], paths[6:19], paths[19:]]
-    engine = LocalEngine(ModelBundle.load(bundle_path), bundle_path, batch_size=3, workers=2)
+    engine = LocalEngine(ModelBundle.load(bundle_path), batch_size=3, workers=2)
     try:
         streamed = list(engine.score_chunks(iter(chunks)))
         alone = [engine.score(chunk) for chunk in chunks]

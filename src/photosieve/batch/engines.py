@@ -1,6 +1,7 @@
 """The local batch engine: worker processes that each decode a batch and run onnxruntime on it.
 
-Each worker holds the bundle and one single-threaded onnxruntime session (one worker per core
+Each worker holds the bundle as a `batch.worker.WorkerModel` — the backbone and the head as ONNX
+graphs in single-threaded onnxruntime sessions, and the policy; no torch — (one worker per core
 by default), takes whole batches of paths, decodes them and scores them; only paths go in and
 scores come out, so no pixels cross a process boundary. While one worker decodes, the others
 run the model: on 2 cores this beat one all-core session fed by decoding processes by ~1.3×
@@ -10,12 +11,13 @@ takes one of its cores.
 An engine turns a list of photo paths into a frame with one row per path, in input order:
 `path`, `score` (NaN when the photo could not be decoded), `decision` (approve / review /
 remove, empty for a bad file), `error` (the decoder's reason, empty when scored). Bad files never
-stop a run. `batch.decode.decode_for_model` is the per-photo step both engines share.
+stop a run. `batch.worker.WorkerScorer` is the scoring both engines share.
 """
 
 from __future__ import annotations
 
 import multiprocessing
+import tempfile
 from collections import deque
 from collections.abc import Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -25,11 +27,11 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from photosieve.batch.decode import decode_batch, die_with_parent
+from photosieve.batch.worker import WorkerModel, score_batch, start_worker
 from photosieve.bundle import ModelBundle
 from photosieve.config import Workdir
-from photosieve.scoring import Scorer, backbone_for
-from photosieve.vision.embed import Embedder
+from photosieve.scoring import backbone_for
+from photosieve.vision.backbone import backbone_config
 from photosieve.vision.onnx import available_cores, export_onnx
 
 COLUMNS = ("path", "score", "decision", "error")
@@ -59,25 +61,6 @@ def rows_from(
     )
 
 
-def score_decoded(
-    scorer: Scorer, decoded: Sequence[list[np.ndarray] | str]
-) -> tuple[np.ndarray, list[str], list[str]]:
-    """Scores, decisions and errors for one batch of decoded photos (errors pass through); a
-    photo with several frames takes its highest-scoring frame's score and decision."""
-    scores = np.full(len(decoded), np.nan)
-    decisions = [""] * len(decoded)
-    errors = [d if isinstance(d, str) else "" for d in decoded]
-    owners = [i for i, d in enumerate(decoded) if not isinstance(d, str) for _ in d]
-    if owners:
-        frames = np.stack([f for d in decoded if not isinstance(d, str) for f in d])
-        scored = scorer.score_embeddings(scorer.embedder.embed_arrays(frames))  # (F,) frames
-        for i, s in zip(owners, scored, strict=True):
-            if np.isnan(scores[i]) or s.score > scores[i]:
-                scores[i] = s.score
-                decisions[i] = s.decision.value
-    return scores, decisions, errors
-
-
 def _frame(paths: list[str], parts: list[tuple[np.ndarray, list[str], list[str]]]) -> pd.DataFrame:
     """One chunk's frame from its scored batches."""
     if not parts:
@@ -90,23 +73,18 @@ def _frame(paths: list[str], parts: list[tuple[np.ndarray, list[str], list[str]]
     )
 
 
-_WORKER_SCORER: Scorer | None = None  # the bundle's scorer in a worker process
+def worker_model(bundle: ModelBundle, workdir: Path | None = None) -> WorkerModel:
+    """What the workers score with, as plain data: the backbone's cached ONNX export, the head
+    exported to ONNX as well, the preprocessing, the policy and the bundle version."""
+    from photosieve.learn.head_onnx import export_head  # the driver exports; workers only run
 
-
-def _start_worker(bundle_path: str) -> None:
-    """Worker initializer: die with the parent; load the bundle and a one-thread session."""
-    die_with_parent()
-    global _WORKER_SCORER
-    bundle = ModelBundle.load(bundle_path)
-    _WORKER_SCORER = Scorer(bundle, Embedder(backbone_for(bundle.backbone_id), threads=1))
-
-
-def _score_batch(paths: list[str]) -> tuple[np.ndarray, list[str], list[str]]:
-    """In a worker: decode a batch of paths and score it (scores, decisions, errors)."""
-    scorer = _WORKER_SCORER
-    if scorer is None:
-        raise RuntimeError("worker not started")
-    return score_decoded(scorer, decode_batch(paths, scorer.embedder.config.preprocess))
+    name = backbone_for(bundle.backbone_id)
+    backbone = export_onnx(name, Workdir.of(workdir).root)
+    n_features = backbone_config(name).embed_dim
+    with tempfile.TemporaryDirectory(prefix="photosieve-head-") as tmp:
+        head = export_head(bundle.head, n_features, Path(tmp) / "head.onnx").read_bytes()
+    return WorkerModel(backbone.read_bytes(), head, bundle.preprocess, bundle.policy,
+                       bundle.version)  # fmt: skip
 
 
 class LocalEngine:
@@ -114,21 +92,19 @@ class LocalEngine:
     scoring whole batches with its own one-thread onnxruntime session."""
 
     def __init__(
-        self, bundle: ModelBundle, bundle_path: Path, *, batch_size: int = 32,
-        workers: int | None = None,
-    ) -> None:  # fmt: skip
-        """`bundle` is the one saved at `bundle_path` (each worker loads it from there)."""
+        self, bundle: ModelBundle, *, batch_size: int = 32, workers: int | None = None
+    ) -> None:
+        """Each worker gets `bundle` as a `WorkerModel` (ONNX graphs, policy), pickled once."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be at least 1, got {batch_size}")
         self.batch_size = batch_size
         self.workers = workers or available_cores()
-        export_onnx(backbone_for(bundle.backbone_id), Workdir.default().root)  # once, not racing
+        model = worker_model(bundle)
         # spawn: never fork a process whose onnxruntime or torch threads may be running
         context = multiprocessing.get_context("spawn")
         self._pool = ProcessPoolExecutor(
-            self.workers, mp_context=context, initializer=_start_worker,
-            initargs=(str(bundle_path),),
-        )  # fmt: skip
+            self.workers, mp_context=context, initializer=start_worker, initargs=(model,)
+        )
 
     def score(self, paths: Sequence[str]) -> pd.DataFrame:
         """The frame of one list of paths (see `score_chunks`)."""
@@ -155,7 +131,7 @@ class LocalEngine:
                 batch = next(source, None)
                 if batch is None:
                     return
-                queue.append((batch[0], batch[1], self._pool.submit(_score_batch, batch[1])))
+                queue.append((batch[0], batch[1], self._pool.submit(score_batch, batch[1])))
 
         current: int | None = None
         paths: list[str] = []

@@ -70,7 +70,7 @@ def make_engine(bundle: ModelBundle, bundle_path: Path, cfg: BacklogConfig) -> E
 
         return RayEngine(bundle_path, batch_size=cfg.batch_size, actors=cfg.workers,
                          address=cfg.ray_address)  # fmt: skip
-    return LocalEngine(bundle, bundle_path, batch_size=cfg.batch_size, workers=cfg.workers)
+    return LocalEngine(bundle, batch_size=cfg.batch_size, workers=cfg.workers)
 
 
 def score_backlog(

@@ -1,65 +1,31 @@
 """The Ray engine: the same scoring as `LocalEngine`, on Ray Data (optional extra `[ray]`).
 
-`map_batches` runs a fixed pool of actors; each actor holds one onnxruntime session and the
-bundle, shipped to it once (the bundle's files and the ONNX graph as bytes, so a remote node needs
-no shared disk). Order is preserved, so chunk frames come back in input order. Without `address`
-a local Ray with this machine's cores is started; `address="auto"` or `ray://host:10001` joins an
-existing cluster.
+`map_batches` runs a fixed pool of actors (`batch.worker.ScoreBatches`); each holds the bundle as
+a `WorkerModel`, shipped to it once (the backbone and head ONNX graphs as bytes and the policy, so
+a remote node needs no shared disk, and an actor imports no torch). Order is preserved, so chunk
+frames come back in input order. Without `address` a local Ray with this machine's cores is
+started; `address="auto"` or `ray://host:10001` joins an existing cluster.
 """
 
 from __future__ import annotations
 
-import tempfile
 from collections.abc import Iterable, Iterator
 from itertools import islice
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 import ray
 
-from photosieve.batch.decode import decode_for_model
-from photosieve.batch.engines import rows_from, score_decoded
+from photosieve.batch.engines import rows_from, worker_model
+from photosieve.batch.worker import ScoreBatches
 from photosieve.bundle import ModelBundle
-from photosieve.config import Workdir
-from photosieve.scoring import Scorer, backbone_for
-from photosieve.vision.embed import Embedder
-from photosieve.vision.onnx import available_cores, export_onnx, onnx_path
+from photosieve.vision.onnx import available_cores
 
 # Chunks handed to one Ray Data pipeline at a time (bounds the driver's list of paths).
 WINDOW = 32
 BLOCKS_PER_ACTOR = 4
 PATHS_PER_BLOCK = 384
-
-
-class _ScoreBatches:
-    """A Ray Data actor: unpacks the bundle once, then decodes and scores batches of paths."""
-
-    def __init__(self, files: dict[str, bytes], onnx: bytes, backbone: str) -> None:
-        root = Path(tempfile.mkdtemp(prefix="photosieve-actor-"))
-        bundle_dir = root / "bundle"
-        bundle_dir.mkdir()
-        for name, data in files.items():
-            (bundle_dir / name).write_bytes(data)
-        graph = onnx_path(backbone, root)
-        graph.parent.mkdir(parents=True)
-        graph.write_bytes(onnx)
-        bundle = ModelBundle.load(bundle_dir)
-        self.scorer = Scorer(bundle, Embedder(backbone, workdir=root, threads=1))
-        self.cfg = self.scorer.embedder.config.preprocess
-
-    def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-        paths = [str(p) for p in batch["path"]]
-        scores, decisions, errors = score_decoded(
-            self.scorer, [decode_for_model(p, self.cfg) for p in paths]
-        )
-        return {
-            "path": np.asarray(paths, dtype=object),
-            "score": scores,
-            "decision": np.asarray(decisions, dtype=object),
-            "error": np.asarray(errors, dtype=object),
-        }
 
 
 WORKER_NICENESS = 0  # the local Ray this engine starts; a cluster keeps its own setting
@@ -82,13 +48,10 @@ class RayEngine:
             else:
                 ray.init(address=address, log_to_driver=False)
         self._started_here = address is None
-        bundle = ModelBundle.load(bundle_path)
-        backbone = backbone_for(bundle.backbone_id)
         self.batch_size = batch_size
         self.actors = actors or max(1, int(ray.cluster_resources().get("CPU", 1)))
-        onnx = export_onnx(backbone, Workdir.of(workdir).root).read_bytes()  # cached export
-        files = {p.name: p.read_bytes() for p in Path(bundle_path).iterdir() if p.is_file()}
-        self._kwargs: dict[str, Any] = {"files": files, "onnx": onnx, "backbone": backbone}
+        model = worker_model(ModelBundle.load(bundle_path), workdir)  # shipped once an actor
+        self._kwargs: dict[str, Any] = {"model": model}
         context = ray.data.DataContext.get_current()
         context.execution_options.preserve_order = True
         context.enable_progress_bars = False
@@ -101,7 +64,7 @@ class RayEngine:
             # cost ~8% of a 2-core machine (bench/README.md, batch_throughput.py).
             blocks = max(BLOCKS_PER_ACTOR * self.actors, len(rows) // PATHS_PER_BLOCK)
             ds = ray.data.from_items(rows, override_num_blocks=blocks).map_batches(
-                _ScoreBatches,
+                ScoreBatches,
                 fn_constructor_kwargs=self._kwargs,
                 compute=ray.data.ActorPoolStrategy(size=self.actors),
                 batch_size=self.batch_size,

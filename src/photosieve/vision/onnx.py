@@ -1,4 +1,4 @@
-"""ONNX export of a backbone's feature extractor and the onnxruntime session that runs it.
+"""ONNX export of a backbone's feature extractor (the session that runs it: `vision.runtime`).
 
 The exported graph takes the resized photos as they come out of the decoder — `uint8` arrays of
 shape (N, H, W, 3), RGB — and does the normalisation (÷255, mean/std from the backbone's
@@ -16,15 +16,15 @@ import tempfile
 import warnings
 from pathlib import Path
 
-import onnxruntime as ort
 import torch
 from torch import nn
 
 from photosieve.config import DEFAULT_BACKBONE, Workdir
 from photosieve.vision.backbone import EfficientNetLite, backbone_config, create_backbone
+from photosieve.vision.runtime import INPUT_NAME, OUTPUT_NAME
+from photosieve.vision.runtime import available_cores as available_cores
+from photosieve.vision.runtime import create_session as create_session
 
-INPUT_NAME = "image"
-OUTPUT_NAME = "embedding"
 OPSET = 17
 
 
@@ -93,28 +93,3 @@ def export_features(backbone: EfficientNetLite, target: Path) -> Path:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return target
-
-
-def available_cores() -> int:
-    """CPU cores this process may run on (respects affinity / container limits)."""
-    try:
-        return max(1, len(os.sched_getaffinity(0)))
-    except AttributeError:  # pragma: no cover - not Linux
-        return max(1, os.cpu_count() or 1)
-
-
-def create_session(model_path: Path, *, threads: int | None = None) -> ort.InferenceSession:
-    """An onnxruntime CPU session: all graph optimisations, one intra-op thread per core."""
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads must be at least 1, got {threads}")
-    options = ort.SessionOptions()
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.intra_op_num_threads = threads or available_cores()
-    options.inter_op_num_threads = 1
-    # No busy-waiting between ops: spinning threads would take the CPU from the decoders that
-    # run beside inference (and from other processes); measured ~20% more images per CPU-second.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(
-        str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
-    )

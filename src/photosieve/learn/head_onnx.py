@@ -1,0 +1,74 @@
+"""ONNX export of a fitted head: embeddings (N, D) float32 → logits (N,), to score without torch.
+
+The batch workers and Ray actors run the head in onnxruntime next to the backbone, so they start
+without importing torch. The graph is the head's own network (its standardisation included); an
+`EnsembleHead` exports the mean of its members' logits, as its `decision_function` does. The
+sigmoid stays in numpy, in float64 (`batch.worker.probabilities`), as `LogitScorer.score` does.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from photosieve.learn.ensemble import EnsembleHead
+from photosieve.learn.head import TorchHead
+
+HEAD_INPUT = "embedding"
+HEAD_OUTPUT = "logit"
+OPSET = 17
+
+
+class _MeanLogit(nn.Module):
+    """The mean of the networks' logits, (N, D) → (N,)."""
+
+    def __init__(self, networks: list[nn.Module]) -> None:
+        super().__init__()
+        self.networks = nn.ModuleList(networks)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([net(x)[:, 0] for net in self.networks]).mean(dim=0)
+
+
+def head_networks(head: Any) -> list[nn.Module]:
+    """The fitted networks whose logits a head averages (one for a single head)."""
+    if isinstance(head, EnsembleHead):
+        head._check_fitted()
+        return [net for member in head.members_ for net in head_networks(member)]
+    if isinstance(head, TorchHead):
+        head._check_fitted()
+        return [head.network_]
+    raise ValueError(f"cannot export a {type(head).__name__} head to ONNX")
+
+
+def export_head(head: Any, n_features: int, target: Path) -> Path:
+    """Write the head's embeddings → logits graph to `target` (atomically)."""
+    model = _MeanLogit(head_networks(head)).eval()
+    example = torch.zeros((2, n_features), dtype=torch.float32)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=".head-", suffix=".onnx", dir=target.parent)
+    os.close(fd)
+    try:
+        with warnings.catch_warnings(), torch.no_grad():
+            warnings.simplefilter("ignore")
+            torch.onnx.export(
+                model,
+                (example,),
+                tmp_name,
+                input_names=[HEAD_INPUT],
+                output_names=[HEAD_OUTPUT],
+                dynamic_axes={HEAD_INPUT: {0: "batch"}, HEAD_OUTPUT: {0: "batch"}},
+                opset_version=OPSET,
+                dynamo=False,
+            )
+        os.replace(tmp_name, target)
+    finally:
+        if os.path.exists(tmp_name):
+            os.unlink(tmp_name)
+    return target
