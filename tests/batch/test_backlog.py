@@ -16,6 +16,7 @@ import pytest
 from typer.testing import CliRunner
 
 from drawing import draw_photo, encode
+from import_check import loaded_on_import
 from photosieve.batch.job import BacklogConfig, score_backlog
 from photosieve.bundle import ModelBundle
 from photosieve.cli import app
@@ -198,9 +199,4 @@ def test_the_local_ray_runs_its_workers_at_normal_priority(
 def test_a_scoring_worker_starts_without_scikit_learn() -> None:
     """Each worker process imports the engine module before its first photo; scikit-learn (and
     the scipy it pulls in, ~1 s a worker) is for training and measuring only."""
-    code = (
-        "import sys, photosieve.batch.engines\n"
-        "print(sorted({'sklearn', 'scipy'} & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded_on_import("photosieve.batch.engines", {"sklearn", "scipy"}) == []

@@ -7,14 +7,8 @@ first photo. The heavy libraries load inside the commands and functions that use
 
 from __future__ import annotations
 
-import subprocess
-import sys
+from import_check import loaded_on_import
 
 
 def test_importing_the_cli_loads_no_heavy_library() -> None:
-    code = (
-        "import sys, photosieve.cli\n"
-        "print(sorted({'torch', 'sklearn', 'scipy.stats'} & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded_on_import("photosieve.cli", {"torch", "sklearn", "scipy.stats"}) == []

@@ -8,6 +8,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from import_check import loaded_on_import
 from photosieve.batch.worker import probabilities
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.head import LogisticHead, MLPHead
@@ -45,12 +46,4 @@ def test_the_onnx_head_scores_like_the_torch_head(kind: str, tmp_path: Path) -> 
 
 
 def test_a_batch_worker_module_imports_no_torch() -> None:
-    import subprocess
-    import sys
-
-    code = (
-        "import sys, photosieve.batch.worker\n"
-        "print(sorted({'torch', 'sklearn'} & set(sys.modules)))"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "[]"
+    assert loaded_on_import("photosieve.batch.worker", {"torch", "sklearn"}) == []

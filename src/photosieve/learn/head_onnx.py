@@ -8,9 +8,6 @@ sigmoid stays in numpy, in float64 (`batch.worker.probabilities`), as `LogitScor
 
 from __future__ import annotations
 
-import os
-import tempfile
-import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,10 +16,10 @@ from torch import nn
 
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.head import TorchHead
+from photosieve.vision.onnx import write_graph
 
 HEAD_INPUT = "embedding"
 HEAD_OUTPUT = "logit"
-OPSET = 17
 
 
 class _MeanLogit(nn.Module):
@@ -51,24 +48,4 @@ def export_head(head: Any, n_features: int, target: Path) -> Path:
     """Write the head's embeddings → logits graph to `target` (atomically)."""
     model = _MeanLogit(head_networks(head)).eval()
     example = torch.zeros((2, n_features), dtype=torch.float32)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=".head-", suffix=".onnx", dir=target.parent)
-    os.close(fd)
-    try:
-        with warnings.catch_warnings(), torch.no_grad():
-            warnings.simplefilter("ignore")
-            torch.onnx.export(
-                model,
-                (example,),
-                tmp_name,
-                input_names=[HEAD_INPUT],
-                output_names=[HEAD_OUTPUT],
-                dynamic_axes={HEAD_INPUT: {0: "batch"}, HEAD_OUTPUT: {0: "batch"}},
-                opset_version=OPSET,
-                dynamo=False,
-            )
-        os.replace(tmp_name, target)
-    finally:
-        if os.path.exists(tmp_name):
-            os.unlink(tmp_name)
-    return target
+    return write_graph(model, example, target, HEAD_INPUT, HEAD_OUTPUT)

@@ -69,10 +69,17 @@ def export_onnx(backbone: str = DEFAULT_BACKBONE, workdir: Path | None = None) -
 def export_features(backbone: EfficientNetLite, target: Path) -> Path:
     """Write `backbone`'s uint8 → embedding graph to `target` (atomically); also for tuned
     weights (`learn.finetune`), so a tuned backbone is served exactly like a registered one."""
-    target.parent.mkdir(parents=True, exist_ok=True)
     model = UInt8Features(backbone).eval()
     size = model.config.preprocess.input_size
     example = torch.zeros((2, size, size, 3), dtype=torch.uint8)
+    return write_graph(model, example, target, INPUT_NAME, OUTPUT_NAME)
+
+
+def write_graph(
+    model: nn.Module, example: torch.Tensor, target: Path, input_name: str, output_name: str
+) -> Path:
+    """Export `model` (one input, one output, dynamic batch axis) to `target`, atomically."""
+    target.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp_name = tempfile.mkstemp(prefix=".export-", suffix=".onnx", dir=target.parent)
     os.close(fd)
     try:
@@ -82,9 +89,9 @@ def export_features(backbone: EfficientNetLite, target: Path) -> Path:
                 model,
                 (example,),
                 tmp_name,
-                input_names=[INPUT_NAME],
-                output_names=[OUTPUT_NAME],
-                dynamic_axes={INPUT_NAME: {0: "batch"}, OUTPUT_NAME: {0: "batch"}},
+                input_names=[input_name],
+                output_names=[output_name],
+                dynamic_axes={input_name: {0: "batch"}, output_name: {0: "batch"}},
                 opset_version=OPSET,
                 dynamo=False,
             )
