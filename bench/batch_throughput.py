@@ -31,18 +31,21 @@ import sys
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).parent))
 from photosieve.batch.decode import decode_for_model
-from photosieve.batch.job import BacklogConfig, score_backlog
-from photosieve.bundle import ModelBundle
-from photosieve.scoring import backbone_for
-from photosieve.vision.embed import Embedder
-from photosieve.vision.onnx import available_cores
-from service_latency import bench_photos, prepare_bundle
+from photosieve.vision.runtime import available_cores
+
+if TYPE_CHECKING:
+    from photosieve.vision.embed import Embedder
+
+# Spawned workers (the engine's and the limit's) re-import this script as their main module: the
+# heavy imports (torch with the bundle code) sit inside the functions that need them, so a worker
+# pays for what the engine loads, not for this script (`photosieve score`'s workers re-import
+# the CLI, ~1.3 s; bench/README).
+sys.path.insert(0, str(Path(__file__).parent))
 
 OUT = Path(__file__).parent / "results" / "batch_throughput.json"
 
@@ -64,6 +67,10 @@ def _timed_inference(embedder: Embedder, stack: np.ndarray, batch: int) -> float
 
 def raw_limit(bundle_dir: Path, photos: list[Path], batch: int = 32) -> float:
     """Photos/s of one onnxruntime session on every core, on pre-decoded photos."""
+    from photosieve.bundle import ModelBundle
+    from photosieve.scoring import backbone_for
+    from photosieve.vision.embed import Embedder
+
     bundle = ModelBundle.load(bundle_dir)
     embedder = Embedder(backbone_for(bundle.backbone_id))
     stack = _decoded_stack(embedder, photos)
@@ -71,6 +78,10 @@ def raw_limit(bundle_dir: Path, photos: list[Path], batch: int = 32) -> float:
 
 
 def _per_core_worker(args: tuple[str, list[Path], int, Any]) -> tuple[int, float]:
+    from photosieve.bundle import ModelBundle
+    from photosieve.scoring import backbone_for
+    from photosieve.vision.embed import Embedder
+
     bundle_dir, photos, batch, barrier = args
     bundle = ModelBundle.load(bundle_dir)
     embedder = Embedder(backbone_for(bundle.backbone_id), threads=1)
@@ -93,6 +104,8 @@ def raw_limit_per_core(bundle_dir: Path, photos: list[Path], batch: int = 32) ->
 
 
 def engine_rate(engine: str, folder: Path, bundle_dir: Path, work: Path) -> float:
+    from photosieve.batch.job import BacklogConfig, score_backlog
+
     out = work / f"{engine}.parquet"
     cfg = BacklogConfig(engine=engine, chunk_size=1024)
     started = time.perf_counter()
@@ -126,6 +139,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rounds", type=int, default=3, help="median of this many rounds")
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
+    from service_latency import bench_photos, prepare_bundle
+
     photos = bench_photos(args.photos)
     with tempfile.TemporaryDirectory() as tmp:
         work = Path(tmp)
