@@ -275,13 +275,19 @@ def validation_table(
     ]
     for name, (val, r) in runs.items():
         for target, t in r["targets"].items():
-            rev = t["review_prev1pct"]
-            lines.append(
-                f"| {name} | {val:.1%} | {float(target):.0%} | {rev['mean']:.1%} "
-                f"| {rev['median']:.1%} | {rev['p90']:.1%} | {t['violation_rate_test']:.3f} "
-                f"| {t['violation_rate_pool']:.3f} | {t['floor_prev1pct']:.1%} | {r['ap']:.4f} |"
-            )
+            lines.append(f"| {name} | {val:.1%} | {float(target):.0%} | {_draw_cells(t, r['ap'])}")
     return lines
+
+
+def _draw_cells(t: dict[str, Any], ap: float) -> str:
+    """A target's draw figures as the tables' last cells: review @1% mean, median, p90, the
+    violation rates (test part, pool), the floor and the AP."""
+    rv = t["review_prev1pct"]
+    return (
+        f"{rv['mean']:.1%} | {rv['median']:.1%} | {rv['p90']:.1%} | "
+        f"{t['violation_rate_test']:.3f} | {t['violation_rate_pool']:.3f} | "
+        f"{t['floor_prev1pct']:.1%} | {ap:.4f} |"
+    )
 
 
 def markdown(results: dict[str, Any]) -> str:
@@ -295,12 +301,9 @@ def markdown(results: dict[str, Any]) -> str:
     ]
     for name, r in runs.items():
         for target, t in r["targets"].items():
-            rv = t["review_prev1pct"]
             lines.append(
                 f"| {name} | {float(target):.0%} | {r['sizes']['calibration_pos']:,} | "
-                f"{rv['mean']:.1%} | {rv['median']:.1%} | {rv['p90']:.1%} | "
-                f"{t['violation_rate_test']:.3f} | {t['violation_rate_pool']:.3f} | "
-                f"{t['floor_prev1pct']:.1%} | {r['ap']:.4f} |"
+                f"{_draw_cells(t, r['ap'])}"
             )
     lines += [
         "",
