@@ -19,6 +19,7 @@ import pandas as pd
 from PIL import Image
 
 from photosieve.bundle import ModelBundle
+from photosieve.policy.bands import decide_or_review
 from photosieve.records import PRIMARY_SOURCE, Decision, Split
 from photosieve.vision.backbone import backbone_config, list_backbones
 from photosieve.vision.decode import ANIMATION_FRAMES, decode
@@ -80,7 +81,7 @@ class Scorer:
         return [
             ScoredImage(
                 score=float(s),
-                decision=policy.decide(float(s)) if policy is not None else Decision.REVIEW,
+                decision=decide_or_review(policy, float(s)),
                 model_version=version,
             )
             for s in scores

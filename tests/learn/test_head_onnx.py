@@ -9,10 +9,10 @@ import numpy as np
 import pytest
 
 from import_check import loaded_on_import
-from photosieve.batch.worker import probabilities
 from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.head import LogisticHead, MLPHead
 from photosieve.learn.head_onnx import export_head
+from photosieve.learn.logits import probabilities
 from photosieve.vision.runtime import create_session
 
 

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from photosieve.batch.decode import decode_batch, die_with_parent
-from photosieve.policy.bands import DecisionPolicy
-from photosieve.records import Decision
+from photosieve.learn.logits import probabilities
+from photosieve.policy.bands import DecisionPolicy, decide_or_review
 from photosieve.vision.preprocess import PreprocessConfig
 from photosieve.vision.runtime import INPUT_NAME, create_session
 
@@ -35,12 +35,6 @@ class WorkerModel:
     preprocess: PreprocessConfig
     policy: DecisionPolicy | None
     version: str
-
-
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """P(offensive) from the head's logits, in float64 (as `LogitScorer.score`)."""
-    logits = np.asarray(logits, dtype=np.float64)
-    return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
 
 
 class WorkerScorer:
@@ -60,8 +54,7 @@ class WorkerScorer:
 
     def decision(self, score: float) -> str:
         """The policy's band for a score ("review" without a policy, as the service)."""
-        policy = self.model.policy
-        return (policy.decide(score) if policy is not None else Decision.REVIEW).value
+        return decide_or_review(self.model.policy, score).value
 
     def score_decoded(self, decoded: Sequence[list[np.ndarray] | str]) -> Scored:
         """Scores, decisions and errors of one batch of decoded photos (errors pass through)."""

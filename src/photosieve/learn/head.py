@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from photosieve.learn.grads import warn_if_vanishing
+from photosieve.learn.logits import probabilities
 from photosieve.learn.loop import train_network
 from photosieve.learn.metrics import as_binary_labels
 
@@ -77,8 +78,7 @@ class LogitScorer:
 
     def score(self, X: np.ndarray) -> np.ndarray:
         """P(offensive) in [0, 1] for embeddings (N, D); higher = more likely offensive."""
-        logits = self.decision_function(X)
-        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
+        return probabilities(self.decision_function(X))
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """(N, 2): columns P(ok), P(offensive), as scikit-learn classifiers."""

@@ -3,7 +3,7 @@
 The batch workers and Ray actors run the head in onnxruntime next to the backbone, so they start
 without importing torch. The graph is the head's own network (its standardisation included); an
 `EnsembleHead` exports the mean of its members' logits, as its `decision_function` does. The
-sigmoid stays in numpy, in float64 (`batch.worker.probabilities`), as `LogitScorer.score` does.
+sigmoid stays in numpy, in float64 (`learn.logits.probabilities`), as `LogitScorer.score` does.
 """
 
 from __future__ import annotations

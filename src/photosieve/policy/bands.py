@@ -65,3 +65,8 @@ class DecisionPolicy:
             stated = (data.get("evidence") or {}).get("precision", {}).get("prevalence")
             data["prevalence"] = stated if stated is not None else CERTIFY.prevalence
         return cls(**data)
+
+
+def decide_or_review(policy: DecisionPolicy | None, score: float) -> Decision:
+    """`policy.decide(score)`; review when there is no policy yet (a bundle not calibrated)."""
+    return policy.decide(score) if policy is not None else Decision.REVIEW
