@@ -108,3 +108,52 @@ def test_a_bundle_without_reference_reports_drift_unavailable(service: Service) 
     assert stats["recertification_needed"] is False
     assert stats["drift"]["available"] is False and "recalibrate" in stats["drift"]["note"]
     assert "not available" in admin.get("/admin").text
+
+
+def test_a_stale_verdict_is_recomputed_by_one_request_while_the_others_go_on(
+    service: Service,
+) -> None:
+    """Only the request that finds the verdict stale pays for the new one; concurrent requests
+    get the previous verdict at once instead of queueing behind the computation."""
+    import dataclasses
+    import threading
+
+    from photosieve.policy.drift import DriftReport
+
+    monitor = DriftMonitor(service.settings.model_copy(update={"drift_check_seconds": 0}),
+                           service.sessions)  # fmt: skip
+    policy = DecisionPolicy(approve_below=0.5, prevalence=0.1)
+    bundle = dataclasses.replace(service.bundle.with_policy(policy), version="v1")
+    entered, release = threading.Event(), threading.Event()
+    verdicts = iter([DriftReport(False, note="first"), DriftReport(True, note="second")])
+    calls: list[str] = []
+
+    def compute(policy: Any, version: str) -> DriftReport:
+        calls.append(version)
+        if len(calls) == 2:  # the recomputation takes a while
+            entered.set()
+            assert release.wait(20)
+        return next(verdicts)
+
+    monitor._compute = compute  # type: ignore[method-assign]
+    assert monitor.report(bundle).note == "first"
+    slow = threading.Thread(target=monitor.report, args=(bundle,))
+    slow.start()  # finds the verdict stale (check every 0 s) and recomputes it
+    assert entered.wait(20)
+    assert monitor.report(bundle).note == "first"  # not blocked: the previous verdict
+    release.set()
+    slow.join(20)
+    assert not slow.is_alive() and len(calls) == 2
+    assert monitor._cached is not None and monitor._cached[2].note == "second"  # kept
+
+
+def test_the_first_verdict_is_computed_before_the_service_takes_uploads(
+    drifting: Service,
+) -> None:
+    from fastapi.testclient import TestClient
+
+    drifting.set_policy(_calibrated_policy(drifting))
+    monitor = drifting.app.state.moderator.drift
+    assert monitor._cached is None
+    with TestClient(drifting.app):  # the lifespan warms the service up
+        assert monitor._cached is not None  # no upload has been made

@@ -22,6 +22,7 @@ import contextlib
 import logging
 from collections.abc import AsyncIterator
 
+import anyio
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
@@ -111,6 +112,12 @@ def create_app(settings: Settings | None = None, *, scorer: ImageScorer | None =
 
     @contextlib.asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        # The first upload must not pay for lazy imports or the first drift verdict; a database
+        # that is not there yet is the readiness probe's to report, not a reason not to start.
+        try:
+            await anyio.to_thread.run_sync(moderator.warm_up)
+        except Exception:
+            log.warning("warm-up failed; the first upload pays for it", exc_info=True)
         if settings.webhook_worker:
             sender.start()  # signed callbacks of final decisions (service.webhooks)
         yield

@@ -2,7 +2,9 @@
 
 `DriftMonitor.report()` compares the latest `drift_window` uploads of the live model (and its
 production evidence) with the calibration reference in its bundle (`policy.drift.assess`); the
-verdict is reused for `drift_check_seconds` so uploads do not pay for it. While the alarm is
+verdict is reused for `drift_check_seconds` so uploads do not pay for it: when it is older, the
+one request that finds it so recomputes it while concurrent requests go on with the previous
+verdict (they never queue behind the computation). While the alarm is
 raised ("re-certification needed", on the admin page, `/v1/admin/stats` and `/metrics`) and
 `drift_fail_safe` is on, `safe_approve_below()` gives a lower approve threshold — the configured
 `drift_safe_approve_below`, else the lowest calibration positive's score — so uploads between it
@@ -30,7 +32,8 @@ class DriftMonitor:
     def __init__(self, settings: Settings, sessions: sessionmaker[Session]) -> None:
         self.settings = settings
         self.sessions = sessions
-        self._lock = threading.Lock()
+        self._lock = threading.Lock()  # guards `_cached`
+        self._computing = threading.Lock()  # held by the one request recomputing the verdict
         self._cached: tuple[str, float, DriftReport] | None = None  # (version, when, report)
 
     def report(self, bundle: Any, *, fresh: bool = False) -> DriftReport:
@@ -40,15 +43,21 @@ class DriftMonitor:
         if policy is None or not version:
             return DriftReport(False, note="the live model has no certified policy")
         with self._lock:
-            cached = self._cached
-            age_ok = cached is not None and (
-                time.monotonic() - cached[1] < self.settings.drift_check_seconds
-            )
-            if not fresh and cached is not None and cached[0] == version and age_ok:
+            cached = self._cached if self._cached and self._cached[0] == version else None
+        if not fresh and cached is not None:
+            if time.monotonic() - cached[1] < self.settings.drift_check_seconds:
                 return cached[2]
+            if not self._computing.acquire(blocking=False):
+                return cached[2]  # another request is recomputing it: go on with this one
+        else:
+            self._computing.acquire()  # asked fresh, or none for this model yet: wait for it
+        try:
             verdict = self._compute(policy, version)
-            self._cached = (version, time.monotonic(), verdict)
+            with self._lock:
+                self._cached = (version, time.monotonic(), verdict)
             return verdict
+        finally:
+            self._computing.release()
 
     def _compute(self, policy: Any, version: str) -> DriftReport:
         s = self.settings

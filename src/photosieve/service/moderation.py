@@ -113,6 +113,15 @@ class Moderator:
         # The bank's PDQ index (loaded from the database on first use when not given).
         self.pdq_bank = pdq_bank if pdq_bank is not None else PdqBank()
 
+    def warm_up(self) -> None:
+        """Pay the first-use costs before the first upload does: the hashes' lazy imports (pHash
+        loads scipy's FFT) and the live model's drift verdict (scipy.stats and a database read).
+        The app's lifespan calls it before the service takes requests."""
+        blank = Image.new("RGB", (64, 64), (127, 127, 127))
+        hashbank.phash(blank)
+        hashbank.pdq_variants(blank)
+        self.drift_report()
+
     def drift_report(self, *, fresh: bool = False) -> DriftReport:
         """The live model's drift verdict ("re-certification needed" when raised)."""
         return self.drift.report(getattr(self.scorer, "bundle", None), fresh=fresh)
