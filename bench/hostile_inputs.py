@@ -108,6 +108,14 @@ def serve(tmp: str, bundle_dir: str, port: int, keys: Any) -> None:
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
 
 
+def ready(url: str) -> bool:
+    """Whether the service answers `/readyz` with 200 (not yet listening: False)."""
+    try:
+        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
+    except httpx.TransportError:
+        return False
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of `pid` in MB."""
     fields = dict(
@@ -256,7 +264,7 @@ def main() -> None:
         try:
             key = keys.get(timeout=300)
             deadline = time.monotonic() + 60
-            while httpx.get(f"{url}/readyz", timeout=5).status_code != 200:
+            while not ready(url):  # refused while the app's lifespan warms it up
                 if time.monotonic() > deadline:
                     raise SystemExit("the service did not become ready")
                 time.sleep(0.2)
