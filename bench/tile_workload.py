@@ -22,17 +22,14 @@ import argparse
 import json
 import platform
 import sys
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from certified_workload import _origin, plan_sizes, run_draws, validation_table
-from oof_scores import Recipe, load_bench, oof_scores
-from photosieve.data.plan import plan_by_workload
-from photosieve.learn.metrics import average_precision
+from oof_scores import Recipe, load_bench
+from recipe_runs import add_recipe_arguments, recipes_table, score_recipes, with_seed_1
 from shortcut_check import L0, TODAY
 
 RESULTS = Path(__file__).parent / "results" / "tile_workload.json"
@@ -89,22 +86,16 @@ def model_costs(workdir: Path, backbones: list[str], rounds: int = 4) -> dict[st
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--workdir", type=Path, default=Path("work"))
+    add_recipe_arguments(parser)
     parser.add_argument("--tiles", type=Path, default=Path("work/tiles"))
     parser.add_argument("--features", nargs="+", default=["tiles384"])
     parser.add_argument(
         "--backbones", nargs="*", default=[],
         help="registered backbones tried alone too, e.g. efficientnet_lite2_224_avgmax",
     )  # fmt: skip
-    parser.add_argument("--draws", type=int, default=1000)
-    parser.add_argument("--folds", type=int, default=5)
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--jobs", type=int, default=2)
-    parser.add_argument("--seeds", action="store_true", help="also with head seed 1 (mlp1s1)")
-    parser.add_argument("--table", action="store_true", help="print the README rows and exit")
     args = parser.parse_args(argv)
     if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+        print(recipes_table(json.loads(RESULTS.read_text())))
         return 0
     bench = load_bench(args.workdir / "data" / "ingested.csv", args.workdir, [L0, *args.backbones])
     costs = {}
@@ -114,52 +105,17 @@ def main(argv: list[str] | None = None) -> int:
             raise SystemExit(f"{args.tiles / name}.npy does not cover every bench row")
         bench.features[name] = feats
         costs[name] = json.loads((args.tiles / f"{name}.json").read_text())
-    n_pos = int(bench.y[bench.primary].sum())
-    plan = plan_by_workload(n_pos)[0]
-    sizes = plan_sizes(bench, plan, seed=args.seed)
-    mask = bench.primary
-    origin = _origin(bench.frame["origin"].to_numpy()[mask])
     results: dict[str, Any] = {
         "machine": platform.node(),
         "draws": args.draws,
-        "sizes": sizes,
         "features": costs,
         "model_cpu": model_costs(args.workdir, args.backbones),
     }
     print(json.dumps(results["model_cpu"], indent=1), flush=True)
-    recipes = recipes_for(args.features, args.backbones)
-    if args.seeds:
-        recipes += [replace(r, name=f"{r.name}s1", head="mlp1s1") for r in recipes]
-    for recipe in recipes:
-        scores, info = oof_scores(
-            bench,
-            recipe,
-            plan,
-            k=args.folds,
-            seed=args.seed,
-            jobs=args.jobs,
-            cache_dir=args.workdir / "certified_workload",
-        )
-        s, y = scores[mask], bench.y[mask]
-        results[recipe.name] = {
-            "recipe": info,
-            "ap": average_precision(s, y),
-            "targets": run_draws(s, y, origin, sizes, draws=args.draws, seed=args.seed),
-        }
-        print(recipe.name, json.dumps(info["validation"]), flush=True)
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2))
-    print(table(results))
+    recipes = with_seed_1(recipes_for(args.features, args.backbones), args.seeds)
+    score_recipes(bench, recipes, results, RESULTS, args)
+    print(recipes_table(results))
     return 0
-
-
-def table(results: dict[str, Any]) -> str:
-    """README rows: validation choice figure, then the draws per target."""
-    names = [k for k in results if isinstance(results[k], dict) and "recipe" in results[k]]
-    runs = {
-        n: (results[n]["recipe"]["validation"]["review_at_99_prev1pct"], results[n]) for n in names
-    }
-    return "\n".join(validation_table(runs))
 
 
 if __name__ == "__main__":
