@@ -40,7 +40,7 @@ from rich.table import Table
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # hostile_files
 import hostile_files as hostile
 from service_latency import bench_photos, prepare_bundle
-from service_load import bench_settings, free_port, load_scorer
+from service_load import bench_settings, free_port, load_scorer, wait_ready
 
 RESULTS = Path(__file__).parent / "results" / "hostile_inputs.json"
 MAX_SECONDS = 2.0
@@ -106,14 +106,6 @@ def serve(tmp: str, bundle_dir: str, port: int, keys: Any) -> None:
         session.commit()
     keys.put(key)
     uvicorn.run(app, host="127.0.0.1", port=port, log_level="warning", access_log=False)
-
-
-def ready(url: str) -> bool:
-    """Whether the service answers `/readyz` with 200 (not yet listening: False)."""
-    try:
-        return httpx.get(f"{url}/readyz", timeout=5).status_code == 200
-    except httpx.TransportError:
-        return False
 
 
 def memory_mb(pid: int) -> tuple[float, float]:
@@ -263,11 +255,7 @@ def main() -> None:
         url = f"http://127.0.0.1:{port}"
         try:
             key = keys.get(timeout=300)
-            deadline = time.monotonic() + 60
-            while not ready(url):  # refused while the app's lifespan warms it up
-                if time.monotonic() > deadline:
-                    raise SystemExit("the service did not become ready")
-                time.sleep(0.2)
+            wait_ready(url, server, seconds=60, path="/readyz")
             normal_uploads(url, key, blobs[:8], 1)  # warm-up
             console.print("baseline: normal uploads only…")
             baseline = normal_uploads(url, key, blobs[8 : 8 + args.normal], 2)

@@ -280,18 +280,20 @@ def load_level(
     return out
 
 
-def wait_ready(url: str, process: Any, seconds: float = 120.0) -> None:
+def wait_ready(url: str, process: Any, seconds: float = 120.0, path: str = "/healthz") -> None:
+    """Wait until the service answers `path` with 200 (connections are refused while the app's
+    lifespan warms it up); SystemExit if its process dies or `seconds` pass."""
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if not process.is_alive():
             raise SystemExit("the service process died while starting")
         try:
-            if httpx.get(f"{url}/healthz", timeout=2).status_code == 200:
+            if httpx.get(f"{url}{path}", timeout=2).status_code == 200:
                 return
         except httpx.TransportError:
             pass
         time.sleep(0.2)
-    raise SystemExit("the service did not become healthy in time")
+    raise SystemExit(f"the service did not answer {path} in time")
 
 
 def run_service(
