@@ -52,8 +52,8 @@ def score_recipes(
     mask = bench.primary
     origin = _origin(bench.frame["origin"].to_numpy()[mask])
     results.setdefault("sizes", sizes)
+    cache = args.workdir / "certified_workload"
     for recipe in recipes:
-        cache = args.workdir / "certified_workload"
         scores, info = oof_scores(
             bench, recipe, plan, k=args.folds, seed=args.seed, jobs=args.jobs, cache_dir=cache
         )

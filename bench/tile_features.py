@@ -92,19 +92,19 @@ def _part(
     tile_cpu = whole_cpu = 0.0
     timed = 0
     for start in range(0, len(paths), CHUNK):
+        timing = start < TIMED_CHUNKS * CHUNK  # the cost ratio from each part's first chunks
         arrays, rows = [], []
         wholes: list[np.ndarray] = []
         for i, path in enumerate(paths[start : start + CHUNK], start):
             try:
                 photo = load_for_model(path, cfg)
-                whole = load_for_model(path, whole_cfg) if start < TIMED_CHUNKS * CHUNK else None
+                whole = load_for_model(path, whole_cfg) if timing else None
             except Exception:  # a bad photo stays NaN
                 continue
             arrays += [photo[t : t + crop, left : left + crop] for t, left in offsets]
             rows.append(i)
             if whole is not None:
                 wholes.append(whole)
-        timing = start < TIMED_CHUNKS * CHUNK  # the cost ratio from each part's first chunks
         if not rows:
             continue
         begun = time.process_time()

@@ -53,6 +53,7 @@ def model_costs(workdir: Path, backbones: list[str], rounds: int = 4) -> dict[st
     (8 photos at 384 px), random pixels, interleaved rounds; medians and ratios to Lite0@224."""
     import time
 
+    from photosieve.vision.backbone import backbone_config
     from photosieve.vision.onnx import export_onnx
     from photosieve.vision.runtime import INPUT_NAME, create_session
     from tile_features import export_whole
@@ -62,7 +63,8 @@ def model_costs(workdir: Path, backbones: list[str], rounds: int = 4) -> dict[st
         "lite0_224": (export_onnx(L0, workdir), 224, 32, 1),
         "tiles384 (4 tiles)": (export_onnx(L0, workdir), 224, 32, 4),
         "whole384": (export_whole(384, workdir), 384, 8, 1),
-    } | {b: (export_onnx(b, workdir), 224 if "224" in b else 260, 32, 1) for b in backbones}
+    } | {b: (export_onnx(b, workdir), backbone_config(b).preprocess.input_size, 32, 1)
+         for b in backbones}  # fmt: skip
     sessions = {name: create_session(g[0], threads=1) for name, g in graphs.items()}
     rng = np.random.default_rng(0)
     seconds: dict[str, list[float]] = {name: [] for name in graphs}
