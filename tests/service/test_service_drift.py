@@ -6,6 +6,7 @@ and the fail-safe threshold sends approvals above it to people until a new model
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -157,3 +158,40 @@ def test_the_first_verdict_is_computed_before_the_service_takes_uploads(
     assert monitor._cached is None
     with TestClient(drifting.app):  # the lifespan warms the service up
         assert monitor._cached is not None  # no upload has been made
+
+
+def test_requests_that_wait_for_the_first_verdict_do_not_compute_it_again(
+    service: Service,
+) -> None:
+    """With no verdict yet (a start, a model switch) concurrent requests wait for the one being
+    computed and reuse it: one database read, not one a request."""
+    import dataclasses
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    from photosieve.policy.drift import DriftReport
+
+    monitor = DriftMonitor(service.settings.model_copy(update={"drift_check_seconds": 60}),
+                           service.sessions)  # fmt: skip
+    policy = DecisionPolicy(approve_below=0.5, prevalence=0.1)
+    bundle = dataclasses.replace(service.bundle.with_policy(policy), version="v1")
+    entered, release = threading.Event(), threading.Event()
+    calls: list[str] = []
+
+    def compute(policy: Any, version: str) -> DriftReport:
+        calls.append(version)
+        entered.set()
+        assert release.wait(20)
+        return DriftReport(False, note=f"verdict {len(calls)}")
+
+    monitor._compute = compute  # type: ignore[method-assign]
+    with ThreadPoolExecutor(4) as pool:
+        first = pool.submit(monitor.report, bundle)
+        assert entered.wait(20)
+        waiting = [pool.submit(monitor.report, bundle) for _ in range(3)]
+        time.sleep(0.2)  # they are queued on the computation
+        assert not any(f.done() for f in waiting)
+        release.set()
+        notes = [f.result(20).note for f in [first, *waiting]]
+    assert calls == ["v1"]
+    assert notes == ["verdict 1"] * 4

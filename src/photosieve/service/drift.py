@@ -42,22 +42,33 @@ class DriftMonitor:
         version = str(getattr(bundle, "version", "") or "")
         if policy is None or not version:
             return DriftReport(False, note="the live model has no certified policy")
-        with self._lock:
-            cached = self._cached if self._cached and self._cached[0] == version else None
+        cached = self._cached_for(version)
         if not fresh and cached is not None:
-            if time.monotonic() - cached[1] < self.settings.drift_check_seconds:
-                return cached[2]
+            verdict, current = cached
+            if current:
+                return verdict
             if not self._computing.acquire(blocking=False):
-                return cached[2]  # another request is recomputing it: go on with this one
+                return verdict  # another request is recomputing it: go on with this one
         else:
             self._computing.acquire()  # asked fresh, or none for this model yet: wait for it
         try:
+            waited = None if fresh else self._cached_for(version)
+            if waited is not None and waited[1]:
+                return waited[0]  # computed by another request while this one waited
             verdict = self._compute(policy, version)
             with self._lock:
                 self._cached = (version, time.monotonic(), verdict)
             return verdict
         finally:
             self._computing.release()
+
+    def _cached_for(self, version: str) -> tuple[DriftReport, bool] | None:
+        """The cached verdict of `version` and whether it is younger than `drift_check_seconds`."""
+        with self._lock:
+            cached = self._cached
+        if cached is None or cached[0] != version:
+            return None
+        return cached[2], time.monotonic() - cached[1] < self.settings.drift_check_seconds
 
     def _compute(self, policy: Any, version: str) -> DriftReport:
         s = self.settings
