@@ -4,8 +4,17 @@ A bundle holds the trained head's weights, the backbone's id and preprocessing, 
 config, the fingerprint of the data it was trained on, its metrics and, once calibrated, the
 certified decision policy. Layout::
 
-    <bundle>/bundle.json   metadata (this module's `ModelBundle` fields, minus the head)
+    <bundle>/bundle.json   metadata (this module's `ModelBundle` fields, minus the heads)
     <bundle>/head.pt       the head's state (`photosieve.learn.persist.save_head`)
+    <bundle>/refiner.pt    a cascade's second head (only with a `Refiner`)
+
+A bundle with a `Refiner` is a two-stage cascade: its head scores every photo; a photo scored
+below the refiner's `gate` gets the composite score 0 (approved: the gate was fixed on the
+validation split, before calibration), the rest are scored by the refiner's head on the
+concatenation [first embedding, the refiner backbone's embedding]. The policy is certified on
+that composite score (`cascade_scores`), so a positive the gate stops is a miss the certificate
+counts; every caller scores through `score_embeddings`, which refuses a cascade without its
+second embeddings rather than return a score the policy was not certified on.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import hashlib
 import json
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -29,12 +39,51 @@ from photosieve.vision.preprocess import PreprocessConfig
 BUNDLE_FORMAT = 1
 META_FILE = "bundle.json"
 HEAD_FILE = "head.pt"
+REFINER_FILE = "refiner.pt"
 
 
 class ScoringHead(Protocol):
     """What a bundle needs of a head: a score in [0, 1], higher = more likely offensive."""
 
     def score(self, X: np.ndarray) -> np.ndarray: ...
+
+
+SecondEmbeddings = Callable[[np.ndarray], np.ndarray]  # row indices (k,) → (k, D2) embeddings
+
+
+@dataclass(frozen=True)
+class Refiner:
+    """A cascade's second look: its head scores [first embedding, `backbone_id` embedding] of
+    the photos the bundle's head scores at or above `gate`."""
+
+    head: ScoringHead
+    backbone_id: str
+    preprocess: PreprocessConfig
+    gate: float
+    gate_rule: dict[str, Any] = field(default_factory=dict)  # how the gate was chosen
+
+    def meta(self) -> dict[str, Any]:
+        return {
+            "backbone_id": self.backbone_id,
+            "preprocess": self.preprocess.to_dict(),
+            "gate": self.gate,
+            "gate_rule": self.gate_rule,
+        }
+
+
+def cascade_scores(
+    first: np.ndarray, refiner: Refiner, X: np.ndarray, second: SecondEmbeddings
+) -> np.ndarray:
+    """Composite scores: 0 below the gate, else the refiner's score on [X, second(rows)]."""
+    out = np.zeros(len(first), dtype=np.float64)
+    rows = np.flatnonzero(first >= refiner.gate)
+    if len(rows):
+        X2 = np.asarray(second(rows), dtype=np.float32)
+        if X2.shape[0] != len(rows):
+            raise ValueError(f"{X2.shape[0]} second embeddings for {len(rows)} photos")
+        both = np.concatenate([np.asarray(X[rows], dtype=np.float32), X2], axis=1)
+        out[rows] = np.asarray(refiner.head.score(both), dtype=np.float64)
+    return out
 
 
 @dataclass
@@ -52,9 +101,25 @@ class ModelBundle:
         default_factory=lambda: dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
     )
     version: str = ""
+    refiner: Refiner | None = None
 
-    def score_embeddings(self, X: np.ndarray) -> np.ndarray:
-        """Scores for backbone embeddings of shape (N, D)."""
+    def score_embeddings(self, X: np.ndarray, second: SecondEmbeddings | None = None) -> np.ndarray:
+        """Scores (N,) for backbone embeddings (N, D): the ones the policy is certified on.
+
+        A cascade also needs `second`, the refiner backbone's embeddings of the rows it is
+        given (called once, only for the rows at or above the gate)."""
+        first = self.first_scores(X)
+        if self.refiner is None:
+            return first
+        if second is None:
+            raise ValueError(
+                "this bundle is a two-stage cascade: scoring needs the embeddings of its "
+                f"second backbone ({self.refiner.backbone_id}) too"
+            )
+        return cascade_scores(first, self.refiner, X, second)
+
+    def first_scores(self, X: np.ndarray) -> np.ndarray:
+        """The head's scores (N,): a cascade's first stage, else the final scores."""
         return np.asarray(self.head.score(np.asarray(X, dtype=np.float32)), dtype=np.float64)
 
     def with_policy(self, policy: DecisionPolicy) -> ModelBundle:
@@ -72,8 +137,11 @@ class ModelBundle:
         staging = Path(tempfile.mkdtemp(prefix=".bundle-", dir=target.parent))
         try:
             save_head(self.head, staging / HEAD_FILE)
+            heads = [staging / HEAD_FILE]
+            if self.refiner is not None:
+                heads.append(save_head(self.refiner.head, staging / REFINER_FILE))
             meta = self._meta()
-            meta["version"] = self.version or _content_version(staging / HEAD_FILE, meta)
+            meta["version"] = self.version or _content_version(heads, meta)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
             if target.exists():
                 shutil.rmtree(target)
@@ -101,6 +169,7 @@ class ModelBundle:
                 f"{BUNDLE_FORMAT}); retrain with this version of photosieve"
             )
         policy = meta.get("policy")
+        refiner = meta.get("refiner")
         return cls(
             head=load_head(folder / HEAD_FILE),
             backbone_id=meta["backbone_id"],
@@ -111,6 +180,7 @@ class ModelBundle:
             policy=DecisionPolicy.from_dict(policy) if policy else None,
             created_at=meta.get("created_at", ""),
             version=meta.get("version", ""),
+            refiner=_load_refiner(folder, refiner) if refiner else None,
         )
 
     def _meta(self) -> dict[str, Any]:
@@ -123,10 +193,22 @@ class ModelBundle:
             "metrics": self.metrics,
             "policy": self.policy.to_dict() if self.policy else None,
             "created_at": self.created_at,
-        }
+        } | ({"refiner": self.refiner.meta()} if self.refiner is not None else {})
 
 
-def _content_version(head_file: Path, meta: dict[str, Any]) -> str:
-    digest = hashlib.sha256(head_file.read_bytes())
+def _load_refiner(folder: Path, meta: dict[str, Any]) -> Refiner:
+    return Refiner(
+        head=load_head(folder / REFINER_FILE),
+        backbone_id=meta["backbone_id"],
+        preprocess=PreprocessConfig.from_dict(meta["preprocess"]),
+        gate=float(meta["gate"]),
+        gate_rule=meta.get("gate_rule", {}),
+    )
+
+
+def _content_version(head_files: list[Path], meta: dict[str, Any]) -> str:
+    digest = hashlib.sha256()
+    for path in head_files:
+        digest.update(path.read_bytes())
     digest.update(json.dumps(meta, sort_keys=True, default=str).encode())
     return digest.hexdigest()[:12]

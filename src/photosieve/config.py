@@ -71,6 +71,17 @@ class TrainConfig:
     # it beat the average pool on validation for both heads (bench/embedding_variants.py)
     backbone: str = DEFAULT_BACKBONE
     target_recall: float = CERTIFY.target_recall
+    # A two-stage cascade (`bundle.Refiner`): a second registered backbone whose embedding,
+    # next to the first, a second head scores for the photos the first head cannot approve;
+    # None = one stage. The gate lets the first head stop at most `refine_stop` of the
+    # validation positives (bench/cascade_workload.py measured 0.2% and 0.5%: 0.5% is cheaper
+    # at the same certified review rate).
+    refine_backbone: str | None = None
+    refine_stop: float = 0.005
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.refine_stop < 0.5:
+            raise ValueError(f"refine_stop must be in [0, 0.5), got {self.refine_stop}")
 
     def to_dict(self) -> dict[str, Any]:
         data = asdict(self)

@@ -11,16 +11,19 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import numpy as np
+import pandas as pd
 
-from photosieve.bundle import ModelBundle
+from photosieve.bundle import ModelBundle, Refiner, cascade_scores
 from photosieve.config import CERTIFY, CertifyConfig
 from photosieve.data.manifest import read_manifest
 from photosieve.data.split import data_fingerprint
 from photosieve.learn.train import (
     EpochCallback,
     TrainConfig,
+    cascade_gate,
     embed_manifest,
     fit_head,
     read_split_manifest,
@@ -52,8 +55,12 @@ def train_bundle(
     """Train a head on the manifest's `train` rows; return a bundle with metrics per split.
 
     `embeddings` (aligned with the manifest's rows) skips the embedding step (tests, benches).
+    With `cfg.refine_backbone` the bundle is a two-stage cascade (`bundle.Refiner`): a second
+    head on [first embedding, refine backbone's embedding] fitted on the same rows, the gate
+    chosen on validation (`learn.train.cascade_gate`); its metrics are the composite score's.
     """
     cfg = cfg or TrainConfig()
+    _check_cascade(cfg)
     frame = read_split_manifest(split_manifest)
     X = (
         embeddings
@@ -62,9 +69,18 @@ def train_bundle(
     )
     head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
     backbone = backbone_config(cfg.backbone)
-    metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
+    scores = head.score(X)
+    refiner = None
+    if cfg.refine_backbone is not None:
+        refiner, scores, first_metrics, more = _fit_refiner(
+            X, scores, frame, cfg, workdir=workdir, progress=progress, on_epoch=on_epoch
+        )
+        messages = sorted(set(messages) | set(more))
+    metrics = split_metrics(scores, frame, target_recall=cfg.target_recall)
     metrics["gradient_health"] = head.gradient_health_
     metrics["best_epoch"] = head.best_epoch_
+    if refiner is not None:
+        metrics["first_stage"] = first_metrics
     bundle = ModelBundle(
         head=head,
         backbone_id=backbone.id,
@@ -72,8 +88,49 @@ def train_bundle(
         train_config=cfg.to_dict() | {"manifest": str(Path(split_manifest).resolve())},
         data_fingerprint=data_fingerprint(frame),
         metrics=metrics,
+        refiner=refiner,
     )
     return TrainOutcome(bundle=bundle, warnings=messages)
+
+
+def _check_cascade(cfg: TrainConfig) -> None:
+    """Refuse a cascade whose stages decode photos for different sizes (before any work)."""
+    if cfg.refine_backbone is None:
+        return
+    decodes = backbone_config(cfg.backbone).preprocess.decode_size
+    second = backbone_config(cfg.refine_backbone).preprocess.decode_size
+    if second != decodes:
+        raise ValueError(
+            f"a cascade's stages must decode photos for the same size (one decode serves "
+            f"both): {cfg.backbone} decodes for {decodes} px, {cfg.refine_backbone} for "
+            f"{second} px (with {cfg.refine_backbone}, train the first stage on "
+            "efficientnet_lite0_avgmax_d384)"
+        )
+
+
+def _fit_refiner(
+    X: np.ndarray,
+    first: np.ndarray,
+    frame: pd.DataFrame,
+    cfg: TrainConfig,
+    *,
+    workdir: Path | None,
+    progress: bool,
+    on_epoch: EpochCallback | None,
+) -> tuple[Refiner, np.ndarray, dict[str, Any], list[str]]:
+    """A cascade's second stage: (refiner, composite scores, first-stage metrics, warnings)."""
+    assert cfg.refine_backbone is not None
+    second = backbone_config(cfg.refine_backbone)
+    X2 = embed_manifest(frame, workdir=workdir, backbone=cfg.refine_backbone, progress=progress)
+    head2, messages = fit_head(np.concatenate([X, X2], axis=1), frame, cfg, on_epoch=on_epoch)
+    gate, rule = cascade_gate(first, frame, cfg.refine_stop)
+    rule["second_head_best_epoch"] = head2.best_epoch_
+    refiner = Refiner(
+        head=head2, backbone_id=second.id, preprocess=second.preprocess, gate=gate, gate_rule=rule
+    )
+    scores = cascade_scores(first, refiner, X, lambda rows: X2[rows])
+    first_metrics = split_metrics(first, frame, target_recall=cfg.target_recall)
+    return refiner, scores, first_metrics, messages
 
 
 def calibrate_bundle(

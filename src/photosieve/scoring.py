@@ -6,6 +6,9 @@ preprocessing) and decodes uploads with the same `load_image` path as `embed_fil
 scores the same online as it did in training and calibration. `score_rows` scores the rows of a
 labelled manifest (calibration, evaluation); `calibration_rows` is the only selection
 calibration may see: primary-source rows of the calibration split, never external data.
+A cascade bundle (`bundle.Refiner`) is scored the same way everywhere: its second backbone
+embeds only the photos at or above the gate, from the same decode as the first (its stages
+decode for the same size, which the `Scorer` checks).
 """
 
 from __future__ import annotations
@@ -18,7 +21,7 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from photosieve.bundle import ModelBundle
+from photosieve.bundle import ModelBundle, SecondEmbeddings
 from photosieve.policy.bands import decide_or_review
 from photosieve.records import PRIMARY_SOURCE, Decision, Split
 from photosieve.vision.backbone import backbone_config, list_backbones
@@ -52,24 +55,48 @@ def backbone_for(backbone_id: str) -> str:
     )
 
 
-class Scorer:
-    """Scores photos with `bundle`; builds an `Embedder` for the bundle's backbone if not given."""
+def _check_embedder(embedder: Embedder, backbone_id: str, preprocess: object) -> None:
+    if embedder.config.id != backbone_id:
+        raise ValueError(
+            f"embedder backbone {embedder.config.id!r} does not match the bundle's "
+            f"{backbone_id!r}: scores would be meaningless"
+        )
+    if embedder.config.preprocess != preprocess:
+        raise ValueError(
+            f"the bundle was trained with preprocessing {preprocess} but the "
+            f"embedder uses {embedder.config.preprocess}"
+        )
 
-    def __init__(self, bundle: ModelBundle, embedder: Embedder | None = None) -> None:
+
+class Scorer:
+    """Scores photos with `bundle`; builds an `Embedder` for the bundle's backbone if not given
+    (and for a cascade's second backbone, on as many threads as the first)."""
+
+    def __init__(
+        self,
+        bundle: ModelBundle,
+        embedder: Embedder | None = None,
+        refine_embedder: Embedder | None = None,
+    ) -> None:
         if embedder is None:
             embedder = Embedder(backbone_for(bundle.backbone_id))
-        if embedder.config.id != bundle.backbone_id:
-            raise ValueError(
-                f"embedder backbone {embedder.config.id!r} does not match the bundle's "
-                f"{bundle.backbone_id!r}: scores would be meaningless"
-            )
-        if embedder.config.preprocess != bundle.preprocess:
-            raise ValueError(
-                f"the bundle was trained with preprocessing {bundle.preprocess} but the "
-                f"embedder uses {embedder.config.preprocess}"
-            )
+        _check_embedder(embedder, bundle.backbone_id, bundle.preprocess)
+        refiner = bundle.refiner
+        if refiner is not None:
+            if refine_embedder is None:
+                refine_embedder = Embedder(
+                    backbone_for(refiner.backbone_id), embedder.workdir, threads=embedder.threads
+                )
+            _check_embedder(refine_embedder, refiner.backbone_id, refiner.preprocess)
+            if refiner.preprocess.decode_size != bundle.preprocess.decode_size:
+                raise ValueError(
+                    "a cascade's stages must decode photos for the same size (one decode "
+                    f"serves both): {bundle.preprocess.decode_size} vs "
+                    f"{refiner.preprocess.decode_size}"
+                )
         self.bundle = bundle
         self.embedder = embedder
+        self.refine_embedder = refine_embedder if refiner is not None else None
 
     @property
     def model_version(self) -> str:
@@ -87,20 +114,29 @@ class Scorer:
             for s in scores
         ]
 
-    def score_embeddings(self, X: np.ndarray) -> list[ScoredImage]:
-        """Decisions for precomputed backbone embeddings (N, embed_dim)."""
-        return self._decide(self.bundle.score_embeddings(X))
+    def score_embeddings(
+        self, X: np.ndarray, second: SecondEmbeddings | None = None
+    ) -> list[ScoredImage]:
+        """Decisions for precomputed backbone embeddings (N, embed_dim) (a cascade: and its
+        second backbone's embeddings of the rows asked for, `ModelBundle.score_embeddings`)."""
+        return self._decide(self.bundle.score_embeddings(X, second))
 
     def score_images(self, images: Sequence[Image.Image]) -> list[ScoredImage]:
-        """Decisions for decoded photos (use `load_image` to decode)."""
+        """Decisions for decoded photos (decoded for `embedder.config.preprocess.decode_size`)."""
         if len(images) == 0:
             return []
-        return self.score_embeddings(self.embedder.embed_images(images))
+        return self.score_embeddings(self.embedder.embed_images(images), self._second(images))
+
+    def _second(self, images: Sequence[Image.Image]) -> SecondEmbeddings | None:
+        refine = self.refine_embedder
+        if refine is None:
+            return None
+        return lambda rows: refine.embed_images([images[int(i)] for i in rows])
 
     def score_bytes(self, data: bytes) -> ScoredImage:
         """Decision for one uploaded file; raises `ImageDecodeError` for a bad upload. Every
         sampled frame of an animation is scored; the highest score decides."""
-        decoded = decode(data, draft_size=self.embedder.config.preprocess.input_size,
+        decoded = decode(data, draft_size=self.embedder.config.preprocess.decode_size,
                          max_frames=ANIMATION_FRAMES)  # fmt: skip
         return max(self.score_images(decoded.all_frames), key=lambda s: s.score)
 
@@ -109,7 +145,14 @@ class Scorer:
         X = embed_files(
             paths, workdir=self.embedder.workdir, embedder=self.embedder, progress=progress
         )
-        return self.score_embeddings(X)
+        refine = self.refine_embedder
+        second = None
+        if refine is not None:
+            second = lambda rows: embed_files(  # noqa: E731
+                [paths[int(i)] for i in rows], workdir=refine.workdir, embedder=refine,
+                progress=progress,
+            )  # fmt: skip
+        return self.score_embeddings(X, second)
 
 
 CALIBRATION_SOURCE = f"split == '{Split.CALIBRATION.value}' and source == '{PRIMARY_SOURCE}'"
@@ -145,9 +188,16 @@ def score_rows(
     workdir: Path | None = None,
     progress: bool = True,
 ) -> np.ndarray:
-    """The bundle's scores (n,) for the photos in `rows["path"]` (embeddings cached)."""
+    """The bundle's scores (n,) for the photos in `rows["path"]` (embeddings cached); a cascade
+    embeds the photos at or above its gate with its second backbone too."""
     model = bundle if isinstance(bundle, ModelBundle) else ModelBundle.load(bundle)
     paths = [Path(p) for p in rows["path"]]
     backbone = backbone_for(model.backbone_id)
     X = embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
-    return model.score_embeddings(X)
+    second = None
+    if model.refiner is not None:
+        refine = backbone_for(model.refiner.backbone_id)
+        second = lambda idx: embed_files(  # noqa: E731
+            [paths[int(i)] for i in idx], workdir=workdir, backbone=refine, progress=progress
+        )
+    return model.score_embeddings(X, second)

@@ -70,7 +70,9 @@ def test_unknown_backbone_lists_the_known_ones() -> None:
     assert "resnet9000" in str(info.value)
     assert list_backbones() == [
         "efficientnet_lite0",
+        "efficientnet_lite0_384_avgmax",
         "efficientnet_lite0_avgmax",
+        "efficientnet_lite0_avgmax_d384",
         "efficientnet_lite0_gunmap",
         "efficientnet_lite2_224_avgmax",
         "efficientnet_lite2_avgmax",

@@ -29,7 +29,7 @@ def die_with_parent() -> None:
 def decode_for_model(path: str, cfg: PreprocessConfig) -> list[np.ndarray] | str:
     """The uint8 model inputs (H, W, 3) of a photo's frames, or why the decoder cannot read it."""
     try:
-        decoded = decode(path, draft_size=cfg.input_size, max_frames=ANIMATION_FRAMES)
+        decoded = decode(path, draft_size=cfg.decode_size, max_frames=ANIMATION_FRAMES)
     except ImageDecodeError as exc:
         return f"{exc.reason}: {exc}"
     return [np.asarray(resize_for_model(f, cfg), dtype=np.uint8) for f in decoded.all_frames]

@@ -61,6 +61,15 @@ def train(
     backbone: str = typer.Option(
         _D.backbone, help="registered backbone whose embeddings the head uses"
     ),
+    refine_backbone: str | None = typer.Option(
+        _D.refine_backbone,
+        help="a two-stage cascade: this backbone's embedding, next to the first, is scored by a "
+        "second head for the photos the first cannot approve (efficientnet_lite0_384_avgmax, "
+        "with --backbone efficientnet_lite0_avgmax_d384)",
+    ),
+    refine_stop: float = typer.Option(
+        _D.refine_stop, help="share of validation positives the cascade's first stage may stop"
+    ),
     threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
 ) -> None:
     """Train the head on a split manifest's train rows; write a model bundle."""
@@ -85,10 +94,13 @@ def train(
         ensemble=ensemble,
         seed=seed,
         backbone=backbone,
+        refine_backbone=refine_backbone,
+        refine_stop=refine_stop,
     )
+    heads = max(cfg.ensemble, 1) * (2 if cfg.refine_backbone else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TextColumn("{task.fields[status]}"), console=console) as bar:
-        task = bar.add_task("training", total=cfg.epochs * max(cfg.ensemble, 1), status="")
+        task = bar.add_task("training", total=cfg.epochs * heads, status="")
         state = {"member": 0, "last": 0}
 
         def on_epoch(epoch: int, record: dict[str, Any]) -> None:
@@ -98,13 +110,13 @@ def train(
             bar.update(
                 task,
                 completed=state["member"] * cfg.epochs + epoch,
-                description=f"head {state['member'] + 1}/{max(cfg.ensemble, 1)} epoch {epoch}",
+                description=f"head {state['member'] + 1}/{heads} epoch {epoch}",
                 status=f"loss {record['loss']:.4f}  val review@99% "
                 f"{record.get('val_review_rate', float('nan')):.3f}",
             )
 
         outcome = train_bundle(manifest, cfg, workdir=workdir, on_epoch=on_epoch)
-        bar.update(task, completed=cfg.epochs * max(cfg.ensemble, 1))
+        bar.update(task, completed=cfg.epochs * heads)
     for message in outcome.warnings:
         console.print(f"[bold yellow]warning:[/bold yellow] {message}")
     bundle = outcome.bundle
@@ -134,6 +146,14 @@ def train(
         f"best epoch(s): {metrics['best_epoch']}; gradient first/last layer: "
         + (f"{ratio:.3g}" if ratio is not None else "—")
     )
+    if bundle.refiner is not None:
+        rule = bundle.refiner.gate_rule
+        console.print(
+            f"cascade: the first stage approves below {bundle.refiner.gate:.4g} (stops "
+            f"{rule['validation_positives_stopped']} of {rule['validation_positives']} validation "
+            f"positives); {rule['validation_negatives_passed']:.1%} of validation negatives go "
+            "on to the second look; the table above is the composite score's"
+        )
 
 
 def diagnose(

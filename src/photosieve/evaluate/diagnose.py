@@ -29,9 +29,8 @@ import pandas as pd
 from photosieve.config import CERTIFY
 from photosieve.data.manifest import read_manifest
 from photosieve.learn.metrics import as_binary_labels, error_rate, threshold_at_recall
-from photosieve.learn.train import embed_manifest
 from photosieve.records import Split
-from photosieve.scoring import backbone_for
+from photosieve.scoring import score_rows
 
 # Error levels in pipeline order, and the gap between each one and the next.
 LEVELS: tuple[str, ...] = ("human", "train", "train_dev", "validation", "test")
@@ -281,12 +280,13 @@ def diagnose_bundle(
     human_error: float = 0.0,
     progress: bool = False,
 ) -> Diagnosis:
-    """Diagnose a `ModelBundle` on a split manifest (embeddings from the vision cache)."""
+    """Diagnose a `ModelBundle` on a split manifest (embeddings from the vision cache; a
+    cascade is scored through `scoring.score_rows`, its second backbone included)."""
     frame = manifest if isinstance(manifest, pd.DataFrame) else read_manifest(manifest)
     if embeddings is None:
-        backbone = backbone_for(bundle.backbone_id)
-        embeddings = embed_manifest(frame, workdir=workdir, backbone=backbone, progress=progress)
-    scores = bundle.score_embeddings(embeddings)
+        scores = score_rows(bundle, frame, workdir=workdir, progress=progress)
+    else:
+        scores = bundle.score_embeddings(embeddings)
     threshold = bundle.policy.approve_below if bundle.policy is not None else None
     target = float(bundle.train_config.get("target_recall", CERTIFY.target_recall))
     diagnosis = diagnose_arrays(

@@ -136,6 +136,30 @@ def split_metrics(
     return out
 
 
+def cascade_gate(
+    first: np.ndarray, frame: pd.DataFrame, stop: float
+) -> tuple[float, dict[str, Any]]:
+    """A cascade's gate from the first stage's scores on the validation rows: the `stop`
+    quantile of the validation positives' scores (the first stage approves below it), and the
+    rule's record. Chosen before calibration, so the certificate counts what it stops."""
+    y = as_binary_labels(frame["label"].to_numpy())
+    val = frame["split"].astype(str).to_numpy() == Split.VALIDATION.value
+    positives = first[val & (y == 1)]
+    if len(positives) == 0:
+        raise ValueError("a cascade's gate needs validation positives; the split has none")
+    gate = float(np.quantile(positives, stop))
+    negatives = first[val & (y == 0)]
+    return gate, {
+        "rule": "quantile of the first stage's validation-positive scores",
+        "stop_share": stop,
+        "validation_positives": len(positives),
+        "validation_positives_stopped": int((positives < gate).sum()),
+        "validation_negatives_passed": (
+            float((negatives >= gate).mean()) if len(negatives) else None
+        ),
+    }
+
+
 def fit_head(
     X: np.ndarray,
     frame: pd.DataFrame,

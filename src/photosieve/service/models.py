@@ -63,9 +63,22 @@ def scorer_for(bundle: ModelBundle, like: Any | None = None) -> Scorer:
     embedder = _embedder_of(like)
     config = getattr(embedder, "config", None)
     if config is not None and config.id == bundle.backbone_id:
-        return Scorer(bundle, embedder)
+        return Scorer(bundle, embedder, _refine_embedder_for(bundle, like))
     threads = getattr(embedder, "threads", None)
     return Scorer(bundle, Embedder(backbone_for(bundle.backbone_id), threads=threads))
+
+
+def _refine_embedder_for(bundle: ModelBundle, like: Any | None) -> Any:
+    """`like`'s cascade embedder when it is `bundle`'s second backbone too, else None."""
+    refine = getattr(like, "refine_embedder", None)
+    config = getattr(refine, "config", None)
+    if (
+        bundle.refiner is not None
+        and config is not None
+        and config.id == bundle.refiner.backbone_id
+    ):
+        return refine
+    return None
 
 
 def version_of(scorer: Any) -> str:
@@ -236,6 +249,10 @@ class ModelSwitcher:
 
 
 def _same_backbone(live: Any, shadow: Any) -> bool:
+    """Whether one backbone pass serves both heads (never for a cascade: its second backbone
+    embeds only the photos past its gate, inside `Scorer.score_images`)."""
+    if any(getattr(s, "refine_embedder", None) is not None for s in (live, shadow)):
+        return False
     a, b = _embedder_of(live), _embedder_of(shadow)
     return a is not None and b is not None and a.config.id == b.config.id
 

@@ -277,7 +277,7 @@ class Moderator:
         embedder = getattr(self.scorer, "embedder", None)
         config = getattr(embedder, "config", None)
         preprocess = getattr(config, "preprocess", None)
-        size = getattr(preprocess, "input_size", None)
+        size = getattr(preprocess, "decode_size", None)
         return int(size) if size else DEFAULT_DRAFT_SIZE
 
     def _replay(self, client_id: int, key: str, fingerprint: str | None) -> UploadOutcome | None:

@@ -17,6 +17,10 @@ Registered variants share the weights and differ only in how the final feature m
 the embedding: `efficientnet_lite0` averages it (1280-d); `efficientnet_lite0_avgmax`
 concatenates its average and its max pool (2560-d), so a small object that lights up a few
 positions of the 7×7 map is not diluted by the rest of the photo (bench/embedding_variants.py);
+`efficientnet_lite0_384_avgmax` is the avg+max variant on the whole photo at 384 px (a cascade's
+second look at the photos the first model cannot approve, `bundle.Refiner`) and
+`efficientnet_lite0_avgmax_d384` today's 224-px one from a photo decoded for 384 px (that
+cascade's first stage: one decode serves both);
 `efficientnet_lite0_gunmap` appends a per-position "gun map" of the ImageNet classifier's firearm
 classes (2570-d; `vision.pooling`) — a bench candidate, not the default.
 
@@ -263,6 +267,30 @@ def _lite0_avgmax_config() -> BackboneConfig:
     )
 
 
+def _lite0_384_avgmax_config() -> BackboneConfig:
+    """Lite0 avg+max on the whole photo at 384 px: a 1.7× zoom, a 12×12 final map (its own ONNX
+    graph, so the size is in the id); a cascade's second look (`photosieve train --refine`)."""
+    weights = lite0_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite0_384_avgmax",
+        id=f"efficientnet_lite0_avgmax384-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(input_size=384),
+        embed_dim=2 * HEAD_CHANNELS,
+    )
+
+
+def _lite0_avgmax_d384_config() -> BackboneConfig:
+    """Today's Lite0 avg+max at 224 px, from a photo decoded for 384 px: a cascade's first stage,
+    so the one decode the service makes also serves the 384-px second look."""
+    weights = lite0_weights_path()
+    return BackboneConfig(
+        name="efficientnet_lite0_avgmax_d384",
+        id=f"efficientnet_lite0_avgmax_d384-{_file_hash(weights)}",
+        preprocess=PreprocessConfig(draft_size=384),
+        embed_dim=2 * HEAD_CHANNELS,
+    )
+
+
 def _lite0_gunmap_config() -> BackboneConfig:
     weights = lite0_weights_path()
     return BackboneConfig(
@@ -336,6 +364,14 @@ def _create_lite0_avgmax(pretrained: bool) -> EfficientNetLite:
     return _load_lite0(EfficientNetLite(_lite0_avgmax_config(), pooling="avgmax"), pretrained)
 
 
+def _create_lite0_384_avgmax(pretrained: bool) -> EfficientNetLite:
+    return _load_lite0(EfficientNetLite(_lite0_384_avgmax_config(), pooling="avgmax"), pretrained)
+
+
+def _create_lite0_avgmax_d384(pretrained: bool) -> EfficientNetLite:
+    return _load_lite0(EfficientNetLite(_lite0_avgmax_d384_config(), pooling="avgmax"), pretrained)
+
+
 def _create_lite0_gunmap(pretrained: bool) -> EfficientNetLite:
     model = EfficientNetLite(_lite0_gunmap_config(), pooling="avgmax_gunmap")
     return _load_lite0(model, pretrained)
@@ -345,6 +381,8 @@ _Factory = tuple[Callable[[], BackboneConfig], Callable[[bool], EfficientNetLite
 _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite0": (_lite0_config, _create_lite0),
     "efficientnet_lite0_avgmax": (_lite0_avgmax_config, _create_lite0_avgmax),
+    "efficientnet_lite0_avgmax_d384": (_lite0_avgmax_d384_config, _create_lite0_avgmax_d384),
+    "efficientnet_lite0_384_avgmax": (_lite0_384_avgmax_config, _create_lite0_384_avgmax),
     "efficientnet_lite0_gunmap": (_lite0_gunmap_config, _create_lite0_gunmap),
     "efficientnet_lite2_avgmax": (_lite2_avgmax_config, _create_lite2_avgmax),
     "efficientnet_lite2_224_avgmax": (_lite2_224_avgmax_config, _create_lite2_224_avgmax),

@@ -45,15 +45,27 @@ class PreprocessConfig:
     # "squash" resizes the whole photo to a square: an avatar's offending detail may sit at its
     # edge, and a centre crop could cut it away.
     resize_mode: str = "squash"
+    # The side a big photo is decoded for before the resize (JPEG DCT scaling, box reduction);
+    # None = `input_size`. A cascade's first stage decodes for its second stage's larger input,
+    # so one decode serves both stages (`bundle.Refiner`).
+    draft_size: int | None = None
+
+    @property
+    def decode_size(self) -> int:
+        """The `draft_size` the decoder is given for this preprocessing."""
+        return self.draft_size or self.input_size
 
     def to_dict(self) -> dict[str, object]:
-        return {
+        data: dict[str, object] = {
             "input_size": self.input_size,
             "mean": list(self.mean),
             "std": list(self.std),
             "interpolation": self.interpolation,
             "resize_mode": self.resize_mode,
         }
+        if self.draft_size is not None:  # absent = input_size: older bundles read the same
+            data["draft_size"] = self.draft_size
+        return data
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PreprocessConfig:
@@ -65,6 +77,7 @@ class PreprocessConfig:
             std=(std[0], std[1], std[2]),
             interpolation=str(data["interpolation"]),
             resize_mode=str(data.get("resize_mode", "squash")),
+            draft_size=int(draft) if (draft := data.get("draft_size")) else None,  # type: ignore[call-overload]
         )
 
 
@@ -129,13 +142,13 @@ def to_input_array(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
 def load_for_model(source: str | Path | bytes, cfg: PreprocessConfig) -> np.ndarray:
     """Decode and resize one photo: uint8 RGB array (H, W, 3), the ONNX graph's input.
 
-    The same path as `preprocess` (JPEG draft decoding at the model's size, then the resize),
+    The same path as `preprocess` (JPEG draft decoding at `cfg.decode_size`, then the resize),
     minus the normalisation, which the exported graph does itself.
     """
-    image = load_image(source, draft_size=cfg.input_size)
+    image = load_image(source, draft_size=cfg.decode_size)
     return np.asarray(resize_for_model(image, cfg), dtype=np.uint8)
 
 
 def preprocess(source: str | Path | bytes, cfg: PreprocessConfig) -> np.ndarray:
     """Decode and prepare one photo for the backbone: float32 (3, H, W), normalised."""
-    return to_input_array(load_image(source, draft_size=cfg.input_size), cfg)
+    return to_input_array(load_image(source, draft_size=cfg.decode_size), cfg)

@@ -1,0 +1,144 @@
+"""A two-stage cascade bundle (`bundle.Refiner`) on real drawn photos: trained with its gate
+chosen on validation, certified on the composite score, saved and loaded, and scored alike from
+bytes, decoded images, files and manifest rows (its second backbone only past the gate)."""
+
+from __future__ import annotations
+
+import dataclasses
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from drawing import draw_photo, encode
+from photosieve.bundle import ModelBundle, cascade_scores
+from photosieve.config import CertifyConfig, TrainConfig
+from photosieve.pipeline import calibrate_bundle, train_bundle
+from photosieve.scoring import Scorer, score_rows
+from photosieve.vision.backbone import backbone_config
+from photosieve.vision.embed import Embedder, embed_files
+from photosieve.vision.preprocess import load_image
+
+FIRST, SECOND = "efficientnet_lite0_avgmax_d384", "efficientnet_lite0_384_avgmax"
+SPLITS = ("train",) * 5 + ("validation", "calibration", "calibration", "test", "train")
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("cascade-work")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """120 drawn JPEGs (circle = offensive), some big enough that the decoder drafts them."""
+    root = tmp_path_factory.mktemp("cascade-photos")
+    rows = []
+    for i in range(120):
+        size = (1000, 820) if i % 7 == 0 else (160 + i % 5 * 40, 140)
+        shape = "circle" if i % 3 == 0 else "square"
+        path = root / f"p{i:03d}.jpg"
+        path.write_bytes(encode(draw_photo(i, size, shape=shape), "JPEG", quality=90))
+        rows.append(
+            {"path": str(path), "label": "offensive" if shape == "circle" else "ok",
+             "source": "primary", "sha256": f"{i:064x}", "phash": "0" * 16, "group_id": i,
+             "split": SPLITS[i % len(SPLITS)]}
+        )  # fmt: skip
+    frame = pd.DataFrame(rows)
+    path = root / "split.csv"
+    frame.to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def cascade(manifest: Path, workdir: Path) -> ModelBundle:
+    cfg = TrainConfig(hidden=(16,), epochs=8, ensemble=1, batch_size=32, lr=1e-2, dropout=0.1,
+                      backbone=FIRST, refine_backbone=SECOND, refine_stop=0.2)  # fmt: skip
+    bundle = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
+    certify = CertifyConfig(target_recall=0.8, confidence=0.8)
+    return calibrate_bundle(bundle, manifest, certify, workdir=workdir, progress=False)
+
+
+def test_the_gate_is_chosen_on_validation_and_scores_below_it_are_zero(
+    cascade: ModelBundle, manifest: Path, workdir: Path
+) -> None:
+    refiner = cascade.refiner
+    assert refiner is not None and cascade.policy is not None
+    assert refiner.backbone_id == backbone_config(SECOND).id
+    assert refiner.preprocess.input_size == 384 and cascade.preprocess.decode_size == 384
+    frame = pd.read_csv(manifest)
+    paths = [Path(p) for p in frame["path"]]
+    X = embed_files(paths, workdir=workdir, backbone=FIRST, progress=False)
+    first = cascade.first_scores(X)
+    val_pos = first[(frame["split"] == "validation") & (frame["label"] == "offensive")]
+    assert refiner.gate == pytest.approx(float(np.quantile(val_pos, 0.2)))
+    assert refiner.gate_rule["validation_positives"] == len(val_pos)
+    asked: list[int] = []
+
+    def second(rows: np.ndarray) -> np.ndarray:
+        asked.extend(int(r) for r in rows)
+        return embed_files([paths[r] for r in rows], workdir=workdir, backbone=SECOND,
+                           progress=False)  # fmt: skip
+
+    composite = cascade.score_embeddings(X, second)
+    passed = first >= refiner.gate
+    assert 0 < passed.sum() < len(first)  # both branches are exercised
+    assert sorted(asked) == np.flatnonzero(passed).tolist()  # the second look only past the gate
+    assert (composite[~passed] == 0.0).all() and (composite[passed] > 0).all()
+    # the policy was certified on these composite scores (the calibration rows')
+    np.testing.assert_allclose(score_rows(cascade, frame, workdir=workdir, progress=False),
+                               composite, rtol=0, atol=1e-6)  # fmt: skip
+    with pytest.raises(ValueError, match="two-stage cascade"):
+        cascade.score_embeddings(X)  # never a first-stage score where the policy wants another
+
+
+def test_a_saved_cascade_loads_and_scores_alike_from_every_path(
+    cascade: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path
+) -> None:
+    saved = cascade.save(tmp_path / "bundle")
+    assert (saved / "refiner.pt").is_file()
+    loaded = ModelBundle.load(saved)
+    assert loaded.refiner is not None and loaded.refiner.gate == cascade.refiner.gate  # type: ignore[union-attr]
+    single = dataclasses.replace(cascade, refiner=None, version="").save(tmp_path / "single")
+    assert ModelBundle.load(single).version != loaded.version  # the second head is in the version
+    scorer = Scorer(loaded, Embedder(FIRST, workdir, threads=1))
+    assert scorer.refine_embedder is not None
+    frame = pd.read_csv(manifest)
+    paths = [Path(p) for p in frame["path"]]
+    by_rows = score_rows(loaded, frame, workdir=workdir, progress=False)
+    by_files = np.array([s.score for s in scorer.score_paths(paths)])
+    np.testing.assert_allclose(by_files, by_rows, rtol=0, atol=1e-6)
+    picks = [int(np.argmax(by_rows)), int(np.argmin(by_rows))] + [i for i in (0, 7) if i < 120]
+    for i in picks:  # above and below the gate, drafted (0, 7: 1000 px) and not
+        data = paths[i].read_bytes()
+        from_bytes = scorer.score_bytes(data)
+        image = load_image(data, draft_size=loaded.preprocess.decode_size)
+        from_image = scorer.score_images([image])[0]
+        assert from_bytes.score == pytest.approx(by_rows[i], abs=1e-5)
+        assert from_image.score == pytest.approx(by_rows[i], abs=1e-5)
+        assert from_bytes.decision == loaded.policy.decide(from_bytes.score)  # type: ignore[union-attr]
+
+
+def test_stages_that_decode_for_different_sizes_are_refused(
+    cascade: ModelBundle, manifest: Path, workdir: Path
+) -> None:
+    with pytest.raises(ValueError, match="decode photos for the same size"):
+        train_bundle(manifest, TrainConfig(refine_backbone=SECOND), workdir=workdir,
+                     progress=False)  # fmt: skip
+    plain = backbone_config("efficientnet_lite0_avgmax")
+    mixed = dataclasses.replace(cascade, backbone_id=plain.id, preprocess=plain.preprocess)
+    with pytest.raises(ValueError, match="decode photos for the same size"):
+        Scorer(mixed, Embedder("efficientnet_lite0_avgmax", workdir, threads=1))
+
+
+def test_composite_scores_follow_the_second_head_past_the_gate(cascade: ModelBundle) -> None:
+    refiner = cascade.refiner
+    assert refiner is not None
+    rng = np.random.default_rng(0)
+    X, X2 = rng.normal(size=(6, 2560)), rng.normal(size=(6, 2560))
+    first = np.array([0.0, 1.0, refiner.gate, refiner.gate - 1e-9, 0.5, 1e-6])
+    got = cascade_scores(first, refiner, X, lambda rows: X2[rows])
+    passed = first >= refiner.gate
+    expect = refiner.head.score(np.concatenate([X, X2], axis=1).astype(np.float32))
+    np.testing.assert_allclose(got[passed], expect[passed], rtol=1e-6)
+    assert (got[~passed] == 0).all()
