@@ -18,6 +18,9 @@ from typing import Any
 # `vision.backbone`): max pooling keeps a small object's evidence that average pooling dilutes
 # (bench/embedding_variants.py). A plain string so commands can name it without importing torch.
 DEFAULT_BACKBONE = "efficientnet_lite0_avgmax"
+# The two-stage cascade recipe (`photosieve demo --cascade`; bench/cascade_workload.py): today's
+# Lite0 from a photo decoded for 384 px, then, past the gate, Lite0 on the whole photo at 384 px.
+CASCADE_BACKBONES = ("efficientnet_lite0_avgmax_d384", "efficientnet_lite0_384_avgmax")
 
 
 @dataclass(frozen=True)

@@ -12,6 +12,7 @@ import signal
 import sys
 
 import numpy as np
+from PIL import Image
 
 from photosieve.vision.decode import ANIMATION_FRAMES, ImageDecodeError, decode
 from photosieve.vision.preprocess import PreprocessConfig, resize_for_model
@@ -26,13 +27,26 @@ def die_with_parent() -> None:
         ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
 
 
-def decode_for_model(path: str, cfg: PreprocessConfig) -> list[np.ndarray] | str:
-    """The uint8 model inputs (H, W, 3) of a photo's frames, or why the decoder cannot read it."""
+def decode_frames(path: str, cfg: PreprocessConfig) -> list[Image.Image] | str:
+    """A photo's sampled frames decoded for `cfg`, or why the decoder cannot read it."""
     try:
         decoded = decode(path, draft_size=cfg.decode_size, max_frames=ANIMATION_FRAMES)
     except ImageDecodeError as exc:
         return f"{exc.reason}: {exc}"
-    return [np.asarray(resize_for_model(f, cfg), dtype=np.uint8) for f in decoded.all_frames]
+    return list(decoded.all_frames)
+
+
+def model_input(frame: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
+    """One decoded frame resized for `cfg`: the uint8 (H, W, 3) input of its ONNX graph."""
+    return np.asarray(resize_for_model(frame, cfg), dtype=np.uint8)
+
+
+def decode_for_model(path: str, cfg: PreprocessConfig) -> list[np.ndarray] | str:
+    """The uint8 model inputs (H, W, 3) of a photo's frames, or why the decoder cannot read it."""
+    frames = decode_frames(path, cfg)
+    if isinstance(frames, str):
+        return frames
+    return [model_input(f, cfg) for f in frames]
 
 
 def decode_batch(paths: list[str], cfg: PreprocessConfig) -> list[list[np.ndarray] | str]:

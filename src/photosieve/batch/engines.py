@@ -27,7 +27,7 @@ from typing import Protocol
 import numpy as np
 import pandas as pd
 
-from photosieve.batch.worker import WorkerModel, score_batch, start_worker
+from photosieve.batch.worker import WorkerModel, WorkerRefiner, score_batch, start_worker
 from photosieve.bundle import ModelBundle
 from photosieve.config import Workdir
 from photosieve.scoring import backbone_for
@@ -78,13 +78,24 @@ def worker_model(bundle: ModelBundle, workdir: Path | None = None) -> WorkerMode
     exported to ONNX as well, the preprocessing, the policy and the bundle version."""
     from photosieve.learn.head_onnx import export_head  # the driver exports; workers only run
 
+    root = Workdir.of(workdir).root
     name = backbone_for(bundle.backbone_id)
-    backbone = export_onnx(name, Workdir.of(workdir).root)
+    backbone = export_onnx(name, root)
     n_features = backbone_config(name).embed_dim
+    refiner = None
     with tempfile.TemporaryDirectory(prefix="photosieve-head-") as tmp:
         head = export_head(bundle.head, n_features, Path(tmp) / "head.onnx").read_bytes()
+        if bundle.refiner is not None:  # a cascade: its second backbone and head as well
+            second = backbone_for(bundle.refiner.backbone_id)
+            both = n_features + backbone_config(second).embed_dim
+            refiner = WorkerRefiner(
+                export_onnx(second, root).read_bytes(),
+                export_head(bundle.refiner.head, both, Path(tmp) / "refiner.onnx").read_bytes(),
+                bundle.refiner.preprocess,
+                bundle.refiner.gate,
+            )
     return WorkerModel(backbone.read_bytes(), head, bundle.preprocess, bundle.policy,
-                       bundle.version)  # fmt: skip
+                       bundle.version, refiner)  # fmt: skip
 
 
 class LocalEngine:

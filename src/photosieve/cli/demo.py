@@ -25,7 +25,7 @@ from rich.panel import Panel
 
 from photosieve.cli.console import console as make_console
 from photosieve.cli.database import check_startup, fail_startup, open_database, settings_for
-from photosieve.config import CERTIFY, DEFAULT_BACKBONE, Workdir
+from photosieve.config import CASCADE_BACKBONES, CERTIFY, DEFAULT_BACKBONE, Workdir
 from photosieve.paths import shared_data_dir
 
 FIRST_ADMIN = "admin"
@@ -50,16 +50,23 @@ def _run(console: Console, args: list[str], output: Path | None) -> None:
     console.print(f"[dim]{args[0]} took {seconds:.1f} s[/dim]")
 
 
-def _check_bundle_backbone(meta: Path, backbone: str) -> None:
-    """A bundle left by an earlier run is reused only if it was built on the same backbone."""
+def _check_bundle_backbone(meta: Path, backbone: str, refine: str | None = None) -> None:
+    """A bundle left by an earlier run is reused only if it was built on the same backbone(s)."""
     if not meta.is_file():
         return
     from photosieve.vision.backbone import backbone_config  # torch: only when a bundle exists
 
-    built_on = str(json.loads(meta.read_text()).get("backbone_id", ""))
-    if built_on != backbone_config(backbone).id:
+    data = json.loads(meta.read_text())
+    built_on = str(data.get("backbone_id", ""))
+    second = (data.get("refiner") or {}).get("backbone_id")
+    if built_on != backbone_config(backbone).id or second != (
+        backbone_config(refine).id if refine else None
+    ):
+        wanted = f"{backbone} then {refine}" if refine else backbone
         raise typer.BadParameter(
-            f"{meta.parent} was built on {built_on}, not {backbone}: use another --workdir",
+            f"{meta.parent} was built on {built_on}"
+            + (f" then {second}" if second else "")
+            + f", not {wanted}: use another --workdir",
             param_hint="--backbone",
         )
 
@@ -124,6 +131,11 @@ def demo(
         DEFAULT_BACKBONE,
         help="Registered backbone; efficientnet_lite2_224_avgmax is the heavier, better recipe.",
     ),
+    cascade: bool = typer.Option(
+        False,
+        help="Two stages: Lite0 for every photo, Lite0 at 384 px too for the ones it cannot "
+        "approve (about half the review at about twice the model CPU; replaces --backbone).",
+    ),
 ) -> None:
     """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
     console = make_console()
@@ -142,8 +154,13 @@ def demo(
     _run(console, ["ingest", str(source), "--out", str(ingested)], ingested)
     targets = ["--target-recall", str(target_recall), "--confidence", str(confidence)]
     _run(console, ["split", str(ingested), "--out", str(split), *targets], split)
-    _check_bundle_backbone(bundle / "bundle.json", backbone)
-    train = ["train", str(split), "--out", str(bundle), "--backbone", backbone, *common]
+    refine: list[str] = []
+    second: str | None = None
+    if cascade:
+        backbone, second = CASCADE_BACKBONES
+        refine = ["--refine-backbone", second]
+    _check_bundle_backbone(bundle / "bundle.json", backbone, second)
+    train = ["train", str(split), "--out", str(bundle), "--backbone", backbone, *refine, *common]
     _run(console, train, bundle / "bundle.json")
     calibrated = bundle / ".calibrated"
     _run(console, ["calibrate", str(bundle), str(split), *targets, *common], calibrated)
