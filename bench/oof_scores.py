@@ -334,6 +334,10 @@ def oof_scores_with_extras(
             name: float(np.mean([fig[name] for fig in per_fold])) for name in per_fold[0]
         },
         "validation_per_fold": per_fold,
+        # a cascade's gate is chosen on these, as `photosieve train` does (cascade_product.py)
+        "validation_positive_scores_per_fold": [
+            s[y == 1].tolist() for s, y in zip(val_scores, val_labels, strict=True)
+        ],
         "seconds": time.perf_counter() - started,
     }
     if extras is not None:

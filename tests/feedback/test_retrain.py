@@ -49,3 +49,34 @@ def test_retrain_with_nothing_to_learn_from_is_refused(
     assert listing.exit_code == 0 and "model registry" in listing.output
     rollback = CliRunner().invoke(cli_app, ["model", "rollback"])
     assert rollback.exit_code == 1 and "no earlier live version" in rollback.output
+
+
+def test_a_retrain_keeps_the_live_models_backbones(tmp_path: Path) -> None:
+    """A live cascade is retrained as a cascade (and no live model: the defaults)."""
+    import numpy as np
+
+    from photosieve.bundle import ModelBundle
+    from photosieve.config import CASCADE_BACKBONES
+    from photosieve.feedback.retrain import live_recipe
+    from photosieve.learn.head import LogisticHead
+    from photosieve.store import registry
+    from photosieve.store.db import make_engine, make_sessionmaker, migrate
+    from photosieve.store.models import ModelStatus
+    from photosieve.vision.preprocess import PreprocessConfig
+
+    engine = make_engine(f"sqlite:///{tmp_path / 'db.sqlite'}")
+    migrate(engine)
+    rng = np.random.default_rng(0)
+    head = LogisticHead().fit(rng.normal(size=(20, 4)), np.arange(20) % 2)
+    first, second = CASCADE_BACKBONES
+    recipe = {"backbone": first, "refine_backbone": second, "refine_stop": 0.01}
+    bundle = ModelBundle(head, backbone_id="x", preprocess=PreprocessConfig(),
+                         train_config={"epochs": 3, **recipe})  # fmt: skip
+    path = bundle.save(tmp_path / "bundle")
+    with make_sessionmaker(engine)() as session:
+        assert live_recipe(session) == {}
+        registry.register(session, registry.NewModel(bundle.version, str(path)), actor="test",
+                          status=ModelStatus.LIVE)  # fmt: skip
+        session.commit()
+        assert live_recipe(session) == recipe
+    engine.dispose()

@@ -63,15 +63,29 @@ def retrain(
     epochs: int = typer.Option(_T.epochs),
     ensemble: int = typer.Option(_T.ensemble),
     seed: int = typer.Option(0, help="Seed of the split and the training."),
+    backbone: str | None = typer.Option(
+        None, help="Registered backbone [default: the live model's (a cascade stays a cascade)]."
+    ),
+    refine_backbone: str | None = typer.Option(
+        None, help="A cascade's second backbone (with --backbone; see `photosieve train`)."
+    ),
     workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
 ) -> None:
     """Reviewers' labels + earlier data → split → train → calibrate → a registered candidate."""
-    from photosieve.feedback.retrain import RetrainConfig, retrain
+    from photosieve.feedback.retrain import RetrainConfig, live_recipe, retrain
     from photosieve.policy.certify import InsufficientPositivesError
 
     settings = settings_for(workdir)
+    with open_database(workdir) as session:
+        recipe = live_recipe(session)
+    if backbone is not None:
+        recipe = {"backbone": backbone, "refine_backbone": refine_backbone}
+    elif refine_backbone is not None:
+        raise typer.BadParameter("--refine-backbone needs --backbone", param_hint="--backbone")
     cfg = RetrainConfig(
-        train=TrainConfig(epochs=epochs, ensemble=ensemble, seed=seed, target_recall=target_recall),
+        train=TrainConfig(
+            epochs=epochs, ensemble=ensemble, seed=seed, target_recall=target_recall, **recipe
+        ),
         certify=CertifyConfig(target_recall=target_recall, confidence=confidence),
         fractions=_fractions(fractions),
         seed=seed,

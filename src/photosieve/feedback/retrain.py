@@ -10,7 +10,8 @@
    `base_manifest` — one row per photo (a reviewer's label wins over an older one);
 3. splits the merged photos afresh (`data.split`, stratified, duplicate groups kept together),
    writes the manifest immutably to `<workdir>/models/data/<fingerprint>.csv`;
-4. trains (`pipeline.train_bundle`), calibrates on the held-out calibration split
+4. trains (`pipeline.train_bundle`; the backbones are the live model's, `live_recipe`, unless
+   the config names others), calibrates on the held-out calibration split
    (`pipeline.calibrate_bundle`, raises `InsufficientPositivesError` when it cannot certify)
    and keeps the per-split metrics (the test split is the evaluation);
 5. stores the bundle under `<workdir>/models/<version>/` and registers it as a candidate whose
@@ -80,6 +81,19 @@ def base_manifest_of(session: Session) -> Path | None:
         return Path(live.manifest_path)
     named = ModelBundle.load(live.bundle_path).train_config.get("manifest")
     return Path(named) if named else None
+
+
+RECIPE_KEYS = ("backbone", "refine_backbone", "refine_stop")  # what a retrain keeps of the live
+
+
+def live_recipe(session: Session) -> dict[str, Any]:
+    """The live model's backbones (and a cascade's gate rule) as `TrainConfig` fields: a
+    retrain rebuilds the model that is served, a cascade as a cascade; {} with no live model."""
+    live = registry.with_status(session, ModelStatus.LIVE)
+    if live is None:
+        return {}
+    trained = ModelBundle.load(live.bundle_path).train_config
+    return {key: trained[key] for key in RECIPE_KEYS if key in trained}
 
 
 def merged_photos(feedback: pd.DataFrame | None, base: pd.DataFrame | None) -> pd.DataFrame:

@@ -1,0 +1,143 @@
+"""The cascade as `photosieve train --refine-backbone` builds it, measured out of fold (issue 11).
+
+`cascade_workload.py` estimated a cascade from earlier OOF scores with the gate fixed on folds
+0–1. This bench measures the recipe the product ships (`config.CASCADE_BACKBONES`,
+`pipeline._fit_refiner`) the same way `certified_workload.py` measures one model:
+
+- stage 1: Lite0 avg+max at 224 px from a photo decoded for 384 px
+  (`efficientnet_lite0_avgmax_d384`), today's head config;
+- stage 2: the same head config on [stage-1 embedding, Lite0 avg+max at 384 px]
+  (`efficientnet_lite0_384_avgmax`), fitted on the same training rows with early stopping on the
+  same validation slice;
+- the gate, per fold, as `learn.train.cascade_gate` sets it: the `--stop` quantile of the fold's
+  validation-slice positives' stage-1 scores — fixed before calibration, so the composite score
+  (stage 2's past the gate, else 0) is certified by the exact method with every stopped positive
+  counted as a miss.
+
+All five folds' OOF composite scores → 1,000 calibration/test draws at the workload plan's sizes
+(as the headline), next to today's Lite0@224 recipe in the same run. Stage-2 share of uploads at
+1% prevalence and model CPU a photo (one onnxruntime thread, `tile_workload.model_costs`, same
+run) give the cascade's cost as a ratio to Lite0@224.
+
+    PYTHONPATH=src python bench/cascade_product.py --workdir work --seeds
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from certified_workload import _origin, plan_sizes, run_draws
+from oof_scores import Recipe, fold_of, load_bench, oof_scores
+from photosieve.config import CASCADE_BACKBONES, DEFAULT_BACKBONE
+from photosieve.data.plan import plan_by_workload
+from photosieve.learn.metrics import average_precision
+from recipe_runs import add_recipe_arguments
+from tile_workload import model_costs
+
+RESULTS = Path(__file__).parent / "results" / "cascade_product.json"
+FIRST, SECOND = CASCADE_BACKBONES
+
+
+def gate_per_fold(
+    info: dict[str, Any], fold: np.ndarray, first: np.ndarray, stop: float
+) -> np.ndarray:
+    """(N,) bool: past its fold's gate (the product's rule on that fold's validation slice)."""
+    passed = np.zeros(len(first), dtype=bool)
+    for f, positives in enumerate(info["validation_positive_scores_per_fold"]):
+        gate = float(np.quantile(np.asarray(positives), stop))
+        rows = fold == f
+        passed[rows] = first[rows] >= gate
+    return passed
+
+
+def figures(scores: np.ndarray, y: np.ndarray, origin: np.ndarray, sizes: dict[str, int],
+            args: argparse.Namespace) -> dict[str, Any]:  # fmt: skip
+    drawn = run_draws(scores, y, origin, sizes, draws=args.draws, seed=args.seed + 1)
+    return {"ap": average_precision(scores, y), "targets": drawn}
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    add_recipe_arguments(parser)
+    parser.add_argument("--stops", type=float, nargs="+", default=[0.005])
+    args = parser.parse_args(argv)
+    if args.table:
+        print(table(json.loads(RESULTS.read_text())))
+        return 0
+    bench = load_bench(args.workdir / "data" / "ingested.csv", args.workdir,
+                       [DEFAULT_BACKBONE, FIRST, SECOND])  # fmt: skip
+    plan = plan_by_workload(int(bench.y[bench.primary].sum()))[0]
+    sizes = plan_sizes(bench, plan, seed=args.seed)
+    fold = fold_of(bench, args.folds, args.seed)
+    mask = bench.primary
+    y, origin = bench.y[mask], _origin(bench.frame["origin"].to_numpy()[mask])
+    cost = model_costs(args.workdir, [SECOND])
+    extra = float(cost[SECOND]["over_lite0_224"])
+    results: dict[str, Any] = {"sizes": sizes, "draws": args.draws, "model_cpu": cost, "runs": {}}
+    cache = args.workdir / "certified_workload"
+    for head in ("mlp1", "mlp1s1") if args.seeds else ("mlp1",):
+
+        def oof(name: str, backbones: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
+            recipe = Recipe(f"{name}_{head}", backbones, head)  # noqa: B023
+            return oof_scores(bench, recipe, plan, k=args.folds, seed=args.seed, jobs=args.jobs,
+                              cache_dir=cache)  # fmt: skip
+
+        today, _ = oof("lite0", (DEFAULT_BACKBONE,))
+        first, info = oof("lite0d384", (FIRST,))
+        second, _ = oof("lite0d384_384", (FIRST, SECOND))
+        run: dict[str, Any] = {
+            "today (Lite0@224)": {"cost": 1.0, **figures(today[mask], y, origin, sizes, args)},
+            "stage 1 alone (Lite0@224, decoded for 384)": {
+                "cost": 1.0, **figures(first[mask], y, origin, sizes, args)},
+            "stage 2 alone (Lite0@224 + Lite0@384)": {
+                "cost": 1.0 + extra, **figures(second[mask], y, origin, sizes, args)},
+        }  # fmt: skip
+        for stop in args.stops:
+            passed = gate_per_fold(info, fold, first, stop)
+            composite = np.where(passed, second, 0.0)
+            share = 0.01 * passed[mask & (bench.y == 1)].mean() + 0.99 * passed[
+                mask & (bench.y == 0)].mean()  # fmt: skip
+            run[f"cascade, stop {stop:g}"] = {
+                "stage2_share_prev1pct": float(share),
+                "positives_stopped": int((~passed & mask & (bench.y == 1)).sum()),
+                "cost": 1.0 + float(share) * extra,
+                **figures(composite[mask], y, origin, sizes, args),
+            }
+        results["runs"][head] = run
+        for name, r in run.items():
+            t = r["targets"]["0.99"]
+            print(f"{head:7s} {name:45s} cost {r['cost']:.2f}x  mean "
+                  f"{t['review_prev1pct']['mean']:.3f}  p90 {t['review_prev1pct']['p90']:.3f}  "
+                  f"floor {t['floor_prev1pct']:.3f}  viol {t['violation_rate_pool']:.3f}",
+                  flush=True)  # fmt: skip
+        RESULTS.parent.mkdir(parents=True, exist_ok=True)
+        RESULTS.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+def table(results: dict[str, Any]) -> str:
+    """The README rows: certified review @1% at 99% recall, per head seed."""
+    lines = ["| head | rule | model CPU (× Lite0@224) | mean | median | p90 | floor | "
+             "violation (pool) | AP |", "|---|---|---:|---:|---:|---:|---:|---:|---:|"]  # fmt: skip
+    for head, run in results["runs"].items():
+        for name, r in run.items():
+            t = r["targets"]["0.99"]
+            review = t["review_prev1pct"]
+            lines.append(
+                f"| {head} | {name} | {r['cost']:.2f} | {review['mean']:.1%} | "
+                f"{review['median']:.1%} | {review['p90']:.1%} | {t['floor_prev1pct']:.1%} | "
+                f"{t['violation_rate_pool']:.3f} | {r['ap']:.4f} |"
+            )
+    return "\n".join(lines)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
