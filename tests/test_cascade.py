@@ -214,3 +214,14 @@ def test_the_service_scores_an_upload_with_both_stages(
             body = response.json()
             assert body["score"] == pytest.approx(want[i], abs=1e-5)
             assert body["model_version"] == cascade.version
+
+
+def test_the_report_evaluates_the_cascade_and_names_its_gate(
+    cascade: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path
+) -> None:
+    from photosieve.evaluate.report import write_report
+
+    saved = cascade.save(tmp_path / "bundle")
+    page = write_report(saved, manifest, tmp_path / "report.html", workdir=workdir).read_text()
+    assert "cascade: gate (first-stage score)" in page
+    assert cascade.refiner is not None and cascade.refiner.backbone_id in page

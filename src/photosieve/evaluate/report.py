@@ -221,7 +221,8 @@ def render_report(
         workload=ev.overall["review_rate_at_prevalence"],
         checks=checks,
         bundle={"version": model.version, "backbone": model.backbone_id,
-                "created": model.created_at, "data fingerprint": model.data_fingerprint},
+                "created": model.created_at, "data fingerprint": model.data_fingerprint,
+                **_cascade_rows(model)},
         policy=policy,
         evidence_source=policy.evidence.get("calibration_source", ""),
         data_note=data_note,
@@ -232,6 +233,24 @@ def render_report(
         curve=_table(curve, index=False) if curve is not None and len(curve) else "",
         diagnosis=_table(diagnosis) if diagnosis is not None else "",
     )  # fmt: skip
+
+
+def _cascade_rows(model: ModelBundle) -> dict[str, str]:
+    """A cascade's second stage, for the report's model table (nothing for one stage)."""
+    refiner = model.refiner
+    if refiner is None:
+        return {}
+    rule = refiner.gate_rule
+    passed = rule.get("validation_negatives_passed")
+    return {
+        "cascade: second backbone": refiner.backbone_id,
+        "cascade: gate (first-stage score)": (
+            f"{refiner.gate:.4g}: approved below it without the second look; chosen on "
+            f"validation ({rule.get('validation_positives_stopped')} of "
+            f"{rule.get('validation_positives')} positives stopped"
+            + (f", {passed:.1%} of negatives passed on)" if passed is not None else ")")
+        ),
+    }
 
 
 def write_report(
