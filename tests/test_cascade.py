@@ -5,6 +5,7 @@ bytes, decoded images, files and manifest rows (its second backbone only past th
 from __future__ import annotations
 
 import dataclasses
+import json
 from pathlib import Path
 
 import numpy as np
@@ -97,10 +98,13 @@ def test_a_saved_cascade_loads_and_scores_alike_from_every_path(
 ) -> None:
     saved = cascade.save(tmp_path / "bundle")
     assert (saved / "refiner.pt").is_file()
+    # format 2: a photosieve that predates cascades refuses it rather than score stage 1 alone
+    assert json.loads((saved / "bundle.json").read_text())["format"] == 2
     loaded = ModelBundle.load(saved)
     assert loaded.refiner is not None and loaded.refiner.gate == cascade.refiner.gate  # type: ignore[union-attr]
     single = dataclasses.replace(cascade, refiner=None, version="").save(tmp_path / "single")
     assert ModelBundle.load(single).version != loaded.version  # the second head is in the version
+    assert json.loads((single / "bundle.json").read_text())["format"] == 1
     scorer = Scorer(loaded, Embedder(FIRST, workdir, threads=1))
     assert scorer.refine_embedder is not None
     frame = pd.read_csv(manifest)

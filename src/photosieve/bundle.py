@@ -37,6 +37,9 @@ from photosieve.policy.bands import DecisionPolicy
 from photosieve.vision.preprocess import PreprocessConfig
 
 BUNDLE_FORMAT = 1
+# A cascade is written as format 2, so a photosieve that predates cascades refuses it instead of
+# scoring with the first stage alone, which its certificate does not cover.
+CASCADE_FORMAT = 2
 META_FILE = "bundle.json"
 HEAD_FILE = "head.pt"
 REFINER_FILE = "refiner.pt"
@@ -163,10 +166,10 @@ class ModelBundle:
                 "create one with `photosieve train`"
             )
         meta = json.loads(meta_path.read_text())
-        if meta.get("format") != BUNDLE_FORMAT:
+        if meta.get("format") not in (BUNDLE_FORMAT, CASCADE_FORMAT):
             raise ValueError(
                 f"bundle format {meta.get('format')!r} is not supported (expected "
-                f"{BUNDLE_FORMAT}); retrain with this version of photosieve"
+                f"{BUNDLE_FORMAT} or {CASCADE_FORMAT}); retrain with this version of photosieve"
             )
         policy = meta.get("policy")
         refiner = meta.get("refiner")
@@ -185,7 +188,7 @@ class ModelBundle:
 
     def _meta(self) -> dict[str, Any]:
         return {
-            "format": BUNDLE_FORMAT,
+            "format": BUNDLE_FORMAT if self.refiner is None else CASCADE_FORMAT,
             "backbone_id": self.backbone_id,
             "preprocess": self.preprocess.to_dict(),
             "train_config": self.train_config,
