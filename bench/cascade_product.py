@@ -9,10 +9,10 @@
 - stage 2: the same head config on [stage-1 embedding, Lite0 avg+max at 384 px]
   (`efficientnet_lite0_384_avgmax`), fitted on the same training rows with early stopping on the
   same validation slice;
-- the gate, per fold, as `learn.train.cascade_gate` sets it: the `--stop` quantile of the fold's
-  validation-slice positives' stage-1 scores — fixed before calibration, so the composite score
-  (stage 2's past the gate, else 0) is certified by the exact method with every stopped positive
-  counted as a miss.
+- the gate, per fold, set by `learn.train.cascade_gate` itself on the fold's validation slice
+  (it passes `--shares` of the validation negatives on, and stops at most `refine_stop` of its
+  positives) — fixed before calibration, so the composite score (stage 2's past the gate, else
+  0) is certified by the exact method with every stopped positive counted as a miss.
 
 All five folds' OOF composite scores → 1,000 calibration/test draws at the workload plan's sizes
 (as the headline), next to today's Lite0@224 recipe in the same run. Stage-2 share of uploads at
@@ -31,13 +31,16 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pandas as pd
 
 sys.path.insert(0, str(Path(__file__).parent))
 from certified_workload import _origin, plan_sizes, run_draws
 from oof_scores import Recipe, fold_of, load_bench, oof_scores
-from photosieve.config import CASCADE_BACKBONES, DEFAULT_BACKBONE
+from photosieve.config import CASCADE_BACKBONES, DEFAULT_BACKBONE, TrainConfig
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.metrics import average_precision
+from photosieve.learn.train import cascade_gate
+from photosieve.records import Label, Split
 from recipe_runs import add_recipe_arguments
 from tile_workload import model_costs
 
@@ -46,15 +49,22 @@ FIRST, SECOND = CASCADE_BACKBONES
 
 
 def gate_per_fold(
-    info: dict[str, Any], fold: np.ndarray, first: np.ndarray, stop: float
-) -> np.ndarray:
-    """(N,) bool: past its fold's gate (the product's rule on that fold's validation slice)."""
+    info: dict[str, Any], fold: np.ndarray, first: np.ndarray, share: float, stop: float
+) -> tuple[np.ndarray, list[dict[str, Any]]]:
+    """(N,) bool: past its fold's gate, set by the product's own rule (`learn.train.cascade_gate`)
+    on that fold's validation slice; and each fold's gate record."""
     passed = np.zeros(len(first), dtype=bool)
-    for f, positives in enumerate(info["validation_positive_scores_per_fold"]):
-        gate = float(np.quantile(np.asarray(positives), stop))
+    rules = []
+    for f, (scores, labels) in enumerate(
+        zip(info["validation_scores_per_fold"], info["validation_labels_per_fold"], strict=True)
+    ):
+        label = np.where(np.asarray(labels) == 1, Label.OFFENSIVE.value, Label.OK.value)
+        val = pd.DataFrame({"label": label, "split": Split.VALIDATION.value})
+        gate, rule = cascade_gate(np.asarray(scores), val, share=share, stop=stop)
         rows = fold == f
         passed[rows] = first[rows] >= gate
-    return passed
+        rules.append(rule | {"gate": gate})
+    return passed, rules
 
 
 def figures(scores: np.ndarray, y: np.ndarray, origin: np.ndarray, sizes: dict[str, int],
@@ -66,7 +76,7 @@ def figures(scores: np.ndarray, y: np.ndarray, origin: np.ndarray, sizes: dict[s
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(parser)
-    parser.add_argument("--stops", type=float, nargs="+", default=[0.005])
+    parser.add_argument("--shares", type=float, nargs="+", default=[TrainConfig().refine_share])
     args = parser.parse_args(argv)
     if args.table:
         print(table(json.loads(RESULTS.read_text())))
@@ -99,15 +109,16 @@ def main(argv: list[str] | None = None) -> int:
             "stage 2 alone (Lite0@224 + Lite0@384)": {
                 "cost": 1.0 + extra, **figures(second[mask], y, origin, sizes, args)},
         }  # fmt: skip
-        for stop in args.stops:
-            passed = gate_per_fold(info, fold, first, stop)
+        for share in args.shares:
+            passed, rules = gate_per_fold(info, fold, first, share, TrainConfig().refine_stop)
             composite = np.where(passed, second, 0.0)
-            share = 0.01 * passed[mask & (bench.y == 1)].mean() + 0.99 * passed[
+            load = 0.01 * passed[mask & (bench.y == 1)].mean() + 0.99 * passed[
                 mask & (bench.y == 0)].mean()  # fmt: skip
-            run[f"cascade, stop {stop:g}"] = {
-                "stage2_share_prev1pct": float(share),
+            run[f"cascade, share {share:g}"] = {
+                "gates": rules,
+                "stage2_share_prev1pct": float(load),
                 "positives_stopped": int((~passed & mask & (bench.y == 1)).sum()),
-                "cost": 1.0 + float(share) * extra,
+                "cost": 1.0 + float(load) * extra,
                 **figures(composite[mask], y, origin, sizes, args),
             }
         results["runs"][head] = run

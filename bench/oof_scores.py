@@ -335,9 +335,8 @@ def oof_scores_with_extras(
         },
         "validation_per_fold": per_fold,
         # a cascade's gate is chosen on these, as `photosieve train` does (cascade_product.py)
-        "validation_positive_scores_per_fold": [
-            s[y == 1].tolist() for s, y in zip(val_scores, val_labels, strict=True)
-        ],
+        "validation_scores_per_fold": [s.tolist() for s in val_scores],
+        "validation_labels_per_fold": [y.tolist() for y in val_labels],
         "seconds": time.perf_counter() - started,
     }
     if extras is not None:

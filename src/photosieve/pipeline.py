@@ -123,7 +123,7 @@ def _fit_refiner(
     second = backbone_config(cfg.refine_backbone)
     X2 = embed_manifest(frame, workdir=workdir, backbone=cfg.refine_backbone, progress=progress)
     head2, messages = fit_head(np.concatenate([X, X2], axis=1), frame, cfg, on_epoch=on_epoch)
-    gate, rule = cascade_gate(first, frame, cfg.refine_stop)
+    gate, rule = cascade_gate(first, frame, share=cfg.refine_share, stop=cfg.refine_stop)
     rule["second_head_best_epoch"] = head2.best_epoch_
     refiner = Refiner(
         head=head2, backbone_id=second.id, preprocess=second.preprocess, gate=gate, gate_rule=rule

@@ -69,7 +69,12 @@ def test_a_retrain_keeps_the_live_models_backbones(tmp_path: Path) -> None:
     rng = np.random.default_rng(0)
     head = LogisticHead().fit(rng.normal(size=(20, 4)), np.arange(20) % 2)
     first, second = CASCADE_BACKBONES
-    recipe = {"backbone": first, "refine_backbone": second, "refine_stop": 0.01}
+    recipe = {
+        "backbone": first,
+        "refine_backbone": second,
+        "refine_share": 0.3,
+        "refine_stop": 0.01,
+    }
     bundle = ModelBundle(head, backbone_id="x", preprocess=PreprocessConfig(),
                          train_config={"epochs": 3, **recipe})  # fmt: skip
     path = bundle.save(tmp_path / "bundle")

@@ -67,8 +67,12 @@ def train(
         "second head for the photos the first cannot approve (efficientnet_lite0_384_avgmax, "
         "with --backbone efficientnet_lite0_avgmax_d384)",
     ),
+    refine_share: float = typer.Option(
+        _D.refine_share,
+        help="share of validation negatives the cascade's first stage passes on (its CPU budget)",
+    ),
     refine_stop: float = typer.Option(
-        _D.refine_stop, help="share of validation positives the cascade's first stage may stop"
+        _D.refine_stop, help="most validation positives the cascade's first stage may stop"
     ),
     threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
 ) -> None:
@@ -95,6 +99,7 @@ def train(
         seed=seed,
         backbone=backbone,
         refine_backbone=refine_backbone,
+        refine_share=refine_share,
         refine_stop=refine_stop,
     )
     heads = max(cfg.ensemble, 1) * (2 if cfg.refine_backbone else 1)

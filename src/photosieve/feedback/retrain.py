@@ -83,7 +83,12 @@ def base_manifest_of(session: Session) -> Path | None:
     return Path(named) if named else None
 
 
-RECIPE_KEYS = ("backbone", "refine_backbone", "refine_stop")  # what a retrain keeps of the live
+RECIPE_KEYS = (
+    "backbone",
+    "refine_backbone",
+    "refine_share",
+    "refine_stop",
+)  # what a retrain keeps of the live
 
 
 def live_recipe(session: Session) -> dict[str, Any]:

@@ -137,26 +137,30 @@ def split_metrics(
 
 
 def cascade_gate(
-    first: np.ndarray, frame: pd.DataFrame, stop: float
+    first: np.ndarray, frame: pd.DataFrame, *, share: float, stop: float
 ) -> tuple[float, dict[str, Any]]:
-    """A cascade's gate from the first stage's scores on the validation rows: the `stop`
-    quantile of the validation positives' scores (the first stage approves below it), and the
-    rule's record. Chosen before calibration, so the certificate counts what it stops."""
+    """A cascade's gate from the first stage's scores on the validation rows, and its record:
+    the lower of the score that passes `share` of the validation negatives on to the second
+    look and the `stop` quantile of the validation positives' scores (the first stage approves
+    below it). Chosen before calibration, so the certificate counts every positive it stops."""
     y = as_binary_labels(frame["label"].to_numpy())
     val = frame["split"].astype(str).to_numpy() == Split.VALIDATION.value
-    positives = first[val & (y == 1)]
-    if len(positives) == 0:
-        raise ValueError("a cascade's gate needs validation positives; the split has none")
-    gate = float(np.quantile(positives, stop))
-    negatives = first[val & (y == 0)]
+    positives, negatives = first[val & (y == 1)], first[val & (y == 0)]
+    if len(positives) == 0 or len(negatives) == 0:
+        raise ValueError("a cascade's gate needs validation positives and negatives")
+    by_share = float(np.quantile(negatives, 1.0 - share))
+    by_stop = float(np.quantile(positives, stop))
+    gate = min(by_share, by_stop)
     return gate, {
-        "rule": "quantile of the first stage's validation-positive scores",
-        "stop_share": stop,
+        "rule": "min(score passing refine_share of validation negatives, "
+        "refine_stop quantile of validation positives)",
+        "refine_share": share,
+        "refine_stop": stop,
+        "gate_by_share": by_share,
+        "gate_by_stop": by_stop,
         "validation_positives": len(positives),
         "validation_positives_stopped": int((positives < gate).sum()),
-        "validation_negatives_passed": (
-            float((negatives >= gate).mean()) if len(negatives) else None
-        ),
+        "validation_negatives_passed": float((negatives >= gate).mean()),
     }
 
 
