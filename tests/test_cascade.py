@@ -94,6 +94,8 @@ def test_the_gate_is_chosen_on_validation_and_scores_below_it_are_zero(
     # the policy was certified on these composite scores (the calibration rows')
     np.testing.assert_allclose(score_rows(cascade, frame, workdir=workdir, progress=False),
                                composite, rtol=0, atol=1e-6)  # fmt: skip
+    cal = ((frame["split"] == "calibration") & (frame["label"] == "offensive")).to_numpy()
+    assert cascade.policy.evidence["cascade"]["positives_stopped"] == int((cal & ~passed).sum())
     with pytest.raises(ValueError, match="two-stage cascade"):
         cascade.score_embeddings(X)  # never a first-stage score where the policy wants another
 

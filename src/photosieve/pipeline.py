@@ -9,6 +9,7 @@ tests) goes through these, not through the commands.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,6 +21,7 @@ from photosieve.bundle import ModelBundle, Refiner, cascade_scores
 from photosieve.config import CERTIFY, CertifyConfig
 from photosieve.data.manifest import read_manifest
 from photosieve.data.split import data_fingerprint
+from photosieve.learn.metrics import as_binary_labels
 from photosieve.learn.train import (
     EpochCallback,
     TrainConfig,
@@ -161,4 +163,21 @@ def calibrate_bundle(
         source=f"{manifest.resolve()} (sha256 {sha256_file(manifest)[:16]}): "
         f"{CALIBRATION_SOURCE} ({len(rows)} photos)",
     )
+    if model.refiner is not None:  # what the gate did on the calibration sample
+        policy = dataclasses.replace(
+            policy, evidence=policy.evidence | {"cascade": _gate_evidence(model, rows, scores)}
+        )
     return model.with_policy(policy)
+
+
+def _gate_evidence(model: ModelBundle, rows: pd.DataFrame, scores: np.ndarray) -> dict[str, Any]:
+    """How many calibration positives the cascade's gate stopped (each a miss the certificate
+    counted: more than it allows, and nothing is approved) and how many negatives it passed."""
+    assert model.refiner is not None
+    y = as_binary_labels(rows["label"].to_numpy())
+    stopped = scores == 0.0  # the composite score of a photo the gate stopped
+    return {
+        "gate": model.refiner.gate,
+        "positives_stopped": int((stopped & (y == 1)).sum()),
+        "negatives_passed": float((~stopped[y == 0]).mean()) if (y == 0).any() else None,
+    }

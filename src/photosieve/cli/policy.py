@@ -97,6 +97,19 @@ def register(app: typer.Typer) -> None:
         _print_mapping("approve band (certified recall)", policy.evidence["recall"])
         if "precision" in policy.evidence:
             _print_mapping("remove band (certified precision)", policy.evidence["precision"])
+        gate = policy.evidence.get("cascade")
+        allowed = policy.evidence["recall"].get("max_misses_allowed")
+        if gate is not None:
+            typer.echo(
+                f"cascade: the gate stopped {gate['positives_stopped']} calibration positives "
+                f"(misses the certificate counts) and passed {gate['negatives_passed']:.1%} of "
+                "its negatives on to the second look"
+            )
+            if allowed is not None and gate["positives_stopped"] > allowed:
+                typer.echo(
+                    f"warning: that is more than the {allowed} misses the certificate allows, so "
+                    "it approves nothing: retrain with a larger --refine-share", err=True
+                )  # fmt: skip
         band = "none" if policy.remove_at is None else f"score ≥ {policy.remove_at:g}"
         typer.echo(f"approve if score < {policy.approve_below:.6g}; remove: {band}; saved {bundle}")
         # The version is a hash of the weights *and* the policy: this is the id the service reports.
