@@ -1,0 +1,81 @@
+"""Trained product bundles re-certified on many calibration draws of their own held-out photos.
+
+`certified_workload.py` and `cascade_product.py` judge *recipes* with out-of-fold heads (one
+head seed, K folds). This bench judges the *bundles the product built* (`photosieve demo`, with
+today's 5-seed ensemble heads): for each workdir, its bundle scores the primary photos of its
+split's calibration and test parts (the photos its training never saw), and 1,000 random
+calibration parts of the plan's size (1,070 positives + 3,293 negatives) are drawn from that pool;
+each is certified by the exact method and its review rate at 1% prevalence measured on the rest.
+The draws overlap (they share one pool of 1,665 positives), so the spread is understated; the
+training split is one draw. Both workdirs must hold the same split (the demo's seed 0 does).
+
+    PYTHONPATH=src python bench/bundle_draws.py --workdirs work work-cascade
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+sys.path.insert(0, str(Path(__file__).parent))
+from certified_workload import _origin, run_draws
+from photosieve.bundle import ModelBundle
+from photosieve.records import PRIMARY_SOURCE, Label, Split
+from photosieve.scoring import score_rows
+
+RESULTS = Path(__file__).parent / "results" / "bundle_draws.json"
+CALIBRATION = {"calibration_pos": 1070, "calibration_neg": 3293}  # the workload plan's sizes
+
+
+def held_out(workdir: Path) -> tuple[pd.DataFrame, np.ndarray]:
+    frame = pd.read_csv(workdir / "data" / "split.csv")
+    parts = frame["split"].isin([Split.CALIBRATION.value, Split.TEST.value])
+    rows = frame[parts & (frame["source"] == PRIMARY_SOURCE)].reset_index(drop=True)
+    return rows, (rows["label"] == Label.OFFENSIVE.value).to_numpy().astype(np.int64)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdirs", type=Path, nargs="+", required=True)
+    parser.add_argument("--draws", type=int, default=1000)
+    parser.add_argument("--out", type=Path, default=RESULTS)
+    args = parser.parse_args()
+    results: dict[str, Any] = {"draws": args.draws, "bundles": {}}
+    fingerprints = set()
+    for workdir in args.workdirs:
+        bundle = ModelBundle.load(workdir / "bundle")
+        fingerprints.add(bundle.data_fingerprint)
+        rows, y = held_out(workdir)
+        scores = score_rows(bundle, rows, workdir=workdir, progress=False)
+        sizes = CALIBRATION | {
+            "test_pos": int(y.sum()) - CALIBRATION["calibration_pos"],
+            "test_neg": int((y == 0).sum()) - CALIBRATION["calibration_neg"],
+        }
+        origin = _origin(rows["origin"].to_numpy())
+        drawn = run_draws(scores, y, origin, sizes, draws=args.draws, seed=1, targets=(0.99,))
+        r = drawn["0.99"]
+        results["bundles"][str(workdir)] = {
+            "version": bundle.version,
+            "backbone": bundle.backbone_id,
+            "cascade": bundle.refiner.meta() if bundle.refiner is not None else None,
+            "pool": {"positives": int(y.sum()), "negatives": int((y == 0).sum())},
+            **r,
+        }
+        review = r["review_prev1pct"]
+        print(f"{workdir}: mean {review['mean']:.1%}, median {review['median']:.1%}, "
+              f"p90 {review['p90']:.1%}, floor {r['floor_prev1pct']:.1%}, "
+              f"pool violation {r['violation_rate_pool']:.3f}")  # fmt: skip
+    if len(fingerprints) > 1:
+        raise SystemExit("the workdirs were trained on different data; compare like with like")
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps(results, indent=2, default=float))
+
+
+if __name__ == "__main__":
+    main()
