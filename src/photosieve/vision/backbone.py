@@ -257,38 +257,36 @@ def _lite0_config() -> BackboneConfig:
     )
 
 
-def _lite0_avgmax_config() -> BackboneConfig:
-    weights = lite0_weights_path()
+def _lite0_avgmax_variant(name: str, stem: str, preprocess: PreprocessConfig) -> BackboneConfig:
+    """A Lite0 avg+max config (2560-d); `stem` starts its id, the weights' hash ends it."""
     return BackboneConfig(
-        name="efficientnet_lite0_avgmax",
-        id=f"efficientnet_lite0_avgmax-{_file_hash(weights)}",
-        preprocess=PreprocessConfig(),
+        name=name,
+        id=f"{stem}-{_file_hash(lite0_weights_path())}",
+        preprocess=preprocess,
         embed_dim=2 * HEAD_CHANNELS,
     )
 
 
+def _lite0_avgmax_config() -> BackboneConfig:
+    name = "efficientnet_lite0_avgmax"
+    return _lite0_avgmax_variant(name, name, PreprocessConfig())
+
+
 def _lite0_384_avgmax_config() -> BackboneConfig:
     """Lite0 avg+max on the whole photo at 384 px: a 1.7× zoom, a 12×12 final map (its own ONNX
-    graph, so the size is in the id); a cascade's second look (`photosieve train --refine`)."""
-    weights = lite0_weights_path()
-    return BackboneConfig(
-        name="efficientnet_lite0_384_avgmax",
-        id=f"efficientnet_lite0_avgmax384-{_file_hash(weights)}",
-        preprocess=PreprocessConfig(input_size=384),
-        embed_dim=2 * HEAD_CHANNELS,
+    graph, so the size is in the id); a cascade's second look (`train --refine-backbone`)."""
+    return _lite0_avgmax_variant(
+        "efficientnet_lite0_384_avgmax",
+        "efficientnet_lite0_avgmax384",
+        PreprocessConfig(input_size=384),
     )
 
 
 def _lite0_avgmax_d384_config() -> BackboneConfig:
     """Today's Lite0 avg+max at 224 px, from a photo decoded for 384 px: a cascade's first stage,
     so the one decode the service makes also serves the 384-px second look."""
-    weights = lite0_weights_path()
-    return BackboneConfig(
-        name="efficientnet_lite0_avgmax_d384",
-        id=f"efficientnet_lite0_avgmax_d384-{_file_hash(weights)}",
-        preprocess=PreprocessConfig(draft_size=384),
-        embed_dim=2 * HEAD_CHANNELS,
-    )
+    name = "efficientnet_lite0_avgmax_d384"
+    return _lite0_avgmax_variant(name, name, PreprocessConfig(draft_size=384))
 
 
 def _lite0_gunmap_config() -> BackboneConfig:
