@@ -137,9 +137,8 @@ def test_stages_that_decode_for_different_sizes_are_refused(
         train_bundle(manifest, TrainConfig(refine_backbone=SECOND), workdir=workdir,
                      progress=False)  # fmt: skip
     plain = backbone_config("efficientnet_lite0_avgmax")
-    mixed = dataclasses.replace(cascade, backbone_id=plain.id, preprocess=plain.preprocess)
     with pytest.raises(ValueError, match="decode photos for the same size"):
-        Scorer(mixed, Embedder("efficientnet_lite0_avgmax", workdir, threads=1))
+        dataclasses.replace(cascade, backbone_id=plain.id, preprocess=plain.preprocess)
 
 
 def test_composite_scores_follow_the_second_head_past_the_gate(cascade: ModelBundle) -> None:

@@ -106,6 +106,14 @@ class ModelBundle:
     version: str = ""
     refiner: Refiner | None = None
 
+    def __post_init__(self) -> None:
+        refiner = self.refiner
+        if refiner is not None and refiner.preprocess.decode_size != self.preprocess.decode_size:
+            raise ValueError(
+                "a cascade's stages must decode photos for the same size (one decode serves "
+                f"both): {self.preprocess.decode_size} vs {refiner.preprocess.decode_size}"
+            )
+
     def score_embeddings(self, X: np.ndarray, second: SecondEmbeddings | None = None) -> np.ndarray:
         """Scores (N,) for backbone embeddings (N, D): the ones the policy is certified on.
 

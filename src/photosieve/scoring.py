@@ -8,7 +8,7 @@ labelled manifest (calibration, evaluation); `calibration_rows` is the only sele
 calibration may see: primary-source rows of the calibration split, never external data.
 A cascade bundle (`bundle.Refiner`) is scored the same way everywhere: its second backbone
 embeds only the photos at or above the gate, from the same decode as the first (its stages
-decode for the same size, which the `Scorer` checks).
+decode for the same size, which `ModelBundle` checks).
 """
 
 from __future__ import annotations
@@ -88,12 +88,6 @@ class Scorer:
                     backbone_for(refiner.backbone_id), embedder.workdir, threads=embedder.threads
                 )
             _check_embedder(refine_embedder, refiner.backbone_id, refiner.preprocess)
-            if refiner.preprocess.decode_size != bundle.preprocess.decode_size:
-                raise ValueError(
-                    "a cascade's stages must decode photos for the same size (one decode "
-                    f"serves both): {bundle.preprocess.decode_size} vs "
-                    f"{refiner.preprocess.decode_size}"
-                )
         self.bundle = bundle
         self.embedder = embedder
         self.refine_embedder = refine_embedder if refiner is not None else None
