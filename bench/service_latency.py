@@ -139,7 +139,7 @@ def batched_model(
     from photosieve.vision.decode import decode
 
     scorer = load_scorer(bundle_dir, threads)
-    size = scorer.embedder.config.preprocess.input_size
+    size = scorer.embedder.config.preprocess.decode_size
     images = [decode(p.read_bytes(), draft_size=size).image for p in photos]
     scorer.score_images(images[:batch])
     times = []
