@@ -32,6 +32,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
+from photosieve.learn.logits import gated_scores
 from photosieve.learn.persist import load_head, save_head
 from photosieve.policy.bands import DecisionPolicy
 from photosieve.vision.preprocess import PreprocessConfig
@@ -77,16 +78,17 @@ class Refiner:
 def cascade_scores(
     first: np.ndarray, refiner: Refiner, X: np.ndarray, second: SecondEmbeddings
 ) -> np.ndarray:
-    """Composite scores: 0 below the gate, else the refiner's score on [X, second(rows)]."""
-    out = np.zeros(len(first), dtype=np.float64)
-    rows = np.flatnonzero(first >= refiner.gate)
-    if len(rows):
+    """Composite scores: 0 below the gate, else the refiner's score on [X, second(rows)]
+    (`learn.logits.gated_scores`, which the batch workers use too)."""
+
+    def refined(rows: np.ndarray) -> np.ndarray:
         X2 = np.asarray(second(rows), dtype=np.float32)
         if X2.shape[0] != len(rows):
             raise ValueError(f"{X2.shape[0]} second embeddings for {len(rows)} photos")
         both = np.concatenate([np.asarray(X[rows], dtype=np.float32), X2], axis=1)
-        out[rows] = np.asarray(refiner.head.score(both), dtype=np.float64)
-    return out
+        return np.asarray(refiner.head.score(both))
+
+    return gated_scores(first, refiner.gate, refined)
 
 
 @dataclass

@@ -10,7 +10,7 @@ only to run the head) and holds less memory.
 a photo with several frames takes its highest-scoring frame, as the service does. A cascade
 bundle (`bundle.Refiner`) ships its second backbone and head too (`WorkerRefiner`): frames at or
 above the gate are resized for the second backbone and scored on both embeddings, the rest get
-the composite score 0, as `bundle.cascade_scores` does.
+the composite score 0 (`learn.logits.gated_scores`, which `bundle.cascade_scores` uses too).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from photosieve.batch.decode import decode_batch, decode_frames, die_with_parent, model_input
-from photosieve.learn.logits import probabilities
+from photosieve.learn.logits import gated_scores, probabilities
 from photosieve.policy.bands import DecisionPolicy, decide_or_review
 from photosieve.vision.preprocess import PreprocessConfig
 from photosieve.vision.runtime import INPUT_NAME, create_session
@@ -65,6 +65,7 @@ class WorkerScorer:
         if refiner is not None:
             self.refine_backbone = create_session(refiner.backbone_onnx, threads=threads)
             self.refine_head = create_session(refiner.head_onnx, threads=1)
+            self.refine_head_input = self.refine_head.get_inputs()[0].name
 
     def scores(self, frames: np.ndarray, second: SecondInputs | None = None) -> np.ndarray:
         """P(offensive) (F,) for uint8 model inputs (F, H, W, 3); a cascade's composite score,
@@ -78,14 +79,13 @@ class WorkerScorer:
             return first
         if second is None:
             raise ValueError("a cascade needs its second backbone's inputs")
-        out = np.zeros(len(first), dtype=np.float64)
-        rows = np.flatnonzero(first >= refiner.gate)
-        if len(rows):
+
+        def refined(rows: np.ndarray) -> np.ndarray:
             (X2,) = self.refine_backbone.run(None, {INPUT_NAME: second(rows)})
             both = np.concatenate([X[rows], np.asarray(X2, np.float32)], axis=1)
-            name = self.refine_head.get_inputs()[0].name
-            out[rows] = probabilities(self.refine_head.run(None, {name: both})[0])
-        return out
+            return probabilities(self.refine_head.run(None, {self.refine_head_input: both})[0])
+
+        return gated_scores(first, refiner.gate, refined)
 
     def decision(self, score: float) -> str:
         """The policy's band for a score ("review" without a policy, as the service)."""
