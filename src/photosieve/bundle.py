@@ -75,6 +75,15 @@ class Refiner:
         }
 
 
+def check_one_decode(first: PreprocessConfig, second: PreprocessConfig, hint: str = "") -> None:
+    """Refuse cascade stages that decode photos for different sizes: one decode serves both."""
+    if first.decode_size != second.decode_size:
+        raise ValueError(
+            "a cascade's stages must decode photos for the same size (one decode serves "
+            f"both): {first.decode_size} px vs {second.decode_size} px{hint}"
+        )
+
+
 def cascade_scores(
     first: np.ndarray, refiner: Refiner, X: np.ndarray, second: SecondEmbeddings
 ) -> np.ndarray:
@@ -109,12 +118,8 @@ class ModelBundle:
     refiner: Refiner | None = None
 
     def __post_init__(self) -> None:
-        refiner = self.refiner
-        if refiner is not None and refiner.preprocess.decode_size != self.preprocess.decode_size:
-            raise ValueError(
-                "a cascade's stages must decode photos for the same size (one decode serves "
-                f"both): {self.preprocess.decode_size} vs {refiner.preprocess.decode_size}"
-            )
+        if self.refiner is not None:
+            check_one_decode(self.preprocess, self.refiner.preprocess)
 
     def score_embeddings(self, X: np.ndarray, second: SecondEmbeddings | None = None) -> np.ndarray:
         """Scores (N,) for backbone embeddings (N, D): the ones the policy is certified on.

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from photosieve.bundle import ModelBundle, Refiner, cascade_scores
+from photosieve.bundle import ModelBundle, Refiner, cascade_scores, check_one_decode
 from photosieve.config import CERTIFY, CertifyConfig
 from photosieve.data.manifest import read_manifest
 from photosieve.data.split import data_fingerprint
@@ -99,15 +99,12 @@ def _check_cascade(cfg: TrainConfig) -> None:
     """Refuse a cascade whose stages decode photos for different sizes (before any work)."""
     if cfg.refine_backbone is None:
         return
-    decodes = backbone_config(cfg.backbone).preprocess.decode_size
-    second = backbone_config(cfg.refine_backbone).preprocess.decode_size
-    if second != decodes:
-        raise ValueError(
-            f"a cascade's stages must decode photos for the same size (one decode serves "
-            f"both): {cfg.backbone} decodes for {decodes} px, {cfg.refine_backbone} for "
-            f"{second} px (with {cfg.refine_backbone}, train the first stage on "
-            "efficientnet_lite0_avgmax_d384)"
-        )
+    check_one_decode(
+        backbone_config(cfg.backbone).preprocess,
+        backbone_config(cfg.refine_backbone).preprocess,
+        f" ({cfg.backbone}, {cfg.refine_backbone}; with {cfg.refine_backbone}, train the first "
+        "stage on efficientnet_lite0_avgmax_d384)",
+    )
 
 
 def _fit_refiner(

@@ -83,12 +83,8 @@ def base_manifest_of(session: Session) -> Path | None:
     return Path(named) if named else None
 
 
-RECIPE_KEYS = (
-    "backbone",
-    "refine_backbone",
-    "refine_share",
-    "refine_stop",
-)  # what a retrain keeps of the live
+# What a retrain keeps of the live model's training config: its backbones and gate rule.
+RECIPE_KEYS = ("backbone", "refine_backbone", "refine_share", "refine_stop")
 
 
 def live_recipe(session: Session) -> dict[str, Any]:
