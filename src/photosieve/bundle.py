@@ -7,6 +7,7 @@ certified decision policy. Layout::
     <bundle>/bundle.json   metadata (this module's `ModelBundle` fields, minus the heads)
     <bundle>/head.pt       the head's state (`photosieve.learn.persist.save_head`)
     <bundle>/refiner.pt    a cascade's second head (only with a `Refiner`)
+    <bundle>/backbone.pt   a tuned backbone's weights (only with one: `vision.tuned`)
 
 A bundle with a `Refiner` is a two-stage cascade: its head scores every photo; a photo scored
 below the refiner's `gate` gets the composite score 0 (approved: the gate was fixed on the
@@ -44,6 +45,7 @@ CASCADE_FORMAT = 2
 META_FILE = "bundle.json"
 HEAD_FILE = "head.pt"
 REFINER_FILE = "refiner.pt"
+BACKBONE_FILE = "backbone.pt"  # a tuned backbone's weights (`vision.tuned`), when it has one
 
 
 class ScoringHead(Protocol):
@@ -116,6 +118,9 @@ class ModelBundle:
     )
     version: str = ""
     refiner: Refiner | None = None
+    # A tuned backbone's weights file (`vision.tuned`; `backbone_id` is its id); saved into the
+    # bundle folder, registered again when the bundle is loaded
+    backbone_weights: Path | None = None
 
     def __post_init__(self) -> None:
         if self.refiner is not None:
@@ -158,6 +163,8 @@ class ModelBundle:
             heads = [staging / HEAD_FILE]
             if self.refiner is not None:
                 heads.append(save_head(self.refiner.head, staging / REFINER_FILE))
+            if self.backbone_weights is not None:
+                heads.append(Path(shutil.copyfile(self.backbone_weights, staging / BACKBONE_FILE)))
             meta = self._meta()
             meta["version"] = self.version or _content_version(heads, meta)
             (staging / META_FILE).write_text(json.dumps(meta, indent=2, sort_keys=True))
@@ -168,6 +175,8 @@ class ModelBundle:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self.version = meta["version"]
+        if self.backbone_weights is not None:
+            self.backbone_weights = target / BACKBONE_FILE
         return target
 
     @classmethod
@@ -188,6 +197,9 @@ class ModelBundle:
             )
         policy = meta.get("policy")
         refiner = meta.get("refiner")
+        weights = folder / BACKBONE_FILE
+        if weights.is_file():
+            _register_backbone(weights, meta["backbone_id"])
         return cls(
             head=load_head(folder / HEAD_FILE),
             backbone_id=meta["backbone_id"],
@@ -199,6 +211,7 @@ class ModelBundle:
             created_at=meta.get("created_at", ""),
             version=meta.get("version", ""),
             refiner=_load_refiner(folder, refiner) if refiner else None,
+            backbone_weights=weights if weights.is_file() else None,
         )
 
     def _meta(self) -> dict[str, Any]:
@@ -212,6 +225,19 @@ class ModelBundle:
             "policy": self.policy.to_dict() if self.policy else None,
             "created_at": self.created_at,
         } | ({"refiner": self.refiner.meta()} if self.refiner is not None else {})
+
+
+def _register_backbone(weights: Path, backbone_id: str) -> None:
+    """Register the bundle's tuned backbone in this process; refuse weights that are not the
+    ones its head was trained on."""
+    from photosieve.vision.backbone import backbone_config
+    from photosieve.vision.tuned import register_tuned
+
+    found = backbone_config(register_tuned(weights)).id
+    if found != backbone_id:
+        raise ValueError(
+            f"{weights} holds backbone {found!r}, but the bundle was trained on {backbone_id!r}"
+        )
 
 
 def _load_refiner(folder: Path, meta: dict[str, Any]) -> Refiner:

@@ -30,11 +30,13 @@ from photosieve.learn.train import (
     fit_head,
     read_split_manifest,
     split_metrics,
+    tune_backbone,
 )
 from photosieve.policy.certify import certify_policy
 from photosieve.records import sha256_file
 from photosieve.scoring import CALIBRATION_SOURCE, calibration_rows, score_rows
 from photosieve.vision.backbone import backbone_config
+from photosieve.vision.tuned import register_tuned
 
 
 @dataclass
@@ -64,13 +66,17 @@ def train_bundle(
     cfg = cfg or TrainConfig()
     _check_cascade(cfg)
     frame = read_split_manifest(split_manifest)
+    name, weights = cfg.backbone, None
+    if cfg.finetune_epochs and embeddings is None:
+        weights = tune_backbone(frame, cfg, workdir=workdir, progress=progress)
+        name = register_tuned(weights)
     X = (
         embeddings
         if embeddings is not None
-        else embed_manifest(frame, workdir=workdir, backbone=cfg.backbone, progress=progress)
+        else embed_manifest(frame, workdir=workdir, backbone=name, progress=progress)
     )
     head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
-    backbone = backbone_config(cfg.backbone)
+    backbone = backbone_config(name)
     scores = head.score(X)
     refiner = None
     if cfg.refine_backbone is not None:
@@ -91,6 +97,7 @@ def train_bundle(
         data_fingerprint=data_fingerprint(frame),
         metrics=metrics,
         refiner=refiner,
+        backbone_weights=weights,
     )
     return TrainOutcome(bundle=bundle, warnings=messages)
 

@@ -74,13 +74,22 @@ def train(
     refine_stop: float = typer.Option(
         _D.refine_stop, help="most validation positives the cascade's first stage may stop"
     ),
-    threads: int = typer.Option(1, help="torch threads (the head is small: 1 is fastest)"),
+    finetune_epochs: int = typer.Option(
+        _D.finetune_epochs,
+        help="first fine-tune every layer of the backbone (efficientnet_lite0_avgmax) for this "
+        "many epochs on the train photos; the bundle carries the tuned weights. Uses a CUDA GPU "
+        "when present; on 2 CPU cores about 20 photos/s a pass (0 = the frozen backbone)",
+    ),
+    threads: int = typer.Option(
+        1, help="torch threads (the head is small: 1 is fastest; fine-tuning uses every core)"
+    ),
 ) -> None:
     """Train the head on a split manifest's train rows; write a model bundle."""
     import torch
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
     from photosieve.pipeline import train_bundle
+    from photosieve.vision.runtime import available_cores
 
     torch.set_num_threads(max(1, threads))
     out = out or Workdir.of(workdir).bundle
@@ -101,7 +110,10 @@ def train(
         refine_backbone=refine_backbone,
         refine_share=refine_share,
         refine_stop=refine_stop,
+        finetune_epochs=finetune_epochs,
     )
+    if cfg.finetune_epochs:
+        torch.set_num_threads(max(threads, available_cores()))
     heads = max(cfg.ensemble, 1) * (2 if cfg.refine_backbone else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
     with Progress(*columns, TextColumn("{task.fields[status]}"), console=console) as bar:

@@ -83,8 +83,9 @@ def base_manifest_of(session: Session) -> Path | None:
     return Path(named) if named else None
 
 
-# What a retrain keeps of the live model's training config: its backbones and gate rule.
-RECIPE_KEYS = ("backbone", "refine_backbone", "refine_share", "refine_stop")
+# What a retrain keeps of the live model's training config: its backbones, its gate rule and
+# its fine-tuning (a tuned model is tuned again, on the new labels).
+RECIPE_KEYS = ("backbone", "refine_backbone", "refine_share", "refine_stop", "finetune_epochs")
 
 
 def live_recipe(session: Session) -> dict[str, Any]:

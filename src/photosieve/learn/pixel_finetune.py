@@ -65,7 +65,10 @@ class PixelTuneConfig:
     low_res_share: float = 0.25  # share of a batch sent through a tiny avatar's size
     low_res_sides: tuple[int, int] = (32, 128)
     ema_decay: float = 0.99  # per step
-    warm_steps: int = 300  # classifier-only steps on frozen embeddings before tuning
+    # classifier-only steps on the frozen embeddings before tuning: `warm_passes` over the
+    # training rows in batches of 256, at most `warm_steps`
+    warm_steps: int = 300
+    warm_passes: float = 20.0
     hidden: tuple[int, ...] = TRAIN.hidden
     dropout: float = TRAIN.dropout
     monitor: str = "review_rate"  # `learn.loop.monitor_key`
@@ -207,7 +210,7 @@ def _warm_start(
     model: TunedLite0, images: torch.Tensor, y: np.ndarray, train: np.ndarray,
     cfg: PixelTuneConfig, gen: torch.Generator,
 ) -> None:  # fmt: skip
-    """Standardize ← the frozen embeddings' statistics; the classifier ← `warm_steps` of Adam."""
+    """Standardize ← the frozen embeddings' statistics; the classifier ← a few Adam steps."""
     emb = embed_pixels(model, images, train, amp=cfg.amp)
     layer = model.classifier[0]
     assert isinstance(layer, Standardize)
@@ -218,7 +221,8 @@ def _warm_start(
     model.classifier.train()
     opt = torch.optim.Adam(model.classifier.parameters(), lr=cfg.lr_head)
     target = torch.as_tensor(y[train], dtype=torch.float32, device=images.device)
-    for _ in range(cfg.warm_steps):
+    steps = min(cfg.warm_steps, max(20, math.ceil(cfg.warm_passes * len(train) / 256)))
+    for _ in range(steps):
         pick = torch.as_tensor(_balanced(y[train], 256, gen), device=images.device)
         loss = F.binary_cross_entropy_with_logits(model.classifier(emb[pick])[:, 0], target[pick])
         opt.zero_grad(set_to_none=True)

@@ -72,6 +72,48 @@ def embed_manifest(
     return embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
 
 
+def tune_backbone(
+    frame: pd.DataFrame, cfg: TrainConfig, *, workdir: Path | None, progress: bool
+) -> Path:
+    """Fine-tune every layer of `cfg.backbone` on the manifest's `train` photos for
+    `cfg.finetune_epochs` (`learn.pixel_finetune`: fixed schedule, moving average kept; the
+    validation photos are only scored, per epoch, for the log); returns the tuned weights file
+    under `<workdir>/backbones/` (`vision.tuned.save_tuned`). A CUDA GPU is used when present."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    import torch
+
+    from photosieve.config import Workdir
+    from photosieve.learn.pixel_finetune import PixelTuneConfig, fine_tune_pixels
+    from photosieve.vision.backbone import backbone_config
+    from photosieve.vision.preprocess import load_for_model
+    from photosieve.vision.tuned import BASE, save_tuned
+
+    if cfg.backbone != BASE:
+        raise ValueError(f"fine-tuning starts from {BASE!r}, not {cfg.backbone!r}")
+    split = frame["split"].to_numpy()
+    rows = np.flatnonzero(np.isin(split, [Split.TRAIN.value, Split.VALIDATION.value]))
+    preprocess = backbone_config(BASE).preprocess
+    paths = [Path(p) for p in frame["path"].to_numpy()[rows]]
+    with ThreadPoolExecutor() as pool:
+        pixels = np.stack(list(pool.map(lambda p: load_for_model(p, preprocess), paths)))
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    y = as_binary_labels(frame["label"].to_numpy()[rows])
+    train = np.flatnonzero(split[rows] == Split.TRAIN.value)
+    val = np.flatnonzero(split[rows] == Split.VALIDATION.value)
+    tune = PixelTuneConfig(epochs=cfg.finetune_epochs, keep="last_averaged", seed=cfg.seed)
+
+    def show(epoch: int, record: dict[str, Any]) -> None:
+        if progress:
+            rate = record["ema_val_review_rate" if epoch else "val_review_rate"]
+            print(f"fine-tune epoch {epoch}/{tune.epochs}: validation review @99% {rate:.3f}")
+
+    result = fine_tune_pixels(
+        torch.from_numpy(pixels).to(device), y, train, val, tune, on_epoch=show
+    )
+    return save_tuned(result.model.backbone, Workdir.of(workdir).root / "backbones")
+
+
 @dataclass
 class SplitArrays:
     """A split manifest with its embeddings, 0/1 labels and split names, row-aligned."""

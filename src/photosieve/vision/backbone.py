@@ -385,6 +385,17 @@ _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite2_avgmax": (_lite2_avgmax_config, _create_lite2_avgmax),
     "efficientnet_lite2_224_avgmax": (_lite2_224_avgmax_config, _create_lite2_224_avgmax),
 }
+_BUILT_IN = frozenset(_REGISTRY)
+
+
+def register_backbone(
+    name: str, config: Callable[[], BackboneConfig], create: Callable[[bool], EfficientNetLite]
+) -> None:
+    """Make `name` known to `backbone_config`/`create_backbone` in this process (a tuned
+    backbone, `vision.tuned`); registering a name again replaces its factories."""
+    if name in _BUILT_IN:
+        raise ValueError(f"{name!r} is a built-in backbone and cannot be replaced")
+    _REGISTRY[name] = (config, create)
 
 
 def list_backbones() -> list[str]:

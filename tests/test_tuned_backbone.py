@@ -1,0 +1,141 @@
+"""A fine-tuned backbone through the whole product: `train --finetune-epochs` tunes Lite0 on the
+training photos, the bundle carries the tuned weights, and every path — the Scorer from bytes and
+files, manifest rows, the torch-free batch workers — serves the tuned network after a load in a
+process that has never seen it."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from drawing import draw_photo, encode
+from photosieve.bundle import BACKBONE_FILE, ModelBundle
+from photosieve.config import CertifyConfig, TrainConfig
+from photosieve.pipeline import calibrate_bundle, train_bundle
+from photosieve.scoring import Scorer, backbone_for, score_rows
+from photosieve.vision import backbone as registry
+from photosieve.vision.embed import embed_files
+from photosieve.vision.tuned import BASE, is_tuned, register_tuned
+
+SPLITS = (
+    ("train", "train", "test", "test", "validation", "validation")
+    + ("calibration",) * 3
+    + ("train",)
+)
+
+
+@pytest.fixture(scope="module")
+def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("tuned-work")
+
+
+@pytest.fixture(scope="module")
+def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """80 drawn JPEGs (circle = offensive, half of them) over the four splits."""
+    root = tmp_path_factory.mktemp("tuned-photos")
+    rows = []
+    for i in range(80):
+        shape = "circle" if i % 2 == 0 else "square"
+        path = root / f"p{i:03d}.jpg"
+        path.write_bytes(encode(draw_photo(i, (160 + i % 4 * 30, 150), shape=shape), "JPEG"))
+        rows.append(
+            {"path": str(path), "label": "offensive" if shape == "circle" else "ok",
+             "source": "primary", "sha256": f"{i:064x}", "phash": "0" * 16, "group_id": i,
+             "split": SPLITS[i % len(SPLITS)]}
+        )  # fmt: skip
+    path = root / "split.csv"
+    pd.DataFrame(rows).to_csv(path, index=False)
+    return path
+
+
+@pytest.fixture(scope="module")
+def tuned(manifest: Path, workdir: Path) -> ModelBundle:
+    torch.set_num_threads(2)
+    cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
+                      finetune_epochs=1)  # fmt: skip
+    bundle = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
+    certify = CertifyConfig(target_recall=0.8, confidence=0.8)
+    return calibrate_bundle(bundle, manifest, certify, workdir=workdir, progress=False)
+
+
+def test_training_tunes_the_backbone_and_the_bundle_names_the_tuned_weights(
+    tuned: ModelBundle, manifest: Path, workdir: Path
+) -> None:
+    assert is_tuned(tuned.backbone_id) and tuned.backbone_weights is not None
+    assert tuned.backbone_weights.parent == workdir / "backbones"
+    assert tuned.train_config["finetune_epochs"] == 1 and tuned.train_config["backbone"] == BASE
+    name = backbone_for(tuned.backbone_id)
+    paths = [Path(p) for p in pd.read_csv(manifest)["path"][:8]]
+    frozen = embed_files(paths, workdir=workdir, backbone=BASE, progress=False)
+    tuned_emb = embed_files(paths, workdir=workdir, backbone=name, progress=False)
+    assert tuned_emb.shape == frozen.shape
+    assert np.abs(tuned_emb - frozen).max() > 1e-2  # the embeddings come from the tuned network
+    assert tuned.policy is not None
+
+
+def test_a_saved_tuned_bundle_serves_the_tuned_network_in_a_fresh_process(
+    tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    saved = tuned.save(tmp_path / "bundle")
+    assert (saved / BACKBONE_FILE).is_file()
+    frame = pd.read_csv(manifest)
+    want = score_rows(tuned, frame, workdir=workdir, progress=False)
+    name = backbone_for(tuned.backbone_id)
+    monkeypatch.delitem(registry._REGISTRY, name)  # as a process that never trained it
+    with pytest.raises(ValueError, match="not installed"):
+        backbone_for(tuned.backbone_id)
+    loaded = ModelBundle.load(saved)  # registers the bundle's own copy of the weights
+    assert backbone_for(loaded.backbone_id) == name
+    assert loaded.backbone_weights == saved / BACKBONE_FILE
+    scorer = Scorer(loaded)
+    paths = [Path(p) for p in frame["path"]]
+    by_files = np.array([s.score for s in scorer.score_paths(paths)])
+    np.testing.assert_allclose(by_files, want, rtol=0, atol=1e-5)
+    by_bytes = scorer.score_bytes(paths[5].read_bytes())
+    assert by_bytes.score == pytest.approx(want[5], abs=1e-5)
+    # re-saving a loaded bundle over itself keeps its weights (calibrate does this)
+    again = loaded.with_policy(loaded.policy).save(saved)  # type: ignore[arg-type]
+    assert ModelBundle.load(again).backbone_id == tuned.backbone_id
+
+
+def test_the_batch_workers_score_with_the_tuned_graph(
+    tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    from photosieve.batch.job import BacklogConfig, score_backlog
+
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
+    saved = tuned.save(tmp_path / "bundle")
+    out = tmp_path / "scores.parquet"
+    score_backlog(manifest.parent, saved, out, BacklogConfig(chunk_size=16, workers=1))
+    got = pd.read_parquet(out).set_index("path")
+    frame = pd.read_csv(manifest)
+    want = score_rows(tuned, frame, workdir=workdir, progress=False)
+    np.testing.assert_allclose(got.loc[frame["path"], "score"].to_numpy(), want, atol=1e-5)
+
+
+def test_weights_that_are_not_the_bundles_are_refused(tuned: ModelBundle, tmp_path: Path) -> None:
+    saved = tuned.save(tmp_path / "bundle")
+    other = tmp_path / "other.pt"
+    state = torch.load(saved / BACKBONE_FILE, weights_only=True)
+    state["_conv_stem.weight"] = state["_conv_stem.weight"] * 1.01
+    torch.save(state, other)
+    shutil.copyfile(other, saved / BACKBONE_FILE)
+    with pytest.raises(ValueError, match="trained on"):
+        ModelBundle.load(saved)
+    assert is_tuned(register_tuned(other))  # the file itself is a valid tuned backbone
+
+
+def test_fine_tuning_refuses_a_cascade_and_negative_epochs() -> None:
+    with pytest.raises(ValueError, match="cascade"):
+        TrainConfig(finetune_epochs=2, refine_backbone="efficientnet_lite0_384_avgmax")
+    with pytest.raises(ValueError, match="≥ 0"):
+        TrainConfig(finetune_epochs=-1)
+    with pytest.raises(ValueError, match="built-in"):
+        registry.register_backbone(BASE, lambda: registry.backbone_config(BASE), lambda p: None)  # type: ignore[arg-type,return-value]
