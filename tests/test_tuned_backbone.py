@@ -139,3 +139,43 @@ def test_fine_tuning_refuses_a_cascade_and_negative_epochs() -> None:
         TrainConfig(finetune_epochs=-1)
     with pytest.raises(ValueError, match="built-in"):
         registry.register_backbone(BASE, lambda: registry.backbone_config(BASE), lambda p: None)  # type: ignore[arg-type,return-value]
+
+
+def test_the_service_serves_an_upload_with_the_tuned_network(
+    tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    """The live bundle's tuned backbone is registered when the service loads it (here after it
+    was dropped from the registry, as in a fresh service process)."""
+    import secrets
+
+    from fastapi.testclient import TestClient
+
+    from photosieve.service.app import create_app
+    from photosieve.service.config import Settings
+    from photosieve.store import accounts
+
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
+    frame = pd.read_csv(manifest)
+    want = score_rows(tuned, frame, workdir=workdir, progress=False)
+    monkeypatch.delitem(registry._REGISTRY, backbone_for(tuned.backbone_id))
+    # the photo whose score is least saturated: frozen weights would move it
+    i = int(np.argmin(np.abs(want - 0.5)))
+    settings = Settings(
+        environment="test", secret_key=secrets.token_urlsafe(32), workdir=tmp_path,
+        database_url=f"sqlite:///{tmp_path / 'service.db'}", data_dir=tmp_path / "images",
+        audit_rate=0.0, bundle_path=tuned.save(tmp_path / "bundle"), onnx_threads=1,
+    )  # fmt: skip
+    app = create_app(settings)
+    with TestClient(app) as client:
+        with app.state.sessions() as session:
+            _, key = accounts.create_api_key(session, "forum")
+            session.commit()
+        response = client.post(
+            "/v1/uploads", headers={"Authorization": f"Bearer {key}"},
+            files={"image": ("p.jpg", Path(frame["path"][i]).read_bytes(), "image/jpeg")},
+            data={"user_id": "user-1"},
+        )  # fmt: skip
+        assert response.status_code == 201, response.text
+        assert response.json()["score"] == pytest.approx(want[i], abs=1e-5)
+        assert response.json()["model_version"] == tuned.version

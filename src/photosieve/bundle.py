@@ -175,8 +175,6 @@ class ModelBundle:
             shutil.rmtree(staging, ignore_errors=True)
             raise
         self.version = meta["version"]
-        if self.backbone_weights is not None:
-            self.backbone_weights = target / BACKBONE_FILE
         return target
 
     @classmethod
