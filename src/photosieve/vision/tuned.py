@@ -13,7 +13,6 @@ moves, and is served, as one folder.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ from photosieve.vision.backbone import (
     BackboneConfig,
     EfficientNetLite,
     backbone_config,
+    file_digest,
     register_backbone,
 )
 
@@ -32,11 +32,7 @@ TUNED_STEM = f"{BASE}_tuned"
 
 
 def _digest(path: Path) -> str:
-    digest = hashlib.sha256()
-    with path.open("rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()[:12]
+    return file_digest(path, 12)  # uncached: a bundle's backbone.pt may be replaced in place
 
 
 def save_tuned(backbone: EfficientNetLite, folder: Path) -> Path:
