@@ -83,3 +83,20 @@ def test_train_rejects_bad_hidden(split_manifest: Path) -> None:
     result = CliRunner().invoke(app, ["train", str(split_manifest), "--hidden", "a,b"])
     assert result.exit_code != 0
     assert "comma-separated" in result.output
+
+
+def test_train_fine_tunes_the_backbone_when_asked(split_manifest: Path, tmp_path: Path) -> None:
+    """`--finetune-epochs` tunes Lite0 first; the bundle carries and names the tuned weights."""
+    out = tmp_path / "bundle"
+    args = ["train", str(split_manifest), "--out", str(out), "--workdir", str(tmp_path)]
+    args += ["--hidden", "16", "--epochs", "3", "--ensemble", "1", "--finetune-epochs", "1"]
+    result = CliRunner().invoke(app, args)
+    assert result.exit_code == 0, result.output
+    assert "fine-tune epoch 1/1" in result.output
+    bundle = ModelBundle.load(out)
+    assert bundle.backbone_id.startswith("efficientnet_lite0_avgmax_tuned-")
+    assert bundle.train_config["finetune_epochs"] == 1
+    assert (out / "backbone.pt").is_file() and list((tmp_path / "backbones").glob("*.pt"))
+    refused = CliRunner().invoke(app, ["train", str(split_manifest), "--finetune-epochs", "1",
+                                       "--backbone", "efficientnet_lite0"])  # fmt: skip
+    assert refused.exit_code == 2 and "fine-tuning starts from" in refused.output

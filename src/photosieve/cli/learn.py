@@ -113,6 +113,12 @@ def train(
         finetune_epochs=finetune_epochs,
     )
     if cfg.finetune_epochs:
+        from photosieve.vision.tuned import BASE
+
+        if cfg.backbone != BASE:
+            raise typer.BadParameter(
+                f"fine-tuning starts from {BASE}, not {cfg.backbone}", param_hint="--backbone"
+            )
         torch.set_num_threads(max(threads, available_cores()))
     heads = max(cfg.ensemble, 1) * (2 if cfg.refine_backbone else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())
