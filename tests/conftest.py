@@ -15,7 +15,7 @@ Helpers shared across folders are modules here, at the top, importable from ever
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -44,3 +44,15 @@ def bench_dir() -> Path:
     if data is None or not (data / "bench" / "manifest.csv").is_file():
         pytest.skip("benchmark data ../shared/data/bench is not beside the checkout")
     return data / "bench"
+
+
+@pytest.fixture(scope="module")
+def restore_backbones() -> Iterator[None]:
+    """Forget the backbones a test module registers (tuned ones: `vision.tuned`) when it ends,
+    so the registry other modules see is the built-in one."""
+    from photosieve.vision import backbone
+
+    before = dict(backbone._REGISTRY)
+    yield
+    backbone._REGISTRY.clear()
+    backbone._REGISTRY.update(before)

@@ -22,6 +22,8 @@ from photosieve.vision import backbone as registry
 from photosieve.vision.embed import embed_files
 from photosieve.vision.tuned import BASE, is_tuned, register_tuned
 
+pytestmark = pytest.mark.usefixtures("restore_backbones")
+
 SPLITS = (
     ("train", "train", "test", "test", "validation", "validation")
     + ("calibration",) * 3

@@ -85,6 +85,7 @@ def test_train_rejects_bad_hidden(split_manifest: Path) -> None:
     assert "comma-separated" in result.output
 
 
+@pytest.mark.usefixtures("restore_backbones")
 def test_train_fine_tunes_the_backbone_when_asked(split_manifest: Path, tmp_path: Path) -> None:
     """`--finetune-epochs` tunes Lite0 first; the bundle carries and names the tuned weights."""
     out = tmp_path / "bundle"
