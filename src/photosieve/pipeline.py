@@ -67,7 +67,9 @@ def train_bundle(
     _check_cascade(cfg)
     frame = read_split_manifest(split_manifest)
     name, weights = cfg.backbone, None
-    if cfg.finetune_epochs and embeddings is None:
+    if cfg.finetune_epochs and embeddings is not None:
+        raise ValueError("precomputed embeddings cannot come from a backbone yet to be tuned")
+    if cfg.finetune_epochs:
         weights = tune_backbone(frame, cfg, workdir=workdir, progress=progress)
         name = register_tuned(weights)
     X = (

@@ -171,12 +171,18 @@ def retrain(
         columns=MANIFEST_COLUMNS,
     )
     root = workdir.root
-    X = embed_files(  # once, into the workdir's cache: calibration below reads it back
-        [Path(p) for p in split.manifest["path"]],
-        workdir=root,
-        backbone=cfg.train.backbone,
-        embedder=embedder,
-        progress=progress,
+    # once, into the workdir's cache: calibration below reads it back (a model to fine-tune is
+    # embedded by `train_bundle`, after its backbone is tuned)
+    X = (
+        None
+        if cfg.train.finetune_epochs
+        else embed_files(
+            [Path(p) for p in split.manifest["path"]],
+            workdir=root,
+            backbone=cfg.train.backbone,
+            embedder=embedder,
+            progress=progress,
+        )
     )
     trained = train_bundle(manifest_path, cfg.train, workdir=root, progress=progress, embeddings=X)
     bundle = calibrate_bundle(
