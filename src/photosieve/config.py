@@ -86,9 +86,11 @@ class TrainConfig:
     refine_stop: float = 0.005
     # Fine-tune every layer of the backbone on the training photos first (`learn.pixel_finetune`:
     # a fixed number of epochs, the weights' moving average kept, nothing chosen on validation —
-    # the recipe that won out of fold in bench/gpu_finetune.py), then fit the head on the tuned
+    # the schedule of bench/gpu_finetune.py's winning run C), then fit the head on the tuned
     # embeddings; the bundle carries the tuned weights (`vision.tuned`). 0 = the frozen ImageNet
-    # backbone. A CUDA GPU is used when there is one; on 2 CPU cores ≈ 20 photos/s a pass.
+    # backbone. A CUDA GPU is used when there is one; on 2 CPU cores ≈ 25 photos/s a pass.
+    # Not yet shown to reproduce C's win (6 epochs on the demo split: 24.0% vs 24.1%; C kept its
+    # jointly tuned classifier as the head), so the default stays 0.
     finetune_epochs: int = 0
 
     def __post_init__(self) -> None:
