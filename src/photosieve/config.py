@@ -20,6 +20,9 @@ from typing import Any
 DEFAULT_BACKBONE = "efficientnet_lite0_avgmax"
 # The two-stage cascade recipe (`photosieve demo --cascade`; bench/cascade_workload.py): today's
 # Lite0 from a photo decoded for 384 px, then, past the gate, Lite0 on the whole photo at 384 px.
+# The backbone fine-tuning starts from (`learn.finetune`, `learn.pixel_finetune`, `vision.tuned`):
+# their networks are built on Lite0's blocks, whatever the default backbone becomes.
+TUNED_BASE_BACKBONE = "efficientnet_lite0_avgmax"
 CASCADE_BACKBONES = ("efficientnet_lite0_avgmax_d384", "efficientnet_lite0_384_avgmax")
 
 
@@ -98,6 +101,8 @@ class TrainConfig:
             raise ValueError(f"finetune_epochs must be ≥ 0, got {self.finetune_epochs}")
         if self.finetune_epochs and self.refine_backbone is not None:
             raise ValueError("a fine-tuned backbone and a cascade cannot be combined (yet)")
+        if self.finetune_epochs and self.backbone != TUNED_BASE_BACKBONE:
+            raise ValueError(f"fine-tuning starts from {TUNED_BASE_BACKBONE}, not {self.backbone}")
         if not 0.0 <= self.refine_stop < 0.5:
             raise ValueError(f"refine_stop must be in [0, 0.5), got {self.refine_stop}")
         if not 0.0 < self.refine_share <= 1.0:

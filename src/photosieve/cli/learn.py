@@ -94,31 +94,28 @@ def train(
     torch.set_num_threads(max(1, threads))
     out = out or Workdir.of(workdir).bundle
     console = make_console()
-    cfg = TrainConfig(
-        hidden=_hidden(hidden),
-        activation=activation,
-        dropout=dropout,
-        epochs=epochs,
-        lr=lr,
-        weight_decay=weight_decay,
-        imbalance=imbalance,
-        loss=loss,
-        monitor=monitor,
-        ensemble=ensemble,
-        seed=seed,
-        backbone=backbone,
-        refine_backbone=refine_backbone,
-        refine_share=refine_share,
-        refine_stop=refine_stop,
-        finetune_epochs=finetune_epochs,
-    )
+    try:
+        cfg = TrainConfig(
+            hidden=_hidden(hidden),
+            activation=activation,
+            dropout=dropout,
+            epochs=epochs,
+            lr=lr,
+            weight_decay=weight_decay,
+            imbalance=imbalance,
+            loss=loss,
+            monitor=monitor,
+            ensemble=ensemble,
+            seed=seed,
+            backbone=backbone,
+            refine_backbone=refine_backbone,
+            refine_share=refine_share,
+            refine_stop=refine_stop,
+            finetune_epochs=finetune_epochs,
+        )
+    except ValueError as exc:  # a setting the config refuses: a bad parameter, not a crash
+        raise typer.BadParameter(str(exc)) from None
     if cfg.finetune_epochs:
-        from photosieve.vision.tuned import BASE
-
-        if cfg.backbone != BASE:
-            raise typer.BadParameter(
-                f"fine-tuning starts from {BASE}, not {cfg.backbone}", param_hint="--backbone"
-            )
         torch.set_num_threads(max(threads, available_cores()))
     heads = max(cfg.ensemble, 1) * (2 if cfg.refine_backbone else 1)
     columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn())

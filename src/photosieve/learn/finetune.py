@@ -34,7 +34,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from photosieve.config import TrainConfig
+from photosieve.config import TUNED_BASE_BACKBONE, TrainConfig
 from photosieve.learn.head import MLPHead, Standardize, build_network
 from photosieve.learn.loop import init_weights, monitor_key
 from photosieve.learn.metrics import (
@@ -47,7 +47,7 @@ from photosieve.vision.backbone import EfficientNetLite, create_backbone
 from photosieve.vision.onnx import OPSET, available_cores, export_features
 from photosieve.vision.pooling import pool
 
-BACKBONE = "efficientnet_lite0_avgmax"  # the served backbone whose tail is tuned
+BACKBONE = TUNED_BASE_BACKBONE  # the served backbone whose tail is tuned
 TRUNK_BLOCKS = 11  # blocks[:11] = stages 1–5 → stride 16; blocks[11:] = stages 6–7
 TRUNK_CHANNELS = 112
 TRUNK_STRIDE = 16

