@@ -80,6 +80,31 @@ def test_training_tunes_the_backbone_and_the_bundle_names_the_tuned_weights(
     assert tuned.policy is not None
 
 
+def test_the_head_is_the_classifier_tuned_with_the_backbone_and_serves_as_in_pytorch(
+    tuned: ModelBundle, manifest: Path, workdir: Path
+) -> None:
+    """`finetune_head="tuned"` (the default): no head is fitted after tuning — the bundle's head
+    is the classifier trained jointly with the backbone, and the served path (the tuned backbone's
+    ONNX graph, then that head) gives the PyTorch model's scores on real decoded photos."""
+    from photosieve.learn.finetune import TunedLite0
+    from photosieve.learn.pixel_finetune import score_pixels
+    from photosieve.vision.preprocess import load_for_model
+
+    head = tuned.head
+    assert tuned.train_config["finetune_head"] == "tuned"
+    assert head.epochs == 1 and "ema_val_review_rate" in head.history_[-1]
+    model = TunedLite0(hidden=(16,), dropout=0.1)
+    assert tuned.backbone_weights is not None
+    model.backbone.load_state_dict(torch.load(tuned.backbone_weights, weights_only=True))
+    model.classifier.load_state_dict(head.network_.state_dict())
+    frame = pd.read_csv(manifest)
+    pixels = np.stack([load_for_model(p, tuned.preprocess) for p in frame["path"]])
+    want = score_pixels(model.eval(), torch.from_numpy(pixels), np.arange(len(frame)))
+    served = score_rows(tuned, frame, workdir=workdir, progress=False)
+    np.testing.assert_allclose(served, want, rtol=0, atol=1e-3)
+    assert np.ptp(served) > 1e-3  # not a constant
+
+
 def test_a_saved_tuned_bundle_serves_the_tuned_network_in_a_fresh_process(
     tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
@@ -144,6 +169,8 @@ def test_fine_tuning_refuses_a_cascade_negative_epochs_and_ready_embeddings(
         TrainConfig(finetune_epochs=2, refine_backbone="efficientnet_lite0_384_avgmax")
     with pytest.raises(ValueError, match="≥ 0"):
         TrainConfig(finetune_epochs=-1)
+    with pytest.raises(ValueError, match="finetune_head must be"):
+        TrainConfig(finetune_epochs=1, finetune_head="best")
     with pytest.raises(ValueError, match="built-in"):
         registry.register_backbone(BASE, lambda: registry.backbone_config(BASE), lambda p: None)  # type: ignore[arg-type,return-value]
 

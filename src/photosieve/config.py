@@ -92,15 +92,22 @@ class TrainConfig:
     # the schedule of bench/gpu_finetune.py's winning run C), then fit the head on the tuned
     # embeddings; the bundle carries the tuned weights (`vision.tuned`). 0 = the frozen ImageNet
     # backbone. A CUDA GPU is used when there is one; on 2 CPU cores ≈ 25 photos/s a pass.
-    # Not yet shown to reproduce C's win (6 epochs on the demo split: 24.0% vs 24.1%; C kept its
-    # jointly tuned classifier as the head), so the default stays 0.
+    # Not yet shown to reproduce C's win (6 epochs on the demo split with a refitted head: 24.0%
+    # vs 24.1%), so the default stays 0.
     finetune_epochs: int = 0
+    # The head of a tuned bundle: "tuned" = the classifier tuned jointly with the backbone, under
+    # augmentation (C's); "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned backbone's
+    # embeddings of the training photos — the ones it was tuned on, which it separates too well
+    # for a second fit to learn the hard tail from. Its width and dropout are `hidden`/`dropout`.
+    finetune_head: str = "tuned"
 
     def __post_init__(self) -> None:
         if self.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs must be ≥ 0, got {self.finetune_epochs}")
         if self.finetune_epochs and self.refine_backbone is not None:
             raise ValueError("a fine-tuned backbone and a cascade cannot be combined (yet)")
+        if self.finetune_head not in ("tuned", "refit"):
+            raise ValueError(f"finetune_head must be 'tuned' or 'refit': {self.finetune_head!r}")
         if self.finetune_epochs and self.backbone != TUNED_BASE_BACKBONE:
             raise ValueError(f"fine-tuning starts from {TUNED_BASE_BACKBONE}, not {self.backbone}")
         if not 0.0 <= self.refine_stop < 0.5:

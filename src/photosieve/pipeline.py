@@ -21,6 +21,8 @@ from photosieve.bundle import ModelBundle, Refiner, cascade_scores, check_one_de
 from photosieve.config import CERTIFY, CertifyConfig
 from photosieve.data.manifest import read_manifest
 from photosieve.data.split import data_fingerprint
+from photosieve.learn.ensemble import EnsembleHead
+from photosieve.learn.head import MLPHead
 from photosieve.learn.metrics import as_binary_labels
 from photosieve.learn.train import (
     EpochCallback,
@@ -62,6 +64,9 @@ def train_bundle(
     With `cfg.refine_backbone` the bundle is a two-stage cascade (`bundle.Refiner`): a second
     head on [first embedding, refine backbone's embedding] fitted on the same rows, the gate
     chosen on validation (`learn.train.cascade_gate`); its metrics are the composite score's.
+    With `cfg.finetune_epochs` the backbone is tuned first (`learn.train.tune_backbone`) and the
+    head is the classifier tuned with it (`cfg.finetune_head="tuned"`) or one fitted afresh on the
+    tuned embeddings ("refit").
     """
     cfg = cfg or TrainConfig()
     _check_cascade(cfg)
@@ -69,15 +74,22 @@ def train_bundle(
     name, weights = cfg.backbone, None
     if cfg.finetune_epochs and embeddings is not None:
         raise ValueError("precomputed embeddings cannot come from a backbone yet to be tuned")
+    tuned = None
     if cfg.finetune_epochs:
-        weights = tune_backbone(frame, cfg, workdir=workdir, progress=progress)
+        tuned = tune_backbone(frame, cfg, workdir=workdir, progress=progress)
+        weights = tuned.weights
         name = register_tuned(weights)
     X = (
         embeddings
         if embeddings is not None
         else embed_manifest(frame, workdir=workdir, backbone=name, progress=progress)
     )
-    head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
+    head: MLPHead | EnsembleHead
+    messages: list[str]
+    if tuned is not None and cfg.finetune_head == "tuned":
+        head, messages = tuned.head, []  # trained with the backbone: nothing is fitted again
+    else:
+        head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
     backbone = backbone_config(name)
     scores = head.score(X)
     refiner = None

@@ -91,13 +91,17 @@ def test_train_fine_tunes_the_backbone_when_asked(split_manifest: Path, tmp_path
     out = tmp_path / "bundle"
     args = ["train", str(split_manifest), "--out", str(out), "--workdir", str(tmp_path)]
     args += ["--hidden", "16", "--epochs", "3", "--ensemble", "1", "--finetune-epochs", "1"]
-    result = CliRunner().invoke(app, args)
+    result = CliRunner().invoke(app, [*args, "--finetune-head", "refit"])
     assert result.exit_code == 0, result.output
     assert "fine-tune epoch 1/1" in result.output
     bundle = ModelBundle.load(out)
     assert bundle.backbone_id.startswith("efficientnet_lite0_avgmax_tuned-")
     assert bundle.train_config["finetune_epochs"] == 1
+    # "refit": the head was fitted afresh (its own 3 epochs), not the one tuned with the backbone
+    assert bundle.train_config["finetune_head"] == "refit" and bundle.head.epochs == 3
     assert (out / "backbone.pt").is_file() and list((tmp_path / "backbones").glob("*.pt"))
     refused = CliRunner().invoke(app, ["train", str(split_manifest), "--finetune-epochs", "1",
                                        "--backbone", "efficientnet_lite0"])  # fmt: skip
     assert refused.exit_code == 2 and "fine-tuning starts from" in refused.output
+    unknown = CliRunner().invoke(app, [*args, "--finetune-head", "best"])
+    assert unknown.exit_code == 2 and "finetune_head must be" in unknown.output

@@ -80,6 +80,11 @@ def train(
         "many epochs on the train photos; the bundle carries the tuned weights. Uses a CUDA GPU "
         "when present; on 2 CPU cores about 20 photos/s a pass (0 = the frozen backbone)",
     ),
+    finetune_head: str = typer.Option(
+        _D.finetune_head,
+        help="with --finetune-epochs, the head: 'tuned' (the classifier tuned with the backbone) "
+        "or 'refit' (the head above, fitted afresh on the tuned embeddings)",
+    ),
     threads: int = typer.Option(
         1, help="torch threads (the head is small: 1 is fastest; fine-tuning uses every core)"
     ),
@@ -112,6 +117,7 @@ def train(
             refine_share=refine_share,
             refine_stop=refine_stop,
             finetune_epochs=finetune_epochs,
+            finetune_head=finetune_head,
         )
     except ValueError as exc:  # a setting the config refuses: a bad parameter, not a crash
         raise typer.BadParameter(str(exc)) from None

@@ -85,7 +85,10 @@ def base_manifest_of(session: Session) -> Path | None:
 
 # What a retrain keeps of the live model's training config: its backbones, its gate rule and
 # its fine-tuning (a tuned model is tuned again, on the new labels).
-RECIPE_KEYS = ("backbone", "refine_backbone", "refine_share", "refine_stop", "finetune_epochs")
+RECIPE_KEYS = (
+    "backbone", "refine_backbone", "refine_share", "refine_stop", "finetune_epochs",
+    "finetune_head",
+)  # fmt: skip
 
 
 def live_recipe(session: Session) -> dict[str, Any]:

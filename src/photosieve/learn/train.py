@@ -72,13 +72,24 @@ def embed_manifest(
     return embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
 
 
+@dataclass
+class TunedBackbone:
+    """What fine-tuning gives: the tuned backbone's weights file and the classifier tuned with it
+    (as a fitted `MLPHead` on the tuned embeddings), with the per-epoch record."""
+
+    weights: Path
+    head: MLPHead
+    history: list[dict[str, Any]]
+
+
 def tune_backbone(
     frame: pd.DataFrame, cfg: TrainConfig, *, workdir: Path | None, progress: bool
-) -> Path:
-    """Fine-tune every layer of `cfg.backbone` on the manifest's `train` photos for
-    `cfg.finetune_epochs` (`learn.pixel_finetune`: fixed schedule, moving average kept; the
-    validation photos are only scored, per epoch, for the log); returns the tuned weights file
-    under `<workdir>/backbones/` (`vision.tuned.save_tuned`). A CUDA GPU is used when present."""
+) -> TunedBackbone:
+    """Fine-tune every layer of `cfg.backbone`, with a `cfg.hidden`/`cfg.dropout` classifier, on
+    the manifest's `train` photos for `cfg.finetune_epochs` (`learn.pixel_finetune`: fixed
+    schedule, moving average kept; the validation photos are only scored, per epoch, for the
+    log); the tuned weights go to a file under `<workdir>/backbones/` (`vision.tuned.save_tuned`).
+    A CUDA GPU is used when present."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
@@ -99,7 +110,10 @@ def tune_backbone(
     y = as_binary_labels(frame["label"].to_numpy()[rows])
     train = np.flatnonzero(split[rows] == Split.TRAIN.value)
     val = np.flatnonzero(split[rows] == Split.VALIDATION.value)
-    tune = PixelTuneConfig(epochs=cfg.finetune_epochs, keep="last_averaged", seed=cfg.seed)
+    tune = PixelTuneConfig(
+        epochs=cfg.finetune_epochs, keep="last_averaged", seed=cfg.seed,
+        hidden=cfg.hidden, dropout=cfg.dropout,
+    )  # fmt: skip
 
     def show(epoch: int, record: dict[str, Any]) -> None:
         if progress:
@@ -109,7 +123,17 @@ def tune_backbone(
     result = fine_tune_pixels(
         torch.from_numpy(pixels).to(device), y, train, val, tune, on_epoch=show
     )
-    return save_tuned(result.model.backbone, Workdir.of(workdir).root / "backbones")
+    model = result.model.cpu().eval()
+    head = MLPHead(  # the settings it was trained with (saved with the bundle)
+        cfg.hidden, "relu", cfg.dropout, epochs=tune.epochs, lr=tune.lr_head,
+        weight_decay=tune.weight_decay, batch_size=tune.batch_size, imbalance="balanced",
+        seed=cfg.seed,
+    )  # fmt: skip
+    head.network_ = model.classifier
+    head.n_features_in_ = model.backbone.config.embed_dim
+    head.history_, head.best_epoch_, head.gradient_health_ = result.history, result.best_epoch, {}
+    weights = save_tuned(model.backbone, Workdir.of(workdir).root / "backbones")
+    return TunedBackbone(weights=weights, head=head, history=result.history)
 
 
 @dataclass
