@@ -217,6 +217,50 @@ def upload_photos(
     return ids
 
 
+def served_uploads(bundle: ModelBundle, tmp: Path, photos: list[Path]) -> list[dict[str, Any]]:
+    """Each photo file uploaded once to the real app serving `bundle` from its saved folder (as
+    a fresh service process loads the live bundle: SQLite in `tmp`); the 201 responses' JSON."""
+    from fastapi.testclient import TestClient
+
+    from photosieve.service.app import create_app
+    from photosieve.service.config import Settings
+    from photosieve.store import accounts
+
+    settings = Settings(
+        environment="test", secret_key=secrets.token_urlsafe(32), workdir=tmp,
+        database_url=f"sqlite:///{tmp / 'service.db'}", data_dir=tmp / "images",
+        audit_rate=0.0, bundle_path=bundle.save(tmp / "bundle"), onnx_threads=1,
+    )  # fmt: skip
+    app = create_app(settings)
+    bodies = []
+    with TestClient(app) as client:
+        with app.state.sessions() as session:
+            _, key = accounts.create_api_key(session, "forum")
+            session.commit()
+        for i, photo in enumerate(photos):
+            response = client.post(
+                "/v1/uploads", headers={"Authorization": f"Bearer {key}"},
+                files={"image": ("p.jpg", photo.read_bytes(), "image/jpeg")},
+                data={"user_id": f"user-{i}"},
+            )  # fmt: skip
+            assert response.status_code == 201, response.text
+            bodies.append(response.json())
+    return bodies
+
+
+def backlog_scores(bundle: ModelBundle, folder: Path, tmp: Path, paths: list[str]) -> Any:
+    """The batch job's rows (score, decision) for `paths`, in that order: the torch-free workers
+    scoring every photo under `folder` with `bundle` saved in `tmp` (chunks of 16, 1 worker).
+    Set PHOTOSIEVE_WORKDIR first: the workers read its ONNX graphs."""
+    import pandas as pd
+
+    from photosieve.batch.job import BacklogConfig, score_backlog
+
+    out = tmp / "scores.parquet"
+    score_backlog(folder, bundle.save(tmp / "bundle"), out, BacklogConfig(chunk_size=16, workers=1))
+    return pd.read_parquet(out).set_index("path").loc[paths]
+
+
 @dataclass
 class Live:
     """The app under uvicorn at `url` with the "forum" API key and the ids of its uploads."""

@@ -20,6 +20,7 @@ from photosieve.scoring import Scorer, score_rows
 from photosieve.vision.backbone import backbone_config
 from photosieve.vision.embed import Embedder, embed_files
 from photosieve.vision.preprocess import load_image
+from service_harness import backlog_scores, served_uploads
 
 FIRST, SECOND = "efficientnet_lite0_avgmax_d384", "efficientnet_lite0_384_avgmax"
 SPLITS = ("train",) * 5 + ("validation", "calibration", "calibration", "test", "train")
@@ -159,16 +160,11 @@ def test_the_batch_workers_score_a_cascade_as_the_scorer_does(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
     """Torch-free workers run both stages' ONNX graphs (`batch.worker.WorkerRefiner`)."""
-    from photosieve.batch.job import BacklogConfig, score_backlog
-
     monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
-    saved = cascade.save(tmp_path / "bundle")
-    out = tmp_path / "scores.parquet"
-    score_backlog(manifest.parent, saved, out, BacklogConfig(chunk_size=32, workers=1))
-    got = pd.read_parquet(out).set_index("path")
     frame = pd.read_csv(manifest)
+    got = backlog_scores(cascade, manifest.parent, tmp_path, list(frame["path"]))
     want = score_rows(cascade, frame, workdir=workdir, progress=False)
-    scores = got.loc[frame["path"], "score"].to_numpy()
+    scores = got["score"].to_numpy()
     np.testing.assert_allclose(scores, want, rtol=0, atol=1e-5)
     assert (scores == 0).any() and (scores > 0).any()  # both sides of the gate
     policy = cascade.policy
@@ -177,7 +173,7 @@ def test_the_batch_workers_score_a_cascade_as_the_scorer_does(
     # own scores, where ONNX's 1e-6 differences from torch may fall either side)
     edges = np.array([policy.approve_below, policy.remove_at or 2.0])
     clear = np.abs(want[:, None] - edges[None, :]).min(axis=1) > 1e-4
-    decisions = got.loc[frame["path"], "decision"].to_numpy()
+    decisions = got["decision"].to_numpy()
     assert clear.sum() > 60
     assert list(decisions[clear]) == [policy.decide(float(s)).value for s in want[clear]]
 
@@ -188,14 +184,6 @@ def test_the_service_scores_an_upload_with_both_stages(
 ) -> None:  # fmt: skip
     """The live cascade is loaded from its bundle; the upload is decoded once, for 384 px, and
     gets the score `score_rows` gives the same file (a drafted 1000-px photo past the gate)."""
-    import secrets
-
-    from fastapi.testclient import TestClient
-
-    from photosieve.service.app import create_app
-    from photosieve.service.config import Settings
-    from photosieve.store import accounts
-
     monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
     frame = pd.read_csv(manifest)
     want = score_rows(cascade, frame, workdir=workdir, progress=False)
@@ -204,26 +192,10 @@ def test_the_service_scores_an_upload_with_both_stages(
     past = min((i for i in big if want[i] > 0), key=lambda i: abs(np.log(want[i] / (1 - want[i]))))
     stopped = min(range(len(frame)), key=lambda i: want[i])
     assert 1e-4 < want[past] < 1 - 1e-4 and want[stopped] == 0
-    settings = Settings(
-        environment="test", secret_key=secrets.token_urlsafe(32), workdir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'service.db'}", data_dir=tmp_path / "images",
-        audit_rate=0.0, bundle_path=cascade.save(tmp_path / "bundle"), onnx_threads=1,
-    )  # fmt: skip
-    app = create_app(settings)
-    with TestClient(app) as client:
-        with app.state.sessions() as session:
-            _, key = accounts.create_api_key(session, "forum")
-            session.commit()
-        for i in (past, stopped):
-            response = client.post(
-                "/v1/uploads", headers={"Authorization": f"Bearer {key}"},
-                files={"image": ("p.jpg", Path(frame["path"][i]).read_bytes(), "image/jpeg")},
-                data={"user_id": f"user-{i}"},
-            )  # fmt: skip
-            assert response.status_code == 201, response.text
-            body = response.json()
-            assert body["score"] == pytest.approx(want[i], abs=1e-5)
-            assert body["model_version"] == cascade.version
+    bodies = served_uploads(cascade, tmp_path, [Path(frame["path"][i]) for i in (past, stopped)])
+    for i, body in zip((past, stopped), bodies, strict=True):
+        assert body["score"] == pytest.approx(want[i], abs=1e-5)
+        assert body["model_version"] == cascade.version
 
 
 def test_the_report_evaluates_the_cascade_and_names_its_gate(

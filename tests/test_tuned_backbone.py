@@ -21,6 +21,7 @@ from photosieve.scoring import Scorer, backbone_for, score_rows
 from photosieve.vision import backbone as registry
 from photosieve.vision.embed import embed_files
 from photosieve.vision.tuned import BASE, is_tuned, register_tuned
+from service_harness import backlog_scores, served_uploads
 
 pytestmark = pytest.mark.usefixtures("restore_backbones")
 
@@ -90,7 +91,10 @@ def test_the_head_is_the_classifier_tuned_with_the_backbone_and_serves_as_in_pyt
     from photosieve.learn.pixel_finetune import score_pixels
     from photosieve.vision.preprocess import load_for_model
 
+    from photosieve.learn.head import MLPHead
+
     head = tuned.head
+    assert isinstance(head, MLPHead)  # one network, not an ensemble of refitted heads
     assert tuned.train_config["finetune_head"] == "tuned"
     assert head.epochs == 1 and "ema_val_review_rate" in head.history_[-1]
     model = TunedLite0(hidden=(16,), dropout=0.1)
@@ -135,16 +139,11 @@ def test_the_batch_workers_score_with_the_tuned_graph(
     tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:  # fmt: skip
-    from photosieve.batch.job import BacklogConfig, score_backlog
-
     monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
-    saved = tuned.save(tmp_path / "bundle")
-    out = tmp_path / "scores.parquet"
-    score_backlog(manifest.parent, saved, out, BacklogConfig(chunk_size=16, workers=1))
-    got = pd.read_parquet(out).set_index("path")
     frame = pd.read_csv(manifest)
+    got = backlog_scores(tuned, manifest.parent, tmp_path, list(frame["path"]))
     want = score_rows(tuned, frame, workdir=workdir, progress=False)
-    np.testing.assert_allclose(got.loc[frame["path"], "score"].to_numpy(), want, atol=1e-5)
+    np.testing.assert_allclose(got["score"].to_numpy(), want, atol=1e-5)
 
 
 def test_weights_that_are_not_the_bundles_are_refused(tuned: ModelBundle, tmp_path: Path) -> None:
@@ -181,35 +180,12 @@ def test_the_service_serves_an_upload_with_the_tuned_network(
 ) -> None:  # fmt: skip
     """The live bundle's tuned backbone is registered when the service loads it (here after it
     was dropped from the registry, as in a fresh service process)."""
-    import secrets
-
-    from fastapi.testclient import TestClient
-
-    from photosieve.service.app import create_app
-    from photosieve.service.config import Settings
-    from photosieve.store import accounts
-
     monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
     frame = pd.read_csv(manifest)
     want = score_rows(tuned, frame, workdir=workdir, progress=False)
     monkeypatch.delitem(registry._REGISTRY, backbone_for(tuned.backbone_id))
     # the photo whose score is least saturated: frozen weights would move it
     i = int(np.argmin(np.abs(want - 0.5)))
-    settings = Settings(
-        environment="test", secret_key=secrets.token_urlsafe(32), workdir=tmp_path,
-        database_url=f"sqlite:///{tmp_path / 'service.db'}", data_dir=tmp_path / "images",
-        audit_rate=0.0, bundle_path=tuned.save(tmp_path / "bundle"), onnx_threads=1,
-    )  # fmt: skip
-    app = create_app(settings)
-    with TestClient(app) as client:
-        with app.state.sessions() as session:
-            _, key = accounts.create_api_key(session, "forum")
-            session.commit()
-        response = client.post(
-            "/v1/uploads", headers={"Authorization": f"Bearer {key}"},
-            files={"image": ("p.jpg", Path(frame["path"][i]).read_bytes(), "image/jpeg")},
-            data={"user_id": "user-1"},
-        )  # fmt: skip
-        assert response.status_code == 201, response.text
-        assert response.json()["score"] == pytest.approx(want[i], abs=1e-5)
-        assert response.json()["model_version"] == tuned.version
+    (body,) = served_uploads(tuned, tmp_path, [Path(frame["path"][i])])
+    assert body["score"] == pytest.approx(want[i], abs=1e-5)
+    assert body["model_version"] == tuned.version
