@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -67,3 +68,32 @@ def labelled_folder(
             seed = i if label == "ok" else 10_000 + i
             (folder / f"{i:03d}.jpg").write_bytes(striped_jpeg(seed, size=size, shape=shape))
     return root
+
+
+def drawn_split_manifest(
+    root: Path,
+    n: int,
+    splits: Sequence[str],
+    *,
+    offensive: Callable[[int], bool],
+    size: Callable[[int], tuple[int, int]],
+    quality: int = 75,
+) -> Path:
+    """`root/split.csv`, a split manifest of `n` drawn JPEGs in `root` (photo i: a circle when
+    `offensive(i)` — labelled offensive — else a square, of `size(i)`; split `splits[i % len]`),
+    with the columns the train stage reads."""
+    import pandas as pd
+
+    rows = []
+    for i in range(n):
+        shape = "circle" if offensive(i) else "square"
+        path = root / f"p{i:03d}.jpg"
+        path.write_bytes(encode(draw_photo(i, size(i), shape=shape), "JPEG", quality=quality))
+        rows.append(
+            {"path": str(path), "label": "offensive" if shape == "circle" else "ok",
+             "source": "primary", "sha256": f"{i:064x}", "phash": "0" * 16, "group_id": i,
+             "split": splits[i % len(splits)]}
+        )  # fmt: skip
+    target = root / "split.csv"
+    pd.DataFrame(rows).to_csv(target, index=False)
+    return target

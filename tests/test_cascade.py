@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from drawing import draw_photo, encode
+from drawing import drawn_split_manifest
 from photosieve.bundle import ModelBundle, cascade_scores
 from photosieve.config import CertifyConfig, TrainConfig
 from photosieve.pipeline import calibrate_bundle, train_bundle
@@ -34,22 +34,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """120 drawn JPEGs (circle = offensive), some big enough that the decoder drafts them."""
-    root = tmp_path_factory.mktemp("cascade-photos")
-    rows = []
-    for i in range(120):
-        size = (1000, 920) if i % 7 == 0 else (160 + i % 5 * 40, 140)
-        shape = "circle" if i % 3 == 0 else "square"
-        path = root / f"p{i:03d}.jpg"
-        path.write_bytes(encode(draw_photo(i, size, shape=shape), "JPEG", quality=90))
-        rows.append(
-            {"path": str(path), "label": "offensive" if shape == "circle" else "ok",
-             "source": "primary", "sha256": f"{i:064x}", "phash": "0" * 16, "group_id": i,
-             "split": SPLITS[i % len(SPLITS)]}
-        )  # fmt: skip
-    frame = pd.DataFrame(rows)
-    path = root / "split.csv"
-    frame.to_csv(path, index=False)
-    return path
+    return drawn_split_manifest(
+        tmp_path_factory.mktemp("cascade-photos"), 120, SPLITS, offensive=lambda i: i % 3 == 0,
+        size=lambda i: (1000, 920) if i % 7 == 0 else (160 + i % 5 * 40, 140), quality=90,
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import pandas as pd
 import pytest
 import torch
 
-from drawing import draw_photo, encode
+from drawing import drawn_split_manifest
 from photosieve.bundle import BACKBONE_FILE, ModelBundle
 from photosieve.config import CertifyConfig, TrainConfig
 from photosieve.pipeline import calibrate_bundle, train_bundle
@@ -40,20 +40,10 @@ def workdir(tmp_path_factory: pytest.TempPathFactory) -> Path:
 @pytest.fixture(scope="module")
 def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """80 drawn JPEGs (circle = offensive, half of them) over the four splits."""
-    root = tmp_path_factory.mktemp("tuned-photos")
-    rows = []
-    for i in range(80):
-        shape = "circle" if i % 2 == 0 else "square"
-        path = root / f"p{i:03d}.jpg"
-        path.write_bytes(encode(draw_photo(i, (160 + i % 4 * 30, 150), shape=shape), "JPEG"))
-        rows.append(
-            {"path": str(path), "label": "offensive" if shape == "circle" else "ok",
-             "source": "primary", "sha256": f"{i:064x}", "phash": "0" * 16, "group_id": i,
-             "split": SPLITS[i % len(SPLITS)]}
-        )  # fmt: skip
-    path = root / "split.csv"
-    pd.DataFrame(rows).to_csv(path, index=False)
-    return path
+    return drawn_split_manifest(
+        tmp_path_factory.mktemp("tuned-photos"), 80, SPLITS, offensive=lambda i: i % 2 == 0,
+        size=lambda i: (160 + i % 4 * 30, 150),
+    )  # fmt: skip
 
 
 @pytest.fixture(scope="module")
@@ -88,10 +78,9 @@ def test_the_head_is_the_classifier_tuned_with_the_backbone_and_serves_as_in_pyt
     is the classifier trained jointly with the backbone, and the served path (the tuned backbone's
     ONNX graph, then that head) gives the PyTorch model's scores on real decoded photos."""
     from photosieve.learn.finetune import TunedLite0
+    from photosieve.learn.head import MLPHead
     from photosieve.learn.pixel_finetune import score_pixels
     from photosieve.vision.preprocess import load_for_model
-
-    from photosieve.learn.head import MLPHead
 
     head = tuned.head
     assert isinstance(head, MLPHead)  # one network, not an ensemble of refitted heads
