@@ -50,7 +50,7 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def tuned(manifest: Path, workdir: Path) -> ModelBundle:
     torch.set_num_threads(2)
     cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
-                      finetune_epochs=1)  # fmt: skip
+                      finetune_epochs=1, finetune_head="tuned")  # fmt: skip
     bundle = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
     certify = CertifyConfig(target_recall=0.8, confidence=0.8)
     return calibrate_bundle(bundle, manifest, certify, workdir=workdir, progress=False)
@@ -74,7 +74,7 @@ def test_training_tunes_the_backbone_and_the_bundle_names_the_tuned_weights(
 def test_the_head_is_the_classifier_tuned_with_the_backbone_and_serves_as_in_pytorch(
     tuned: ModelBundle, manifest: Path, workdir: Path
 ) -> None:
-    """`finetune_head="tuned"` (the default): no head is fitted after tuning — the bundle's head
+    """`finetune_head="tuned"`: no head is fitted after tuning — the bundle's head
     is the classifier trained jointly with the backbone, and the served path (the tuned backbone's
     ONNX graph, then that head) gives the PyTorch model's scores on real decoded photos."""
     from photosieve.learn.finetune import TunedLite0

@@ -44,3 +44,36 @@ def test_demo_builds_a_certified_bundle_then_skips_done_steps(tmp_path: Path) ->
     other = CliRunner().invoke(app, [*args, "--backbone", "efficientnet_lite2_224_avgmax"])
     assert other.exit_code != 0
     assert "efficientnet_lite2_224_avgmax" in other.output and "another --workdir" in other.output
+
+
+def test_demo_refuses_fine_tuning_settings_train_would_refuse_before_any_work(
+    tmp_path: Path,
+) -> None:
+    work = tmp_path / "work"
+    args = ["demo", "--data", str(tmp_path / "none"), "--workdir", str(work), "--no-serve"]
+    cascade = CliRunner().invoke(app, [*args, "--cascade", "--finetune-epochs", "2"])
+    assert cascade.exit_code == 2 and "cascade cannot be combined" in cascade.output
+    lite2 = ["--backbone", "efficientnet_lite2_224_avgmax", "--finetune-epochs", "2"]
+    other = CliRunner().invoke(app, [*args, *lite2])
+    assert other.exit_code == 2 and "fine-tuning starts from" in other.output
+    assert not (work / "data").exists()
+
+
+def test_a_bundle_is_reused_only_if_tuned_or_frozen_as_asked(tmp_path: Path) -> None:
+    """`--finetune-epochs` must not reuse a frozen bundle left in the workdir, nor a plain run a
+    tuned one (the skipped train step would serve the other model)."""
+    from typer import BadParameter
+
+    from photosieve.cli.demo import _check_bundle_backbone
+    from photosieve.vision.backbone import backbone_config
+
+    meta = tmp_path / "bundle.json"
+    base = "efficientnet_lite0_avgmax"
+    meta.write_text(json.dumps({"backbone_id": backbone_config(base).id}))
+    _check_bundle_backbone(meta, base)
+    with pytest.raises(BadParameter, match="another --workdir"):
+        _check_bundle_backbone(meta, base, tuned=True)
+    meta.write_text(json.dumps({"backbone_id": "efficientnet_lite0_avgmax_tuned-0123456789ab"}))
+    _check_bundle_backbone(meta, base, tuned=True)
+    with pytest.raises(BadParameter, match="another --workdir"):
+        _check_bundle_backbone(meta, base)
