@@ -7,7 +7,8 @@ split's calibration and test parts (the photos its training never saw), and 1,00
 calibration parts of the plan's size (1,070 positives + 3,293 negatives) are drawn from that pool;
 each is certified by the exact method and its review rate at 1% prevalence measured on the rest.
 The draws overlap (they share one pool of 1,665 positives), so the spread is understated; the
-training split is one draw. Both workdirs must hold the same split (the demo's seed 0 does).
+training split is one draw. Both workdirs must hold the same split (the demo's seed 0 does), so
+every bundle meets the same draws: `paired` gives each pair's per-draw difference.
 
     PYTHONPATH=src python bench/bundle_draws.py --workdirs work work-cascade
 """
@@ -40,6 +41,23 @@ def held_out(workdir: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return rows, (rows["label"] == Label.OFFENSIVE.value).to_numpy().astype(np.int64)
 
 
+def paired(per_draw: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
+    """Each pair of bundles on the *same* draws (same pool rows, same seed): the second's review
+    rate minus the first's, per draw — the spread a one-pool comparison has, beyond the means."""
+    out = {}
+    names = list(per_draw)
+    for i, first in enumerate(names):
+        for second in names[i + 1 :]:
+            d = per_draw[second] - per_draw[first]
+            out[f"{second} vs {first}"] = {
+                "mean_difference": float(d.mean()),
+                "share_second_lower": float((d < 0).mean()),
+                "p5": float(np.quantile(d, 0.05)),
+                "p95": float(np.quantile(d, 0.95)),
+            }
+    return out
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--workdirs", type=Path, nargs="+", required=True)
@@ -48,6 +66,7 @@ def main() -> None:
     args = parser.parse_args()
     results: dict[str, Any] = {"draws": args.draws, "bundles": {}}
     fingerprints = set()
+    per_draw: dict[str, np.ndarray] = {}
     for workdir in args.workdirs:
         bundle = ModelBundle.load(workdir / "bundle")
         fingerprints.add(bundle.data_fingerprint)
@@ -58,8 +77,11 @@ def main() -> None:
             "test_neg": int((y == 0).sum()) - CALIBRATION["calibration_neg"],
         }
         origin = _origin(rows["origin"].to_numpy())
-        drawn = run_draws(scores, y, origin, sizes, draws=args.draws, seed=1, targets=(0.99,))
+        drawn = run_draws(
+            scores, y, origin, sizes, draws=args.draws, seed=1, targets=(0.99,), keep_draws=True
+        )
         r = drawn["0.99"]
+        per_draw[str(workdir)] = np.array(r.pop("review_draws"))
         results["bundles"][str(workdir)] = {
             "version": bundle.version,
             "backbone": bundle.backbone_id,
@@ -73,6 +95,11 @@ def main() -> None:
               f"pool violation {r['violation_rate_pool']:.3f}")  # fmt: skip
     if len(fingerprints) > 1:
         raise SystemExit("the workdirs were trained on different data; compare like with like")
+    results["paired"] = paired(per_draw)
+    for pair, row in results["paired"].items():
+        print(f"{pair}: mean difference {row['mean_difference']:+.1%}, second lower in "
+              f"{row['share_second_lower']:.0%} of draws (p5 {row['p5']:+.1%}, "
+              f"p95 {row['p95']:+.1%})")  # fmt: skip
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(results, indent=2, default=float))
 

@@ -102,8 +102,10 @@ def run_draws(
     draws: int,
     seed: int,
     targets: tuple[float, ...] = TARGETS,
+    keep_draws: bool = False,
 ) -> dict[str, Any]:
-    """Certify on each random calibration part, measure on its test part (and the pool)."""
+    """Certify on each random calibration part, measure on its test part (and the pool).
+    `keep_draws` adds each draw's review rate (`review_draws`), for paired comparisons."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     origins = sorted(set(origin))
@@ -134,6 +136,8 @@ def run_draws(
                 row[f"{o}:fine_reviewed"] = float((scores[on] >= t).mean()) if on.size else np.nan
             rows.append(row)
         out[f"{target:g}"] = summarise(rows, target, origins, scores, y, origin)
+        if keep_draws:
+            out[f"{target:g}"]["review_draws"] = [r["review"] for r in rows]
     return out
 
 

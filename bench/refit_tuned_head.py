@@ -1,12 +1,12 @@
 """The same tuned backbone with the other head: which head should a fine-tuned bundle keep?
 
-`photosieve train --finetune-epochs N` tunes Lite0 and its classifier together and keeps that
-classifier as the head (`TrainConfig.finetune_head="tuned"`). Its alternative, "refit", fits the
-product's 5-seed MLP head afresh on the tuned backbone's embeddings of the training photos. Tuning
-costs ~1.5 h of this CPU, so instead of tuning twice this bench takes a workdir whose bundle was
-trained with the tuned head, fits the refit head on the *same* tuned embeddings (the workdir's
-cache) with the product's `fit_head`, and writes a sibling workdir (same split, same backbone
-weights, calibrated the product's way) for `bundle_draws.py` to compare:
+`photosieve train --finetune-epochs N` tunes Lite0 together with a classifier; the bundle's head
+is then either that classifier (`--finetune-head tuned`) or the product's 5-seed MLP head fitted
+afresh on the tuned backbone's embeddings (`refit`, the default). Tuning costs ~1 h of this CPU,
+so instead of tuning twice this bench takes a workdir trained with `--finetune-head tuned`, fits
+the refit head on the *same* tuned embeddings (the workdir's cache) with the product's
+`fit_head`, and writes a sibling workdir (same split, same backbone weights, calibrated the
+product's way) for `bundle_draws.py` to compare:
 
     PYTHONPATH=src python bench/refit_tuned_head.py --workdir work-tuned --out work-refit
     PYTHONPATH=src python bench/bundle_draws.py --workdirs work work-tuned work-refit \

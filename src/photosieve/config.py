@@ -97,7 +97,7 @@ class TrainConfig:
     # The default stays 0 so `make run` stays within 15 minutes on that CPU.
     finetune_epochs: int = 0
     # The head of a tuned bundle: "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned
-    # backbone's embeddings (15.6%, better in 71% of paired draws); "tuned" = the classifier tuned
+    # backbone's embeddings (15.6%, lower in 69% of paired draws); "tuned" = the classifier tuned
     # jointly with the backbone, under augmentation, as run C scored (16.7%, no head fit). Its
     # width and dropout are `hidden`/`dropout`.
     finetune_head: str = "refit"
