@@ -178,3 +178,14 @@ def test_the_service_serves_an_upload_with_the_tuned_network(
     (body,) = served_uploads(tuned, tmp_path, [Path(frame["path"][i])])
     assert body["score"] == pytest.approx(want[i], abs=1e-5)
     assert body["model_version"] == tuned.version
+
+
+def test_the_report_says_how_the_backbone_was_tuned(
+    tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path
+) -> None:
+    from photosieve.evaluate.report import write_report
+
+    saved = tuned.save(tmp_path / "bundle")
+    page = write_report(saved, manifest, tmp_path / "report.html", workdir=workdir).read_text()
+    assert "backbone fine-tuning" in page and "every layer, 1 epoch on" in page
+    assert "the classifier tuned with it" in page and tuned.backbone_id in page

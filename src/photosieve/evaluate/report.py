@@ -222,7 +222,7 @@ def render_report(
         checks=checks,
         bundle={"version": model.version, "backbone": model.backbone_id,
                 "created": model.created_at, "data fingerprint": model.data_fingerprint,
-                **_cascade_rows(model)},
+                **_tuning_rows(model), **_cascade_rows(model)},
         policy=policy,
         evidence_source=policy.evidence.get("calibration_source", ""),
         data_note=data_note,
@@ -233,6 +233,19 @@ def render_report(
         curve=_table(curve, index=False) if curve is not None and len(curve) else "",
         diagnosis=_table(diagnosis) if diagnosis is not None else "",
     )  # fmt: skip
+
+
+def _tuning_rows(model: ModelBundle) -> dict[str, str]:
+    """How a fine-tuned backbone was made, for the report's model table (nothing if frozen)."""
+    epochs = model.train_config.get("finetune_epochs") or 0
+    if not epochs:
+        return {}
+    head = model.train_config.get("finetune_head", "refit")
+    return {
+        "backbone fine-tuning": f"every layer, {epochs} epoch{'s' * (epochs != 1)} on the "
+        "training photos; head: "
+        + ("the classifier tuned with it" if head == "tuned" else "fitted on the tuned embeddings")
+    }
 
 
 def _cascade_rows(model: ModelBundle) -> dict[str, str]:
