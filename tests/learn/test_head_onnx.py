@@ -26,16 +26,17 @@ def _data(seed: int = 0) -> tuple[np.ndarray, np.ndarray]:
 def _heads() -> dict[str, Any]:
     X, y = _data()
     mlp = MLPHead(hidden=(16,), epochs=5, seed=1).fit(X, y)
+    pair = EnsembleHead.from_members([mlp, MLPHead(hidden=(8,), epochs=5, seed=2).fit(X, y)])
     return {
         "mlp": mlp,
         "logistic": LogisticHead().fit(X, y),
-        "ensemble": EnsembleHead.from_members(
-            [mlp, MLPHead(hidden=(8,), epochs=5, seed=2).fit(X, y)]
-        ),
+        "ensemble": pair,
+        # a head beside an ensemble (a tuned bundle's "both"): each weighs half, not 1/3 a network
+        "nested": EnsembleHead.from_members([LogisticHead().fit(X, y), pair]),
     }
 
 
-@pytest.mark.parametrize("kind", ["mlp", "logistic", "ensemble"])
+@pytest.mark.parametrize("kind", ["mlp", "logistic", "ensemble", "nested"])
 def test_the_onnx_head_scores_like_the_torch_head(kind: str, tmp_path: Path) -> None:
     head = _heads()[kind]
     X, _ = _data(seed=5)  # photos it never saw

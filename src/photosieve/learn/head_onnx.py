@@ -22,30 +22,42 @@ HEAD_INPUT = "embedding"
 HEAD_OUTPUT = "logit"
 
 
-class _MeanLogit(nn.Module):
-    """The mean of the networks' logits, (N, D) → (N,)."""
+class _Logit(nn.Module):
+    """One fitted network's logit, (N, D) → (N,)."""
 
-    def __init__(self, networks: list[nn.Module]) -> None:
+    def __init__(self, network: nn.Module) -> None:
         super().__init__()
-        self.networks = nn.ModuleList(networks)
+        self.network = network
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return torch.stack([net(x)[:, 0] for net in self.networks]).mean(dim=0)
+        return self.network(x)[:, 0]
 
 
-def head_networks(head: Any) -> list[nn.Module]:
-    """The fitted networks whose logits a head averages (one for a single head)."""
+class _MeanLogit(nn.Module):
+    """The mean of its parts' logits, (N, D) → (N,); a part may itself be a mean (an ensemble
+    of ensembles weighs each member ensemble once, as `EnsembleHead.decision_function` does)."""
+
+    def __init__(self, parts: list[nn.Module]) -> None:
+        super().__init__()
+        self.parts = nn.ModuleList(parts)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.stack([part(x) for part in self.parts]).mean(dim=0)
+
+
+def head_module(head: Any) -> nn.Module:
+    """The fitted head as one module, embeddings (N, D) → logits (N,)."""
     if isinstance(head, EnsembleHead):
         head._check_fitted()
-        return [net for member in head.members_ for net in head_networks(member)]
+        return _MeanLogit([head_module(member) for member in head.members_])
     if isinstance(head, TorchHead):
         head._check_fitted()
-        return [head.network_]
+        return _Logit(head.network_)
     raise ValueError(f"cannot export a {type(head).__name__} head to ONNX")
 
 
 def export_head(head: Any, n_features: int, target: Path) -> Path:
     """Write the head's embeddings → logits graph to `target` (atomically)."""
-    model = _MeanLogit(head_networks(head)).eval()
+    model = head_module(head).eval()
     example = torch.zeros((2, n_features), dtype=torch.float32)
     return write_graph(model, example, target, HEAD_INPUT, HEAD_OUTPUT)
