@@ -18,11 +18,13 @@ from typing import Any
 # `vision.backbone`): max pooling keeps a small object's evidence that average pooling dilutes
 # (bench/embedding_variants.py). A plain string so commands can name it without importing torch.
 DEFAULT_BACKBONE = "efficientnet_lite0_avgmax"
-# The two-stage cascade recipe (`photosieve demo --cascade`; bench/cascade_workload.py): today's
-# Lite0 from a photo decoded for 384 px, then, past the gate, Lite0 on the whole photo at 384 px.
 # The backbone fine-tuning starts from (`learn.finetune`, `learn.pixel_finetune`, `vision.tuned`):
 # their networks are built on Lite0's blocks, whatever the default backbone becomes.
 TUNED_BASE_BACKBONE = "efficientnet_lite0_avgmax"
+# The heads a fine-tuned bundle may carry (`TrainConfig.finetune_head`)
+FINETUNE_HEADS = ("refit", "tuned", "both")
+# The two-stage cascade recipe (`photosieve demo --cascade`; bench/cascade_workload.py): today's
+# Lite0 from a photo decoded for 384 px, then, past the gate, Lite0 on the whole photo at 384 px.
 CASCADE_BACKBONES = ("efficientnet_lite0_avgmax_d384", "efficientnet_lite0_384_avgmax")
 
 
@@ -98,8 +100,9 @@ class TrainConfig:
     finetune_epochs: int = 0
     # The head of a tuned bundle: "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned
     # backbone's embeddings (15.6%, lower in 69% of paired draws); "tuned" = the classifier tuned
-    # jointly with the backbone, under augmentation, as run C scored (16.7%, no head fit). Its
-    # width and dropout are `hidden`/`dropout`.
+    # jointly with the backbone, under augmentation, as run C scored (16.7%, no head fit), its
+    # width and dropout `hidden`/`dropout`; "both" = the mean of the two heads' logits, each half
+    # (a free ensemble of two differently trained heads: no more CPU a photo that matters).
     finetune_head: str = "refit"
 
     def __post_init__(self) -> None:
@@ -107,8 +110,8 @@ class TrainConfig:
             raise ValueError(f"finetune_epochs must be ≥ 0, got {self.finetune_epochs}")
         if self.finetune_epochs and self.refine_backbone is not None:
             raise ValueError("a fine-tuned backbone and a cascade cannot be combined (yet)")
-        if self.finetune_head not in ("tuned", "refit"):
-            raise ValueError(f"finetune_head must be 'tuned' or 'refit': {self.finetune_head!r}")
+        if self.finetune_head not in FINETUNE_HEADS:
+            raise ValueError(f"finetune_head must be in {FINETUNE_HEADS}: {self.finetune_head!r}")
         if self.finetune_epochs and self.backbone != TUNED_BASE_BACKBONE:
             raise ValueError(f"fine-tuning starts from {TUNED_BASE_BACKBONE}, not {self.backbone}")
         if not 0.0 <= self.refine_stop < 0.5:

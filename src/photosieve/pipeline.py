@@ -65,8 +65,8 @@ def train_bundle(
     head on [first embedding, refine backbone's embedding] fitted on the same rows, the gate
     chosen on validation (`learn.train.cascade_gate`); its metrics are the composite score's.
     With `cfg.finetune_epochs` the backbone is tuned first (`learn.train.tune_backbone`) and the
-    head is the classifier tuned with it (`cfg.finetune_head="tuned"`) or one fitted afresh on the
-    tuned embeddings ("refit").
+    head is one fitted afresh on the tuned embeddings (`cfg.finetune_head="refit"`), the classifier
+    tuned with the backbone ("tuned"), or the mean of the two heads' logits ("both").
     """
     cfg = cfg or TrainConfig()
     _check_cascade(cfg)
@@ -90,6 +90,8 @@ def train_bundle(
         head, messages = tuned.head, []  # trained with the backbone: nothing is fitted again
     else:
         head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
+    if tuned is not None and cfg.finetune_head == "both":  # each weighs half of the mean logit
+        head = EnsembleHead.from_members([head, tuned.head])
     backbone = backbone_config(name)
     scores = head.score(X)
     refiner = None

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 import pytest
 from typer.testing import CliRunner
@@ -91,14 +92,19 @@ def test_train_fine_tunes_the_backbone_when_asked(split_manifest: Path, tmp_path
     out = tmp_path / "bundle"
     args = ["train", str(split_manifest), "--out", str(out), "--workdir", str(tmp_path)]
     args += ["--hidden", "16", "--epochs", "3", "--ensemble", "1", "--finetune-epochs", "1"]
-    result = CliRunner().invoke(app, [*args, "--finetune-head", "refit"])
+    result = CliRunner().invoke(app, [*args, "--finetune-head", "both"])
     assert result.exit_code == 0, result.output
     assert "fine-tune epoch 1/1" in result.output
     bundle = ModelBundle.load(out)
     assert bundle.backbone_id.startswith("efficientnet_lite0_avgmax_tuned-")
     assert bundle.train_config["finetune_epochs"] == 1
-    # "refit": the head was fitted afresh (its own 3 epochs), not the one tuned with the backbone
-    assert bundle.train_config["finetune_head"] == "refit" and bundle.head.epochs == 3
+    # "both": a head fitted afresh (its own 3 epochs) beside the one tuned with the backbone (1)
+    assert bundle.train_config["finetune_head"] == "both"
+    refit, tuned = bundle.head.members_
+    assert (refit.epochs, tuned.epochs) == (3, 1)
+    X = np.random.default_rng(0).normal(size=(4, 2560)).astype(np.float32)
+    mean = (refit.decision_function(X) + tuned.decision_function(X)) / 2
+    np.testing.assert_allclose(bundle.head.decision_function(X), mean, rtol=1e-6)
     assert (out / "backbone.pt").is_file() and list((tmp_path / "backbones").glob("*.pt"))
     refused = CliRunner().invoke(app, ["train", str(split_manifest), "--finetune-epochs", "1",
                                        "--backbone", "efficientnet_lite0"])  # fmt: skip

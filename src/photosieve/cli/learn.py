@@ -82,8 +82,9 @@ def train(
     ),
     finetune_head: str = typer.Option(
         _D.finetune_head,
-        help="with --finetune-epochs, the head: 'tuned' (the classifier tuned with the backbone) "
-        "or 'refit' (the head above, fitted afresh on the tuned embeddings)",
+        help="with --finetune-epochs, the head: 'refit' (the head above, fitted afresh on the "
+        "tuned embeddings), 'tuned' (the classifier tuned with the backbone) or 'both' (the mean "
+        "of the two heads' logits)",
     ),
     threads: int = typer.Option(
         1, help="torch threads (the head is small: 1 is fastest; fine-tuning uses every core)"
