@@ -240,11 +240,14 @@ def _tuning_rows(model: ModelBundle) -> dict[str, str]:
     epochs = model.train_config.get("finetune_epochs") or 0
     if not epochs:
         return {}
-    head = model.train_config.get("finetune_head", "refit")
+    head = {
+        "refit": "fitted on the tuned embeddings",
+        "tuned": "the classifier tuned with it",
+        "both": "the mean of one fitted on the tuned embeddings and the classifier tuned with it",
+    }.get(model.train_config.get("finetune_head", "refit"), "?")
     return {
         "backbone fine-tuning": f"every layer, {epochs} epoch{'s' * (epochs != 1)} on the "
-        "training photos; head: "
-        + ("the classifier tuned with it" if head == "tuned" else "fitted on the tuned embeddings")
+        f"training photos; head: {head}"
     }
 
 
