@@ -4,6 +4,7 @@ retrain with nothing to learn from is refused in one line."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import pandas as pd
 import pytest
@@ -51,12 +52,23 @@ def test_retrain_with_nothing_to_learn_from_is_refused(
     assert rollback.exit_code == 1 and "no earlier live version" in rollback.output
 
 
-def test_a_retrain_keeps_the_live_models_backbones(tmp_path: Path) -> None:
-    """A live cascade is retrained as a cascade (and no live model: the defaults)."""
+CASCADE = {
+    "backbone": "efficientnet_lite0_avgmax_d384",
+    "refine_backbone": "efficientnet_lite0_384_avgmax",
+    "refine_share": 0.3,
+    "refine_stop": 0.01,
+}
+TUNED = {"backbone": "efficientnet_lite0_avgmax", "finetune_epochs": 12, "finetune_head": "both"}
+
+
+@pytest.mark.parametrize("recipe", [CASCADE, TUNED], ids=["cascade", "tuned"])
+def test_a_retrain_keeps_the_live_models_backbones(tmp_path: Path, recipe: dict[str, Any]) -> None:
+    """A live cascade is retrained as a cascade, a fine-tuned model tuned again with the same
+    epochs and head (and no live model: the defaults)."""
     import numpy as np
 
     from photosieve.bundle import ModelBundle
-    from photosieve.config import CASCADE_BACKBONES
+    from photosieve.config import CASCADE_BACKBONES, TrainConfig
     from photosieve.feedback.retrain import live_recipe
     from photosieve.learn.head import LogisticHead
     from photosieve.store import registry
@@ -68,13 +80,8 @@ def test_a_retrain_keeps_the_live_models_backbones(tmp_path: Path) -> None:
     migrate(engine)
     rng = np.random.default_rng(0)
     head = LogisticHead().fit(rng.normal(size=(20, 4)), np.arange(20) % 2)
-    first, second = CASCADE_BACKBONES
-    recipe = {
-        "backbone": first,
-        "refine_backbone": second,
-        "refine_share": 0.3,
-        "refine_stop": 0.01,
-    }
+    assert (CASCADE["backbone"], CASCADE["refine_backbone"]) == CASCADE_BACKBONES
+    TrainConfig(**recipe)  # a recipe train accepts
     bundle = ModelBundle(head, backbone_id="x", preprocess=PreprocessConfig(),
                          train_config={"epochs": 3, **recipe})  # fmt: skip
     path = bundle.save(tmp_path / "bundle")
