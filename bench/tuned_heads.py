@@ -1,13 +1,14 @@
 """One tuned backbone, each head a fine-tuned bundle may keep: which should it be?
 
 `photosieve train --finetune-epochs N` tunes Lite0 together with a classifier; the bundle's head
-is then the product's 5-seed MLP fitted afresh on the tuned embeddings (`--finetune-head refit`,
-the default), the classifier tuned with the backbone (`tuned`), or the mean of the two heads'
-logits (`both`). Tuning costs ~1 h of this CPU, so instead of tuning three times this bench
-takes a workdir trained with `--finetune-head tuned` or `both`, recovers or fits the other heads
-on the *same* tuned embeddings (the workdir's cache; the refit with the product's `fit_head`),
-and writes one sibling workdir per head (same split, same backbone weights, each calibrated the
-product's way) for `bundle_draws.py` to compare on the same draws:
+is then the product's 5-seed MLP fitted afresh on the tuned embeddings (`--finetune-head refit`),
+the classifier tuned with the backbone (`tuned`), or the mean of the two heads' logits (`both`,
+the default since this bench's two tuning seeds). Tuning costs ~1 h of this CPU, so instead of
+tuning three times this bench takes a workdir trained with `--finetune-head tuned` or `both`,
+recovers or fits the other heads on the *same* tuned embeddings (the workdir's cache; the refit
+with the product's `fit_head`), and writes one sibling workdir per head (same split, same
+backbone weights, each calibrated the product's way) for `bundle_draws.py` to compare on the
+same draws:
 
     PYTHONPATH=src python bench/tuned_heads.py --workdir work-tuned   # → work-tuned-{refit,...}
     PYTHONPATH=src python bench/bundle_draws.py --workdirs work work-tuned-refit \\

@@ -75,11 +75,10 @@ def embed_manifest(
 @dataclass
 class TunedBackbone:
     """What fine-tuning gives: the tuned backbone's weights file and the classifier tuned with it
-    (as a fitted `MLPHead` on the tuned embeddings), with the per-epoch record."""
+    (as a fitted `MLPHead` on the tuned embeddings; its `history_` is the per-epoch record)."""
 
     weights: Path
     head: MLPHead
-    history: list[dict[str, Any]]
 
 
 def tune_backbone(
@@ -133,7 +132,7 @@ def tune_backbone(
     head.n_features_in_ = model.backbone.config.embed_dim
     head.history_, head.best_epoch_, head.gradient_health_ = result.history, result.best_epoch, {}
     weights = save_tuned(model.backbone, Workdir.of(workdir).root / "backbones")
-    return TunedBackbone(weights=weights, head=head, history=result.history)
+    return TunedBackbone(weights=weights, head=head)
 
 
 @dataclass
