@@ -147,14 +147,12 @@ def test_weights_that_are_not_the_bundles_are_refused(tuned: ModelBundle, tmp_pa
     assert is_tuned(register_tuned(other))  # the file itself is a valid tuned backbone
 
 
-def test_fine_tuning_refuses_a_cascade_negative_epochs_and_ready_embeddings(
+def test_fine_tuning_refuses_negative_epochs_unknown_heads_and_ready_embeddings(
     manifest: Path,
 ) -> None:
     # embeddings computed before tuning cannot be the tuned backbone's (retrain passes none)
     with pytest.raises(ValueError, match="yet to be tuned"):
         train_bundle(manifest, TrainConfig(finetune_epochs=1), embeddings=np.zeros((80, 2560)))
-    with pytest.raises(ValueError, match="cascade"):
-        TrainConfig(finetune_epochs=2, refine_backbone="efficientnet_lite0_384_avgmax")
     with pytest.raises(ValueError, match="≥ 0"):
         TrainConfig(finetune_epochs=-1)
     with pytest.raises(ValueError, match="finetune_head must be"):

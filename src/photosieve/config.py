@@ -97,7 +97,8 @@ class TrainConfig:
     # epochs on the demo's split took 59–73 min and re-certified at 13.3% / 17.1% mean review
     # (two tuning seeds) against the frozen bundle's 24.1% (bench/results/
     # bundle_draws_finetune12.json; 6 epochs: no gain). The default stays 0 so `make run` stays
-    # within 15 minutes on that CPU.
+    # within 15 minutes on that CPU. With `refine_backbone` the tuned network is the cascade's
+    # first stage; the second must decode like it (224 px: efficientnet_lite2_224_avgmax).
     finetune_epochs: int = 0
     # The head of a tuned bundle: "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned
     # backbone's embeddings; "tuned" = the classifier tuned jointly with the backbone, under
@@ -110,8 +111,6 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs must be ≥ 0, got {self.finetune_epochs}")
-        if self.finetune_epochs and self.refine_backbone is not None:
-            raise ValueError("a fine-tuned backbone and a cascade cannot be combined (yet)")
         if self.finetune_head not in FINETUNE_HEADS:
             raise ValueError(f"finetune_head must be in {FINETUNE_HEADS}: {self.finetune_head!r}")
         if self.finetune_epochs and self.backbone != TUNED_BASE_BACKBONE:

@@ -52,7 +52,7 @@ def test_demo_refuses_fine_tuning_settings_train_would_refuse_before_any_work(
     work = tmp_path / "work"
     args = ["demo", "--data", str(tmp_path / "none"), "--workdir", str(work), "--no-serve"]
     cascade = CliRunner().invoke(app, [*args, "--cascade", "--finetune-epochs", "2"])
-    assert cascade.exit_code == 2 and "cascade cannot be combined" in cascade.output
+    assert cascade.exit_code == 2 and "build a tuned cascade with" in cascade.output
     lite2 = ["--backbone", "efficientnet_lite2_224_avgmax", "--finetune-epochs", "2"]
     other = CliRunner().invoke(app, [*args, *lite2])
     assert other.exit_code == 2 and "fine-tuning starts from" in other.output

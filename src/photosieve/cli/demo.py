@@ -148,6 +148,12 @@ def demo(
 ) -> None:
     """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
     console = make_console()
+    if cascade and finetune_epochs:  # the demo's cascade decodes for 384 px, the tuned Lite0 224
+        raise typer.BadParameter(
+            "--cascade's first stage decodes for 384 px, --finetune-epochs tunes Lite0 at 224: "
+            "build a tuned cascade with photosieve train --finetune-epochs N --refine-backbone "
+            "efficientnet_lite2_224_avgmax"
+        )
     try:  # settings train would refuse, refused before any work
         TrainConfig(
             backbone=CASCADE_BACKBONES[0] if cascade else backbone,
