@@ -8,7 +8,8 @@ tuning three times this bench takes a workdir trained with `--finetune-head tune
 recovers or fits the other heads on the *same* tuned embeddings (the workdir's cache; the refit
 with the product's `fit_head`), and writes one sibling workdir per head (same split, same
 backbone weights, each calibrated the product's way) for `bundle_draws.py` to compare on the
-same draws:
+same draws. A tuned cascade's siblings are its first stage alone (`--refine-backbone` dropped),
+so `-both` is the cascade without its second look:
 
     PYTHONPATH=src python bench/tuned_heads.py --workdir work-tuned   # → work-tuned-{refit,...}
     PYTHONPATH=src python bench/bundle_draws.py --workdirs work work-tuned-refit \\
@@ -67,11 +68,13 @@ def main() -> None:
         if not cache.exists():  # share the tuned embeddings (keyed by file hash and backbone id)
             cache.symlink_to((args.workdir / "embeddings").resolve(), target_is_directory=True)
         manifest = out / "data" / "split.csv"
-        cfg = TrainConfig(**settings | {"finetune_head": name})
+        # a cascade's first stage alone (its gate was set for the "both" head's scores)
+        cfg = TrainConfig(**settings | {"finetune_head": name, "refine_backbone": None})
         metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
         bundle = dataclasses.replace(
             source, head=head, train_config=cfg.to_dict() | {"manifest": str(manifest.resolve())},
             metrics=metrics | {"best_epoch": head.best_epoch_}, policy=None, version="",
+            refiner=None,
         )  # fmt: skip
         bundle = calibrate_bundle(bundle, manifest, workdir=out, progress=False)
         print(f"{name}: wrote {bundle.save(out / 'bundle')}")
