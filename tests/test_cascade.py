@@ -1,6 +1,8 @@
 """A two-stage cascade bundle (`bundle.Refiner`) on real drawn photos: trained with its gate
 chosen on validation, certified on the composite score, saved and loaded, and scored alike from
-bytes, decoded images, files and manifest rows (its second backbone only past the gate)."""
+bytes, decoded images, files and manifest rows (its second backbone only past the gate); and a
+cascade whose first stage is a fine-tuned backbone (`train --finetune-epochs N --refine-backbone
+B`), served alike by a fresh process, the torch-free batch workers and the service."""
 
 from __future__ import annotations
 
@@ -11,18 +13,25 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 
 from drawing import drawn_split_manifest
 from photosieve.bundle import ModelBundle, cascade_scores
 from photosieve.config import CertifyConfig, TrainConfig
+from photosieve.learn.ensemble import EnsembleHead
 from photosieve.pipeline import calibrate_bundle, train_bundle
-from photosieve.scoring import Scorer, score_rows
+from photosieve.scoring import Scorer, backbone_for, score_rows
+from photosieve.vision import backbone as registry
 from photosieve.vision.backbone import backbone_config
 from photosieve.vision.embed import Embedder, embed_files
 from photosieve.vision.preprocess import load_image
+from photosieve.vision.tuned import is_tuned
 from service_harness import backlog_scores, served_uploads
 
+pytestmark = pytest.mark.usefixtures("restore_backbones")  # the tuned cascade registers one
+
 FIRST, SECOND = "efficientnet_lite0_avgmax_d384", "efficientnet_lite0_384_avgmax"
+TUNED_SECOND = "efficientnet_lite0_avgmax"
 SPLITS = ("train",) * 5 + ("validation", "calibration", "calibration", "test", "train")
 
 
@@ -195,3 +204,64 @@ def test_the_report_evaluates_the_cascade_and_names_its_gate(
     page = write_report(saved, manifest, tmp_path / "report.html", workdir=workdir).read_text()
     assert "cascade: gate (first-stage score)" in page
     assert cascade.refiner is not None and cascade.refiner.backbone_id in page
+
+
+@pytest.fixture(scope="module")
+def tuned_cascade(manifest: Path, workdir: Path) -> ModelBundle:
+    """The first stage fine-tuned (`train --finetune-epochs 1`), the frozen Lite0 as the second
+    look: it decodes like the tuned Lite0 (224 px) and keeps the test cheap."""
+    torch.set_num_threads(2)
+    cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
+                      finetune_epochs=1, refine_backbone=TUNED_SECOND, refine_stop=0.2)  # fmt: skip
+    bundle = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
+    certify = CertifyConfig(target_recall=0.8, confidence=0.8)
+    return calibrate_bundle(bundle, manifest, certify, workdir=workdir, progress=False)
+
+
+def test_a_tuned_first_stage_gates_the_second_look(
+    tuned_cascade: ModelBundle, manifest: Path, workdir: Path
+) -> None:
+    refiner = tuned_cascade.refiner
+    assert refiner is not None and tuned_cascade.policy is not None
+    assert is_tuned(tuned_cascade.backbone_id) and tuned_cascade.backbone_weights is not None
+    assert refiner.backbone_id == backbone_config(TUNED_SECOND).id
+    assert isinstance(tuned_cascade.head, EnsembleHead)  # the default "both" head
+    frame = pd.read_csv(manifest)
+    paths = [Path(p) for p in frame["path"]]
+    X = embed_files(paths, workdir=workdir, backbone=backbone_for(tuned_cascade.backbone_id),
+                    progress=False)  # fmt: skip
+    X2 = embed_files(paths, workdir=workdir, backbone=TUNED_SECOND, progress=False)
+    assert np.abs(X - X2).max() > 1e-2  # two different networks
+    first = tuned_cascade.first_scores(X)
+    val = (frame["split"] == "validation").to_numpy()
+    pos = (frame["label"] == "offensive").to_numpy()
+    by_share, by_stop = np.quantile(first[val & ~pos], 0.6), np.quantile(first[val & pos], 0.2)
+    assert refiner.gate == pytest.approx(float(min(by_share, by_stop)))
+    composite = tuned_cascade.score_embeddings(X, lambda rows: X2[rows])
+    passed = first >= refiner.gate
+    assert 0 < passed.sum() < len(first)  # both sides of the gate
+    assert (composite[~passed] == 0).all()
+    np.testing.assert_allclose(score_rows(tuned_cascade, frame, workdir=workdir, progress=False),
+                               composite, rtol=0, atol=1e-6)  # fmt: skip
+
+
+def test_a_fresh_process_the_workers_and_the_service_serve_a_tuned_cascade(
+    tuned_cascade: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:  # fmt: skip
+    monkeypatch.setenv("PHOTOSIEVE_WORKDIR", str(workdir))
+    frame = pd.read_csv(manifest)
+    paths = [Path(p) for p in frame["path"]]
+    want = score_rows(tuned_cascade, frame, workdir=workdir, progress=False)
+    saved = tuned_cascade.save(tmp_path / "bundle")
+    monkeypatch.delitem(registry._REGISTRY, backbone_for(tuned_cascade.backbone_id))
+    loaded = ModelBundle.load(saved)  # registers the tuned weights the bundle carries
+    by_files = np.array([s.score for s in Scorer(loaded).score_paths(paths)])
+    np.testing.assert_allclose(by_files, want, rtol=0, atol=1e-5)
+    got = backlog_scores(loaded, manifest.parent, tmp_path / "batch", list(frame["path"]))
+    np.testing.assert_allclose(got["score"].to_numpy(), want, rtol=0, atol=1e-5)
+    # an upload past the gate with the least saturated score (a frozen first stage would move it)
+    past = [i for i in range(len(frame)) if want[i] > 0]
+    i = min(past, key=lambda i: abs(want[i] - 0.5))
+    (body,) = served_uploads(loaded, tmp_path / "service", [paths[i]])
+    assert body["score"] == pytest.approx(want[i], abs=1e-5)
