@@ -98,7 +98,9 @@ class TrainConfig:
     # (two tuning seeds) against the frozen bundle's 24.1% (bench/results/
     # bundle_draws_finetune12.json; 6 epochs: no gain). The default stays 0 so `make run` stays
     # within 15 minutes on that CPU. With `refine_backbone` the tuned network is the cascade's
-    # first stage; the second must decode like it (224 px: efficientnet_lite2_224_avgmax).
+    # first stage; the second must decode like it (224 px: efficientnet_lite2_224_avgmax). That
+    # measured worse than the tuned bundle alone (15.7% vs 13.3% mean review, same draws; half
+    # the photos/s: bench/results/bundle_draws_tuned_cascade.json): it works, it does not pay.
     finetune_epochs: int = 0
     # The head of a tuned bundle: "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned
     # backbone's embeddings; "tuned" = the classifier tuned jointly with the backbone, under
