@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import json
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -51,8 +52,14 @@ def manifest(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 @pytest.fixture(scope="module")
 def cascade(manifest: Path, workdir: Path) -> ModelBundle:
+    return _certified_cascade(manifest, workdir, backbone=FIRST, refine_backbone=SECOND)
+
+
+def _certified_cascade(manifest: Path, workdir: Path, **settings: Any) -> ModelBundle:
+    """A small cascade trained on `manifest` (gate may stop 20% of validation positives) and
+    certified at 80% recall, 80% confidence."""
     cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
-                      backbone=FIRST, refine_backbone=SECOND, refine_stop=0.2)  # fmt: skip
+                      refine_stop=0.2, **settings)  # fmt: skip
     bundle = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
     certify = CertifyConfig(target_recall=0.8, confidence=0.8)
     return calibrate_bundle(bundle, manifest, certify, workdir=workdir, progress=False)
@@ -211,11 +218,7 @@ def tuned_cascade(manifest: Path, workdir: Path) -> ModelBundle:
     """The first stage fine-tuned (`train --finetune-epochs 1`), the frozen Lite0 as the second
     look: it decodes like the tuned Lite0 (224 px) and keeps the test cheap."""
     torch.set_num_threads(2)
-    cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
-                      finetune_epochs=1, refine_backbone=TUNED_SECOND, refine_stop=0.2)  # fmt: skip
-    bundle = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
-    certify = CertifyConfig(target_recall=0.8, confidence=0.8)
-    return calibrate_bundle(bundle, manifest, certify, workdir=workdir, progress=False)
+    return _certified_cascade(manifest, workdir, finetune_epochs=1, refine_backbone=TUNED_SECOND)
 
 
 def test_a_tuned_first_stage_gates_the_second_look(
