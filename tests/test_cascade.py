@@ -141,6 +141,9 @@ def test_stages_that_decode_for_different_sizes_are_refused(
     with pytest.raises(ValueError, match="decode photos for the same size"):
         train_bundle(manifest, TrainConfig(refine_backbone=SECOND), workdir=workdir,
                      progress=False)  # fmt: skip
+    tuned = TrainConfig(refine_backbone=SECOND, finetune_epochs=1)  # refused before any tuning
+    with pytest.raises(ValueError, match="a tuned first stage decodes at 224 px"):
+        train_bundle(manifest, tuned, workdir=workdir, progress=False)
     plain = backbone_config("efficientnet_lite0_avgmax")
     with pytest.raises(ValueError, match="decode photos for the same size"):
         dataclasses.replace(cascade, backbone_id=plain.id, preprocess=plain.preprocess)

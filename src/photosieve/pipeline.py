@@ -122,11 +122,16 @@ def _check_cascade(cfg: TrainConfig) -> None:
     """Refuse a cascade whose stages decode photos for different sizes (before any work)."""
     if cfg.refine_backbone is None:
         return
+    fix = (  # a tuned first stage is Lite0 at 224 px; the frozen one has a 384-px decode variant
+        "a tuned first stage decodes at 224 px: pick a second backbone that does, such as "
+        "efficientnet_lite2_224_avgmax"
+        if cfg.finetune_epochs
+        else f"with {cfg.refine_backbone}, train the first stage on efficientnet_lite0_avgmax_d384"
+    )
     check_one_decode(
         backbone_config(cfg.backbone).preprocess,
         backbone_config(cfg.refine_backbone).preprocess,
-        f" ({cfg.backbone}, {cfg.refine_backbone}; with {cfg.refine_backbone}, train the first "
-        "stage on efficientnet_lite0_avgmax_d384)",
+        f" ({cfg.backbone}, {cfg.refine_backbone}; {fix})",
     )
 
 
