@@ -41,6 +41,14 @@ def held_out(workdir: Path) -> tuple[pd.DataFrame, np.ndarray]:
     return rows, (rows["label"] == Label.OFFENSIVE.value).to_numpy().astype(np.int64)
 
 
+def draw_sizes(y: np.ndarray) -> dict[str, int]:
+    """The plan's calibration part; the rest of the held-out pool `y` is the test part."""
+    return CALIBRATION | {
+        "test_pos": int(y.sum()) - CALIBRATION["calibration_pos"],
+        "test_neg": int((y == 0).sum()) - CALIBRATION["calibration_neg"],
+    }
+
+
 def paired(per_draw: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
     """Each pair of bundles on the *same* draws (same pool rows, same seed): the second's review
     rate minus the first's, per draw — the spread a one-pool comparison has, beyond the means."""
@@ -72,10 +80,7 @@ def main() -> None:
         fingerprints.add(bundle.data_fingerprint)
         rows, y = held_out(workdir)
         scores = score_rows(bundle, rows, workdir=workdir, progress=False)
-        sizes = CALIBRATION | {
-            "test_pos": int(y.sum()) - CALIBRATION["calibration_pos"],
-            "test_neg": int((y == 0).sum()) - CALIBRATION["calibration_neg"],
-        }
+        sizes = draw_sizes(y)
         origin = _origin(rows["origin"].to_numpy())
         drawn = run_draws(
             scores, y, origin, sizes, draws=args.draws, seed=1, targets=(0.99,), keep_draws=True

@@ -19,12 +19,13 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from scipy.special import expit, logit
+from scipy.special import logit
 
 sys.path.insert(0, str(Path(__file__).parent))
-from bundle_draws import CALIBRATION, held_out
+from bundle_draws import draw_sizes, held_out
 from certified_workload import _origin, run_draws
-from photosieve.bundle import ModelBundle
+from photosieve.bundle import ModelBundle, cascade_scores
+from photosieve.learn.logits import gated_scores, probabilities
 from photosieve.learn.train import embed_manifest
 from photosieve.scoring import backbone_for
 
@@ -49,18 +50,18 @@ def main() -> None:
     first = np.asarray(bundle.head.score(X))
     second = np.asarray(refiner.head.score(np.concatenate([X, X2], axis=1).astype(np.float32)))
     eps = 1e-12  # scores saturate at 0/1 in float64
-    mean = expit((logit(np.clip(first, eps, 1 - eps)) + logit(np.clip(second, eps, 1 - eps))) / 2)
-    passed = first >= refiner.gate
+    mean = probabilities(
+        (logit(np.clip(first, eps, 1 - eps)) + logit(np.clip(second, eps, 1 - eps))) / 2
+    )
     variants = {
         "first stage alone": first,
-        "second head past the gate (the product's)": np.where(passed, second, 0.0),
-        "mean logit of both past the gate": np.where(passed, mean, 0.0),
+        "second head past the gate (the product's)": cascade_scores(
+            first, refiner, X, lambda rows: X2[rows]
+        ),
+        "mean logit of both past the gate": gated_scores(first, refiner.gate, lambda r: mean[r]),
         "mean logit of both, no gate": mean,
     }
-    sizes = CALIBRATION | {
-        "test_pos": int(y.sum()) - CALIBRATION["calibration_pos"],
-        "test_neg": int((y == 0).sum()) - CALIBRATION["calibration_neg"],
-    }
+    sizes = draw_sizes(y)
     origin = _origin(rows["origin"].to_numpy())
     results: dict[str, Any] = {"workdir": str(args.workdir), "draws": args.draws, "variants": {}}
     base: np.ndarray | None = None
