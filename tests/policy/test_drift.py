@@ -78,3 +78,35 @@ def test_recall_upper_bound_flags_a_broken_promise() -> None:
     fine = drift.recall_upper_bound(1000, 0, {0.01: (0, 50_000)}, 0.95)
     assert fine == 1.0
     assert drift.recall_upper_bound(0, 0, {}, 0.95) is None
+
+
+def test_the_band_test_counts_the_references_own_sampling_error() -> None:
+    # Each trial: a fresh calibration sample (400 offensive, 1,000 ok) gives the reference, and a
+    # window of 2,000 uploads from the *same* population at 1% is tested against it. A test that
+    # takes the reference's shares as exact raises the alarm in ~5% of such windows (p < 0.001
+    # promised 0.1%); counting the reference's error keeps it near the promise, and a real shift
+    # of the fine photos' scores is still caught.
+    rng = np.random.default_rng(3)
+    threshold, trials = 0.3, 300
+    false_alarms = {"both errors": 0, "reference as exact": 0}
+    caught = 0
+    for _ in range(trials):
+        scores = np.r_[rng.beta(6, 2, 400), rng.beta(1, 9, 1000)]
+        labels = np.r_[np.ones(400), np.zeros(1000)]
+        reference = drift.reference_distribution(
+            scores, labels, prevalence=0.01, approve_below=threshold, remove_at=0.9
+        )
+        exact = {k: v for k, v in reference.items() if k != "class_bands"}
+
+        def counts(window: np.ndarray) -> np.ndarray:
+            approved, removed = int((window < threshold).sum()), int((window >= 0.9).sum())
+            return np.array([approved, window.size - approved - removed, removed], float)
+
+        same = counts(np.r_[rng.beta(6, 2, 20), rng.beta(1, 9, 1980)])
+        false_alarms["both errors"] += drift.band_test_p_value(reference, same) < 1e-3
+        false_alarms["reference as exact"] += drift.band_test_p_value(exact, same) < 1e-3
+        shifted = counts(np.r_[rng.beta(6, 2, 20), rng.beta(1, 6, 1980)])  # 8 points fewer approved
+        caught += drift.band_test_p_value(reference, shifted) < 1e-3
+    assert false_alarms["reference as exact"] >= 0.02 * trials  # the old test's flaw, measured
+    assert false_alarms["both errors"] <= 0.01 * trials
+    assert caught >= 0.9 * trials
