@@ -9,8 +9,9 @@ signals say production no longer looks like it:
 - **band shares**: the live shares of approve / review / remove against those the calibration
   scores give at the policy's thresholds, by a Wald χ² test that counts both samples' error: the
   reference's shares are themselves estimated (from ~3,000 calibration photos), and a test that
-  took them as exact raised the alarm on ~1–3% of 2,000-upload windows of an unchanged
-  population (`bench/source_holdout.py`) — several false alarms a week at a million uploads;
+  took them as exact raised the alarm on 3–4% of 2,000-upload windows of an unchanged
+  population (the bench's real scores, `bench/README.md` "source_holdout.py"; a simulation,
+  `tests/policy/test_drift.py`) — several false alarms a week at a million uploads;
 - **audit-based recall**: an upper confidence bound on recall from the census and audits
   (exact binomial lower bounds on the misses per audit stratum) below the target — the audits
   show, at the policy's confidence, that the promise is broken.
