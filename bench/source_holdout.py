@@ -73,7 +73,8 @@ def draws(
     target: float,
 ) -> dict[str, np.ndarray]:
     """Per draw: certified threshold on a calibration part of (`pool`, `y`); the test part's
-    recall and review rate at 1% prevalence; the pool's recall; `probe` photos at or above it;
+    recall and review rate at 1% prevalence; the pool's recall; `probe` photos at or above it
+    and where its misses sit among the approved scores;
     and whether the service's drift alarm (`policy.drift.assess` with the service's defaults,
     scores only: no audits yet) fires on a window of uploads at 1% prevalence whose offensive
     photos are the probe's (`alarm`) or the in-source pool's (`false_alarm`); its fine photos
@@ -83,7 +84,7 @@ def draws(
     cp, cn, tp, tn = (
         sizes[k] for k in ("calibration_pos", "calibration_neg", "test_pos", "test_neg")
     )
-    keys = ("review", "recall", "pool_recall", "probe", "alarm", "false_alarm")
+    keys = ("review", "recall", "pool_recall", "probe", "alarm", "false_alarm", "top_decile")
     out: dict[str, list[float]] = {k: [] for k in keys}
     window = int(Settings.model_fields["drift_window"].default)
     n_pos = max(1, round(PREVALENCE * window))
@@ -97,6 +98,11 @@ def draws(
         out["recall"].append(recall)
         out["pool_recall"].append(float((pool[pos] >= t).mean()))
         out["probe"].append(float((probe >= t).mean()))
+        # where audits would find the probe's misses: the share of them among the top tenth of
+        # approved fine photos by score (0.1 if misses were spread like the approvals)
+        approved_ok, missed = pool[neg][pool[neg] < t], probe[probe < t]
+        top = np.quantile(approved_ok, 0.9) if approved_ok.size else t
+        out["top_decile"].append(float((missed >= top).mean()) if missed.size else np.nan)
         reference = reference_distribution(
             pool[cal], y[cal], prevalence=PREVALENCE, approve_below=t, remove_at=None
         )
@@ -127,6 +133,7 @@ def _summary(d: dict[str, np.ndarray], target: float) -> dict[str, float]:
         "in_source_pool_violation_rate": float((d["pool_recall"] < target).mean()),
         "review_prev1pct_mean": float(d["review"].mean()),
         "review_prev1pct_p90": float(np.quantile(d["review"], 0.9)),
+        "probe_misses_in_top_decile_of_approved": float(np.nanmean(d["top_decile"])),
         "drift_alarm_share": float(d["alarm"].mean()),
         "drift_false_alarm_share": float(d["false_alarm"].mean()),
     }
