@@ -72,13 +72,13 @@ def draws(
     seed: int,
     target: float,
 ) -> dict[str, np.ndarray]:
-    """Per draw: certified threshold on a calibration part of (`pool`, `y`); the test part's
-    recall and review rate at 1% prevalence; the pool's recall; `probe` photos at or above it
-    and where its misses sit among the approved scores;
-    and whether the service's drift alarm (`policy.drift.assess` with the service's defaults,
-    scores only: no audits yet) fires on a window of uploads at 1% prevalence whose offensive
-    photos are the probe's (`alarm`) or the in-source pool's (`false_alarm`); its fine photos
-    come from the pool's photos outside the calibration part."""
+    """Per draw: the certified threshold on a calibration part of (`pool`, `y`); the test
+    part's recall and review rate at 1% prevalence; the pool's recall; the share of `probe`
+    photos at or above it, and where the probe's misses sit among the approved scores; whether
+    the service's drift alarm (`policy.drift.assess` with the service's defaults, scores only:
+    no audits yet) fires on a window of uploads at 1% prevalence whose offensive photos are the
+    probe's (`alarm`) or the in-source pool's (`false_alarm`), its fine photos drawn from the
+    pool's photos outside the calibration part."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
     cp, cn, tp, tn = (
