@@ -35,8 +35,9 @@ import json
 import platform
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
@@ -93,6 +94,44 @@ def _origin(frame_origin: np.ndarray) -> np.ndarray:
     return np.array([o.split("/")[0] for o in frame_origin])
 
 
+class Draw(NamedTuple):
+    """One calibration/test draw and the threshold certified on its calibration part."""
+
+    threshold: float
+    pos_order: np.ndarray  # the positives' rows, shuffled: calibration part first, then test
+    neg_order: np.ndarray  # the same for the negatives
+    test_pos: np.ndarray  # rows of the test part
+    test_neg: np.ndarray
+    recall: float  # of the test part at the threshold
+    review: float  # share of the test part reviewed at 1% prevalence
+
+
+def certified_draws(
+    scores: np.ndarray,
+    y: np.ndarray,
+    sizes: dict[str, int],
+    *,
+    draws: int,
+    rng: np.random.Generator,
+    target: float,
+) -> Iterator[Draw]:
+    """`draws` random calibration/test parts of `sizes` from the pool (`scores`, `y`), each
+    certified by `RecallCertifier` and measured on its test part. `rng` is shared with the
+    caller, so what it draws between two draws keeps its place in the stream."""
+    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    cp, cn = sizes["calibration_pos"], sizes["calibration_neg"]
+    tp, tn = sizes["test_pos"], sizes["test_neg"]
+    for _ in range(draws):
+        p, n = rng.permutation(pos), rng.permutation(neg)
+        cal = np.r_[p[:cp], n[:cn]]
+        t = RecallCertifier(target, CONFIDENCE).fit(scores[cal], y[cal]).threshold_
+        test_p, test_n = p[cp : cp + tp], n[cn : cn + tn]
+        recall = float((scores[test_p] >= t).mean())
+        fpr = float((scores[test_n] >= t).mean())
+        review = PREVALENCE * recall + (1 - PREVALENCE) * fpr
+        yield Draw(t, p, n, test_p, test_n, recall, review)
+
+
 def run_draws(
     scores: np.ndarray,
     y: np.ndarray,
@@ -107,23 +146,16 @@ def run_draws(
     """Certify on each random calibration part, measure on its test part (and the pool).
     `keep_draws` adds each draw's review rate (`review_draws`), for paired comparisons."""
     rng = np.random.default_rng(seed)
-    pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
+    pos = np.flatnonzero(y == 1)
     origins = sorted(set(origin))
     out: dict[str, Any] = {}
     for target in targets:
         rows: list[dict[str, Any]] = []
-        for _ in range(draws):
-            p, n = rng.permutation(pos), rng.permutation(neg)
-            cp, cn = sizes["calibration_pos"], sizes["calibration_neg"]
-            tp, tn = sizes["test_pos"], sizes["test_neg"]
-            cal = np.r_[p[:cp], n[:cn]]
-            test_p, test_n = p[cp : cp + tp], n[cn : cn + tn]
-            t = RecallCertifier(target, CONFIDENCE).fit(scores[cal], y[cal]).threshold_
-            recall = float((scores[test_p] >= t).mean())
-            fpr = float((scores[test_n] >= t).mean())
+        for d in certified_draws(scores, y, sizes, draws=draws, rng=rng, target=target):
+            t, test_p, test_n = d.threshold, d.test_pos, d.test_neg
             row = {
-                "review": PREVALENCE * recall + (1 - PREVALENCE) * fpr,
-                "recall": recall,
+                "review": d.review,
+                "recall": d.recall,
                 "pool_recall": float((scores[pos] >= t).mean()),
             }
             for o in origins:

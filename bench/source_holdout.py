@@ -36,11 +36,10 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from certified_workload import CONFIDENCE, L0, PREVALENCE, plan_sizes
+from certified_workload import L0, PREVALENCE, certified_draws, plan_sizes
 from oof_scores import Bench, Extras, Recipe, load_bench, oof_scores_with_extras
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.metrics import average_precision
-from photosieve.policy.certify import RecallCertifier
 from photosieve.policy.drift import assess, reference_distribution
 from photosieve.service.config import Settings
 
@@ -81,21 +80,15 @@ def draws(
     pool's photos outside the calibration part."""
     rng = np.random.default_rng(seed)
     pos, neg = np.flatnonzero(y == 1), np.flatnonzero(y == 0)
-    cp, cn, tp, tn = (
-        sizes[k] for k in ("calibration_pos", "calibration_neg", "test_pos", "test_neg")
-    )
+    cp, cn = sizes["calibration_pos"], sizes["calibration_neg"]
     keys = ("review", "recall", "pool_recall", "probe", "alarm", "false_alarm", "top_decile")
     out: dict[str, list[float]] = {k: [] for k in keys}
     window = int(Settings.model_fields["drift_window"].default)
     n_pos = max(1, round(PREVALENCE * window))
-    for _ in range(n):
-        p, q = rng.permutation(pos), rng.permutation(neg)
-        cal = np.r_[p[:cp], q[:cn]]
-        t = RecallCertifier(target, CONFIDENCE).fit(pool[cal], y[cal]).threshold_
-        test_p, test_n = pool[p[cp : cp + tp]], pool[q[cn : cn + tn]]
-        recall, fpr = float((test_p >= t).mean()), float((test_n >= t).mean())
-        out["review"].append(PREVALENCE * recall + (1 - PREVALENCE) * fpr)
-        out["recall"].append(recall)
+    for d in certified_draws(pool, y, sizes, draws=n, rng=rng, target=target):
+        t, p, q = d.threshold, d.pos_order, d.neg_order
+        out["review"].append(d.review)
+        out["recall"].append(d.recall)
         out["pool_recall"].append(float((pool[pos] >= t).mean()))
         out["probe"].append(float((probe >= t).mean()))
         # where audits would find the probe's misses: the share of them among the top tenth of
@@ -103,6 +96,7 @@ def draws(
         approved_ok, missed = pool[neg][pool[neg] < t], probe[probe < t]
         top = np.quantile(approved_ok, 0.9) if approved_ok.size else t
         out["top_decile"].append(float((missed >= top).mean()) if missed.size else np.nan)
+        cal = np.r_[p[:cp], q[:cn]]
         reference = reference_distribution(
             pool[cal], y[cal], prevalence=PREVALENCE, approve_below=t, remove_at=None
         )
@@ -155,13 +149,15 @@ def measure(bench: Bench, recipe: Recipe, holdout: str, args: argparse.Namespace
         part = _subset(bench, ~out_rows) if mode == "held_out" else bench
         n_pos = int(part.y[part.primary].sum())
         plan = plan_by_workload(n_pos)[0]
-        rng = np.random.default_rng(args.seed)
-        anchors = rng.choice(np.flatnonzero(part.primary), size=int(out_rows.sum()))
-        X_out = bench.design(recipe)[out_rows]
-        extras = Extras(score={"probe": (X_out, anchors)}, tag=f"holdout-{holdout}")
+        extras = None
+        if mode == "held_out":  # each left-out photo scored by a random fold's head
+            rng = np.random.default_rng(args.seed)
+            anchors = rng.choice(np.flatnonzero(part.primary), size=int(out_rows.sum()))
+            X_out = bench.design(recipe)[out_rows]
+            extras = Extras(score={"probe": (X_out, anchors)}, tag=f"holdout-{holdout}")
         scores, extra, info = oof_scores_with_extras(
             part, recipe, plan, k=args.folds, seed=args.seed, jobs=args.jobs,
-            cache_dir=args.cache, extras=extras if mode == "held_out" else None,
+            cache_dir=args.cache, extras=extras,
         )  # fmt: skip
         mask = part.primary
         pool, y = scores[mask], part.y[mask]
