@@ -71,22 +71,34 @@ def main() -> None:
     parser.add_argument("--workdirs", type=Path, nargs="+", required=True)
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--out", type=Path, default=RESULTS)
+    parser.add_argument("--mean-of", type=Path, nargs="*", default=[],
+                        help="also certify the mean logit of these workdirs' bundles")  # fmt: skip
     args = parser.parse_args()
     results: dict[str, Any] = {"draws": args.draws, "bundles": {}}
     fingerprints = set()
     per_draw: dict[str, np.ndarray] = {}
+    scored: dict[str, np.ndarray] = {}
+
+    def certify(name: str, scores: np.ndarray, y: np.ndarray, origin: np.ndarray) -> dict:
+        drawn = run_draws(
+            scores, y, origin, draw_sizes(y), draws=args.draws, seed=1, targets=(0.99,),
+            keep_draws=True,
+        )  # fmt: skip
+        r = drawn["0.99"]
+        per_draw[name] = np.array(r.pop("review_draws"))
+        review = r["review_prev1pct"]
+        print(f"{name}: mean {review['mean']:.1%}, median {review['median']:.1%}, "
+              f"p90 {review['p90']:.1%}, floor {r['floor_prev1pct']:.1%}, "
+              f"pool violation {r['violation_rate_pool']:.3f}")  # fmt: skip
+        return dict(r)
+
     for workdir in args.workdirs:
         bundle = ModelBundle.load(workdir / "bundle")
         fingerprints.add(bundle.data_fingerprint)
         rows, y = held_out(workdir)
-        scores = score_rows(bundle, rows, workdir=workdir, progress=False)
-        sizes = draw_sizes(y)
+        scores = scored[str(workdir)] = score_rows(bundle, rows, workdir=workdir, progress=False)
         origin = _origin(rows["origin"].to_numpy())
-        drawn = run_draws(
-            scores, y, origin, sizes, draws=args.draws, seed=1, targets=(0.99,), keep_draws=True
-        )
-        r = drawn["0.99"]
-        per_draw[str(workdir)] = np.array(r.pop("review_draws"))
+        r = certify(str(workdir), scores, y, origin)
         results["bundles"][str(workdir)] = {
             "version": bundle.version,
             "backbone": bundle.backbone_id,
@@ -94,10 +106,15 @@ def main() -> None:
             "pool": {"positives": int(y.sum()), "negatives": int((y == 0).sum())},
             **r,
         }
-        review = r["review_prev1pct"]
-        print(f"{workdir}: mean {review['mean']:.1%}, median {review['median']:.1%}, "
-              f"p90 {review['p90']:.1%}, floor {r['floor_prev1pct']:.1%}, "
-              f"pool violation {r['violation_rate_pool']:.3f}")  # fmt: skip
+    if args.mean_of:  # each bundle's cost added up: the serving CPU of all of them
+        missing = [str(w) for w in args.mean_of if str(w) not in scored]
+        if missing:
+            raise SystemExit(f"--mean-of {missing}: not among --workdirs")
+        p = [np.clip(scored[str(w)], 1e-15, 1 - 1e-15) for w in args.mean_of]
+        logits = [np.log(q) - np.log1p(-q) for q in p]
+        name = "mean logit of " + " + ".join(str(w) for w in args.mean_of)
+        r = certify(name, 1.0 / (1.0 + np.exp(-np.mean(logits, axis=0))), y, origin)
+        results["bundles"][name] = {"pool": results["bundles"][str(workdir)]["pool"], **r}
     if len(fingerprints) > 1:
         raise SystemExit("the workdirs were trained on different data; compare like with like")
     results["paired"] = paired(per_draw)
