@@ -46,6 +46,10 @@ TOP_PUSH = {
     "mlp1tpw": {"top_push": 0.3, "top_push_k": 4},
 }
 HEADS = ("mlp5", "mlp1", "mlp1s1", *TOP_PUSH, *(f"{h}s1" for h in TOP_PUSH), "logreg")
+# "<head>+refit": the head chosen as usual (early stopping on the fold's validation slice), then
+# fitted again on training + validation rows for the epochs it kept (`refit_head`); "mlp5+refit":
+# one head chosen, five (seeds 0–4) refitted for its epochs (bench/refit_workload.py)
+REFIT = "+refit"
 
 
 @dataclass(frozen=True)
@@ -210,8 +214,36 @@ def _fit_fold(args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nda
 
     torch.set_num_threads(1)
     X_train, y_train, X_val, y_val, X_test, head = args
-    model = make_head(head).fit(X_train, y_train, X_val=X_val, y_val=y_val)
-    return model.score(X_test), model.score(X_val)
+    base = head.removesuffix(REFIT)
+    members = 5 if head.endswith(REFIT) and base == "mlp5" else 1
+    if members > 1:  # the product's refit: one chosen head, then its ensemble refitted
+        base = "mlp1"
+    model = make_head(base).fit(X_train, y_train, X_val=X_val, y_val=y_val)
+    val_scores = model.score(X_val)  # the chosen head's: what recipes are compared on
+    if head.endswith(REFIT):
+        X_dev, y_dev = np.r_[X_train, X_val], np.r_[y_train, y_val]
+        model = refit_head(model, X_dev, y_dev, members=members)
+    return model.score(X_test), val_scores
+
+
+def refit_head(chosen: Any, X: np.ndarray, y: np.ndarray, *, members: int = 1) -> Any:
+    """`chosen` (fitted with early stopping on a validation slice) fitted again on (X, y) with
+    its own settings for the epochs it kept (an MLP; nothing is chosen on (X, y)): `members`
+    heads with seeds `seed`, `seed` + 1, … (averaged when more than one); an ensemble is
+    refitted member by member. scikit-learn's `refit=True` once a search is over."""
+    from photosieve.learn.ensemble import EnsembleHead
+
+    if isinstance(chosen, EnsembleHead):
+        return EnsembleHead.from_members([refit_head(m, X, y) for m in chosen.members_])
+    params = chosen.get_params()
+    if "epochs" in params:
+        params["epochs"] = max(1, int(chosen.best_epoch_))
+    heads = [
+        type(chosen)(**params | ({"seed": params["seed"] + i} if "seed" in params else {}))
+        .fit(X, y)
+        for i in range(members)
+    ]  # fmt: skip
+    return heads[0] if members == 1 else EnsembleHead.from_members(heads)
 
 
 def validation_figures(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
