@@ -79,7 +79,7 @@ def main() -> None:
     per_draw: dict[str, np.ndarray] = {}
     scored: dict[str, np.ndarray] = {}
 
-    def certify(name: str, scores: np.ndarray, y: np.ndarray, origin: np.ndarray) -> dict:
+    def certify(name: str, scores: np.ndarray, y: np.ndarray, origin: np.ndarray) -> dict[str, Any]:
         drawn = run_draws(
             scores, y, origin, draw_sizes(y), draws=args.draws, seed=1, targets=(0.99,),
             keep_draws=True,
@@ -106,17 +106,17 @@ def main() -> None:
             "pool": {"positives": int(y.sum()), "negatives": int((y == 0).sum())},
             **r,
         }
+    if len(fingerprints) > 1:
+        raise SystemExit("the workdirs were trained on different data; compare like with like")
     if args.mean_of:  # each bundle's cost added up: the serving CPU of all of them
         missing = [str(w) for w in args.mean_of if str(w) not in scored]
         if missing:
             raise SystemExit(f"--mean-of {missing}: not among --workdirs")
-        p = [np.clip(scored[str(w)], 1e-15, 1 - 1e-15) for w in args.mean_of]
-        logits = [np.log(q) - np.log1p(-q) for q in p]
+        clipped = [np.clip(scored[str(w)], 1e-15, 1 - 1e-15) for w in args.mean_of]
+        logits = [np.log(q) - np.log1p(-q) for q in clipped]
         name = "mean logit of " + " + ".join(str(w) for w in args.mean_of)
         r = certify(name, 1.0 / (1.0 + np.exp(-np.mean(logits, axis=0))), y, origin)
         results["bundles"][name] = {"pool": results["bundles"][str(workdir)]["pool"], **r}
-    if len(fingerprints) > 1:
-        raise SystemExit("the workdirs were trained on different data; compare like with like")
     results["paired"] = paired(per_draw)
     for pair, row in results["paired"].items():
         print(f"{pair}: mean difference {row['mean_difference']:+.1%}, second lower in "

@@ -227,14 +227,12 @@ def _fit_fold(args: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.nda
 
 
 def refit_head(chosen: Any, X: np.ndarray, y: np.ndarray, *, members: int = 1) -> Any:
-    """`chosen` (fitted with early stopping on a validation slice) fitted again on (X, y) with
-    its own settings for the epochs it kept (an MLP; nothing is chosen on (X, y)): `members`
-    heads with seeds `seed`, `seed` + 1, … (averaged when more than one); an ensemble is
-    refitted member by member. scikit-learn's `refit=True` once a search is over."""
+    """`chosen` (one head fitted with early stopping on a validation slice) fitted again on
+    (X, y) with its own settings for the epochs it kept (an MLP; nothing is chosen on (X, y)):
+    `members` heads with seeds `seed`, `seed` + 1, … (their mean logit when more than one).
+    scikit-learn's `refit=True` once a search is over."""
     from photosieve.learn.ensemble import EnsembleHead
 
-    if isinstance(chosen, EnsembleHead):
-        return EnsembleHead.from_members([refit_head(m, X, y) for m in chosen.members_])
     params = chosen.get_params()
     if "epochs" in params:
         params["epochs"] = max(1, int(chosen.best_epoch_))

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
-from certified_workload import L0, measure
+from certified_workload import L0, measure, validation_table
 from oof_scores import REFIT, Recipe, load_bench, refit_head
 from photosieve.data.plan import plan_by_workload
 from photosieve.records import Split
@@ -123,22 +123,13 @@ def refit_bundle(workdir: Path) -> Path:
 
 
 def table(results: dict[str, Any]) -> str:
-    """bench/README rows: certified review @1% at 99% (mean / median / p90), floor, AP."""
-    lines = [
-        "| head | validation review @99% | review @1%: mean | median | p90 | floor | pool viol. "
-        "| AP |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
-    ]
-    for pair in results["heads"].values():
-        for name, r in pair.items():
-            t = r["targets"]["0.99"]
-            review = t["review_prev1pct"]
-            lines.append(
-                f"| {name} | {r['recipe']['validation']['review_at_99_prev1pct']:.1%} | "
-                f"{review['mean']:.1%} | {review['median']:.1%} | {review['p90']:.1%} | "
-                f"{t['floor_prev1pct']:.1%} | {t['violation_rate_pool']:.3f} | {r['ap']:.4f} |"
-            )
-    return "\n".join(lines)
+    """bench/README rows (`certified_workload.validation_table`), every head and target."""
+    runs = {
+        name: (r["recipe"]["validation"]["review_at_99_prev1pct"], r)
+        for pair in results["heads"].values()
+        for name, r in pair.items()
+    }
+    return "\n".join(validation_table(runs, first="head"))
 
 
 if __name__ == "__main__":
