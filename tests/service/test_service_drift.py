@@ -1,7 +1,8 @@
 """The drift alarm on real uploads (drawn photos scored by the real ONNX bundle), SQLite and
 PostgreSQL: a stream like the calibration sample raises nothing; a stream of offensive-looking
 photos raises "re-certification needed" on `/v1/admin/stats`, `/metrics` and the admin page,
-and the fail-safe threshold sends approvals above it to people until a new model is served.
+and the fail-safe threshold sends approvals above it to people while the latest window shows the
+shift (or until a new model is served).
 """
 
 from __future__ import annotations
@@ -94,6 +95,14 @@ def test_a_shifted_stream_raises_the_alarm_and_fails_safe(drifting: Service) -> 
     bundle = drifting.app.state.moderator.scorer.bundle
     off = drifting.settings.model_copy(update={"drift_fail_safe": False})
     assert DriftMonitor(off, drifting.sessions).safe_approve_below(bundle) is None
+
+    # A score-raised alarm is judged on the latest window: once the stream looks like the
+    # calibration sample again, it clears and the certified threshold applies again.
+    for i in range(WINDOW):
+        _upload(drifting, 7000 + i, "rectangle" if i % 10 == 0 else "circle")
+    cleared = admin.get("/v1/admin/stats").json()
+    assert cleared["recertification_needed"] is False, cleared["drift"]
+    assert cleared["drift"]["fail_safe_approve_below"] is None
 
     # A re-certified model (a new version) starts with a clean slate.
     drifting.set_policy(DecisionPolicy(approve_below=0.5, prevalence=0.1,

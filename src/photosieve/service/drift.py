@@ -9,7 +9,9 @@ raised ("re-certification needed", on the admin page, `/v1/admin/stats` and `/me
 `drift_fail_safe` is on, `safe_approve_below()` gives a lower approve threshold — the configured
 `drift_safe_approve_below`, else the lowest calibration positive's score — so uploads between it
 and the certified threshold go to people (recorded as the review band: a census, labelled, so the
-production evidence stays valid). It ends when a re-certified bundle (a new version) is served.
+production evidence stays valid). An alarm raised by the audits lasts until a re-certified bundle
+(a new version) is served — the evidence is per version and only grows; one raised by the scores
+(PSI, band shares) is judged again on the latest window at every check and clears with it.
 """
 
 from __future__ import annotations
