@@ -45,7 +45,7 @@ TOP_PUSH = {
     "mlp1tp": {"top_push": 1.0, "top_push_k": 8},
     "mlp1tpw": {"top_push": 0.3, "top_push_k": 4},
 }
-HEADS = ("mlp5", "mlp1", "mlp1s1", *TOP_PUSH, *(f"{h}s1" for h in TOP_PUSH), "logreg")
+HEADS = ("mlp5", "mlp10", "mlp1", "mlp1s1", *TOP_PUSH, *(f"{h}s1" for h in TOP_PUSH), "logreg")
 # "<head>+refit": the head chosen as usual (early stopping on the fold's validation slice), then
 # fitted again on training + validation rows for the epochs it kept (`refit_head`); "mlp5+refit":
 # one head chosen, five (seeds 0–4) refitted for its epochs (bench/refit_workload.py)
@@ -197,6 +197,8 @@ def make_head(head: str) -> Any:
 
     if head == "mlp5":
         return head_of(TrainConfig())
+    if head == "mlp10":  # twice today's ensemble (seeds 0–9)
+        return head_of(TrainConfig(ensemble=10))
     if head == "mlp1":
         return head_of(TrainConfig(ensemble=1))
     if head == "mlp1s1":

@@ -1,16 +1,17 @@
 """Refit: does the head that serves gain from the rows its epochs were chosen on?
 
-`photosieve train` chooses the head's epochs by early stopping on the validation slice; with
-`TrainConfig.refit` (scikit-learn's `refit=True`) the served heads are then fitted again on train +
-train-dev + validation for those epochs. This bench measures that out of fold, with
+`photosieve train` chooses the head's epochs by early stopping on the validation slice, which
+then trains nothing. A refit (scikit-learn's `refit=True`) would fit the served heads again on
+train + train-dev + validation for those epochs. This bench measures that out of fold, with
 `certified_workload.py`'s machinery (5 folds over duplicate groups, the workload plan, external
 icons in training only, 1,000 calibration/test draws of the OOF pool): each head recipe against
 itself refitted on its fold's training + validation rows (the folds have no train-dev slice):
 
 - `mlp1` / `mlp1s1`: one head (seed 0 / 1) vs that head refitted for the epochs it kept;
-- `mlp5`: today's 5-seed ensemble, each member early-stopped, vs `mlp5+refit` as the product now
-  trains it — one head (seed 0) chosen by early stopping, five heads (seeds 0–4) fitted on
-  training + validation for its epochs.
+- `mlp5`: today's 5-seed ensemble, each member early-stopped, vs `mlp5+refit` as a product
+  default would train it — one head (seed 0) chosen by early stopping, five heads (seeds 0–4)
+  fitted on training + validation for its epochs;
+- `--plain` heads alone: `mlp10`, a 10-seed ensemble (does a bigger ensemble keep paying?).
 
 Chosen on nothing but validation figures; the draws only measure. `--bundle WORKDIR` instead
 refits a trained demo bundle's heads the same way on its own split (the first member chooses the
@@ -51,6 +52,8 @@ def main() -> None:
     parser.add_argument("--bundle", type=Path, help="a demo workdir: refit its bundle's heads")
     parser.add_argument("--cache", type=Path, default=Path("work/refit_workload"))
     parser.add_argument("--heads", nargs="+", default=list(HEADS))
+    parser.add_argument("--plain", nargs="*", default=["mlp10"],
+                        help="heads measured alone (mlp10: a 10-seed ensemble)")  # fmt: skip
     parser.add_argument("--draws", type=int, default=1000)
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
@@ -65,9 +68,11 @@ def main() -> None:
     bench = load_bench(args.ingested, args.workdir, [L0])
     plan = plan_by_workload(int(bench.y[bench.primary].sum()))[0]
     results: dict[str, Any] = {"machine": platform.node(), "draws": args.draws, "heads": {}}
-    for head in args.heads:
+    groups = [(head, (head, head + REFIT)) for head in args.heads]
+    groups += [(name, (name,)) for name in args.plain]
+    for head, names in groups:
         pair = {}
-        for name in (head, head + REFIT):
+        for name in names:
             r = measure(bench, Recipe(f"lite0_{name}", (L0,), name), plan, name, args)
             r.pop("_plan")
             for key in ("validation_scores_per_fold", "validation_labels_per_fold"):
