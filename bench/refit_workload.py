@@ -88,15 +88,16 @@ def refit_bundle(workdir: Path) -> Path:
     """`<workdir>-refit`: the bundle's first head chooses the epochs, five heads (its seed + 0…4)
     are fitted on train + train-dev + validation for them, calibrated like the product does."""
     import dataclasses
-    import shutil
 
     import torch
 
     from photosieve.bundle import ModelBundle
     from photosieve.learn.ensemble import EnsembleHead
+    from photosieve.learn.metrics import as_binary_labels
     from photosieve.learn.train import embed_manifest, read_split_manifest, split_metrics
     from photosieve.pipeline import calibrate_bundle
     from photosieve.scoring import backbone_for
+    from tuned_heads import sibling_workdir
 
     torch.set_num_threads(2)
     source = ModelBundle.load(workdir / "bundle")
@@ -105,18 +106,12 @@ def refit_bundle(workdir: Path) -> Path:
     frame = read_split_manifest(workdir / "data" / "split.csv")
     X = embed_manifest(frame, workdir=workdir, backbone=backbone_for(source.backbone_id),
                        progress=False)  # fmt: skip
-    y = (frame["label"] == "offensive").to_numpy().astype(int)
+    y = as_binary_labels(frame["label"].to_numpy())
     dev = frame["split"].isin([s.value for s in REFIT_SPLITS]).to_numpy()
     chosen = source.head.members_[0]
     head = refit_head(chosen, X[dev], y[dev], members=len(source.head.members_))
     out = workdir.with_name(f"{workdir.name}-refit")
-    (out / "data").mkdir(parents=True, exist_ok=True)
-    for file in ("split.csv", "split.json"):
-        shutil.copyfile(workdir / "data" / file, out / "data" / file)
-    cache = out / "embeddings"
-    if not cache.exists():  # the same embeddings (keyed by file hash and backbone id)
-        cache.symlink_to((workdir / "embeddings").resolve(), target_is_directory=True)
-    manifest = out / "data" / "split.csv"
+    manifest = sibling_workdir(workdir, out)  # the same embeddings
     bundle = dataclasses.replace(
         source, head=head, policy=None, version="",
         train_config=source.train_config | {"manifest": str(manifest.resolve()),

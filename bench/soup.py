@@ -24,7 +24,6 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -41,6 +40,7 @@ from photosieve.records import Split
 from photosieve.vision.backbone import EfficientNetLite, backbone_config, create_backbone
 from photosieve.vision.preprocess import load_for_model
 from photosieve.vision.tuned import register_tuned, save_tuned
+from tuned_heads import bundle_settings, sibling_workdir
 
 
 def soup_state(files: list[Path]) -> dict[str, torch.Tensor]:
@@ -103,16 +103,11 @@ def main() -> None:
     if not args.keep_bn:
         train = frame[frame["split"] == Split.TRAIN.value]
         reset_batchnorm(net, [Path(p) for p in train["path"]])
-    (args.out / "data").mkdir(parents=True, exist_ok=True)
-    for file in ("split.csv", "split.json"):
-        shutil.copyfile(args.workdirs[0] / "data" / file, args.out / "data" / file)
+    manifest = sibling_workdir(args.workdirs[0], args.out, share_embeddings=False)  # a new net
     soup = save_tuned(net, args.out / "backbones")
     name = register_tuned(soup)
-    manifest = args.out / "data" / "split.csv"
     X = embed_manifest(frame, workdir=args.out, backbone=name, progress=True)
-    keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {k: v for k, v in bundles[0].train_config.items() if k in keys}
-    cfg = TrainConfig(**settings | {"hidden": tuple(settings["hidden"]), "finetune_head": "refit"})
+    cfg = TrainConfig(**bundle_settings(bundles[0]) | {"finetune_head": "refit"})
     head, _ = fit_head(X, frame, cfg)
     metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
     bundle = dataclasses.replace(

@@ -22,6 +22,7 @@ import argparse
 import dataclasses
 import shutil
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -31,6 +32,25 @@ from photosieve.learn.ensemble import EnsembleHead
 from photosieve.learn.train import embed_manifest, fit_head, read_split_manifest, split_metrics
 from photosieve.pipeline import calibrate_bundle
 from photosieve.scoring import backbone_for
+
+
+def bundle_settings(bundle: ModelBundle) -> dict[str, Any]:
+    """The `TrainConfig` fields of a bundle's stored training config (`hidden` as a tuple)."""
+    keys = {f.name for f in dataclasses.fields(TrainConfig)}
+    settings = {k: v for k, v in bundle.train_config.items() if k in keys}
+    return settings | {"hidden": tuple(settings["hidden"])}
+
+
+def sibling_workdir(source: Path, out: Path, *, share_embeddings: bool = True) -> Path:
+    """`out` beside `source` with its split (copied) and, with `share_embeddings`, its embeddings
+    cache (a link: the cache is keyed by file hash and backbone id); returns `out`'s manifest."""
+    (out / "data").mkdir(parents=True, exist_ok=True)
+    for file in ("split.csv", "split.json"):
+        shutil.copyfile(source / "data" / file, out / "data" / file)
+    cache = out / "embeddings"
+    if share_embeddings and not cache.exists():
+        cache.symlink_to((source / "embeddings").resolve(), target_is_directory=True)
+    return out / "data" / "split.csv"
 
 
 def main() -> None:
@@ -44,9 +64,7 @@ def main() -> None:
         raise SystemExit(
             f"{args.workdir}/bundle: trained with --finetune-head {kind}; need tuned/both"
         )
-    keys = {f.name for f in dataclasses.fields(TrainConfig)}
-    settings = {k: v for k, v in source.train_config.items() if k in keys}
-    settings["hidden"] = tuple(settings["hidden"])
+    settings = bundle_settings(source)
     frame = read_split_manifest(args.workdir / "data" / "split.csv")
     X = embed_manifest(  # the tuned embeddings, from the workdir's cache
         frame, workdir=args.workdir, backbone=backbone_for(source.backbone_id), progress=True
@@ -61,13 +79,7 @@ def main() -> None:
     assert set(heads) == set(FINETUNE_HEADS)
     for name, head in heads.items():
         out = args.workdir.with_name(f"{args.workdir.name}-{name}")
-        (out / "data").mkdir(parents=True, exist_ok=True)
-        for file in ("split.csv", "split.json"):
-            shutil.copyfile(args.workdir / "data" / file, out / "data" / file)
-        cache = out / "embeddings"
-        if not cache.exists():  # share the tuned embeddings (keyed by file hash and backbone id)
-            cache.symlink_to((args.workdir / "embeddings").resolve(), target_is_directory=True)
-        manifest = out / "data" / "split.csv"
+        manifest = sibling_workdir(args.workdir, out)  # the same tuned embeddings
         # a cascade's first stage alone (its gate was set for the "both" head's scores)
         cfg = TrainConfig(**settings | {"finetune_head": name, "refine_backbone": None})
         metrics = split_metrics(head.score(X), frame, target_recall=cfg.target_recall)
