@@ -3,6 +3,7 @@ served ONNX export of the tuned backbone."""
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 
 import numpy as np
@@ -85,6 +86,29 @@ def test_fine_tuning_trains_every_layer_and_keeps_the_best_validation_weights(se
     assert (kept[f"{prefix}val_review_rate"], -kept[f"{prefix}val_ap"]) == best
     again = fine_tune_pixels(images, y, train, val, TINY)  # seeded: the same run twice
     np.testing.assert_allclose(score_pixels(again.model, images, val), scores, atol=1e-5)
+
+
+def test_runs_that_share_an_init_seed_start_from_one_model_and_then_differ(served) -> None:
+    """`init_seed`: the same warm-started classifier (epoch 0 scores the same), then each run's
+    own draws and augmentation — so their weights can be averaged (a model soup)."""
+    images, y = served
+    train, val = np.arange(0, 12, 2), np.arange(1, 12, 2)
+    last = dataclasses.replace(TINY, keep="last_averaged")
+    a = fine_tune_pixels(images, y, train, val, dataclasses.replace(last, seed=0, init_seed=7))
+    b = fine_tune_pixels(images, y, train, val, dataclasses.replace(last, seed=1, init_seed=7))
+    c = fine_tune_pixels(images, y, train, val, dataclasses.replace(last, seed=1, init_seed=8))
+    first = {k: a.history[0][k] for k in ("val_ap", "val_review_rate")}
+    assert {k: b.history[0][k] for k in first} == first
+    assert c.history[0]["val_ap"] != first["val_ap"] or not np.allclose(
+        score_pixels(c.model, images, val), score_pixels(b.model, images, val)
+    )
+    stem_a, stem_b = (r.model.backbone._conv_stem.weight for r in (a, b))
+    assert not torch.allclose(stem_a, stem_b)  # different draws and augmentation
+    plain = fine_tune_pixels(images, y, train, val, dataclasses.replace(last, seed=0))
+    same = fine_tune_pixels(images, y, train, val, dataclasses.replace(last, seed=0, init_seed=0))
+    np.testing.assert_allclose(  # init_seed = seed is the run without it
+        score_pixels(plain.model, images, val), score_pixels(same.model, images, val), atol=1e-5
+    )
 
 
 def test_the_carried_weights_and_the_onnx_export_serve_the_tuned_model(served, tmp_path) -> None:

@@ -71,6 +71,10 @@ class PixelTuneConfig:
     # "last_averaged": the moving average after the last epoch (validation only recorded)
     keep: str = "best"
     seed: int = 0
+    # the seed of the classifier's initial weights and its warm start (None: `seed`); runs
+    # that share it and differ in `seed` (draws, augmentation, dropout) start from one model,
+    # so their weights can be averaged ("model soup", `bench/gpu_soup.py`)
+    init_seed: int | None = None
     amp: bool = True  # bf16 autocast where the device is CUDA
 
     def to_dict(self) -> dict[str, Any]:
@@ -251,12 +255,16 @@ def fine_tune_pixels(
         raise ValueError(f"unknown keep {cfg.keep!r}; known: 'best', 'last_averaged'")
     if y[train].min() == y[train].max() or y[val].sum() == 0:
         raise ValueError("training needs both classes and validation needs positives")
-    torch.manual_seed(cfg.seed)
-    gen = torch.Generator().manual_seed(cfg.seed)  # draws (CPU)
+    init_seed = cfg.seed if cfg.init_seed is None else cfg.init_seed
+    torch.manual_seed(init_seed)
+    gen = torch.Generator().manual_seed(init_seed)  # draws (CPU)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # augmentation
     model = TunedLite0(cfg.hidden, cfg.dropout).to(device)
     model.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     _warm_start(model, images, y, train, cfg, gen)
+    if init_seed != cfg.seed:  # the shared start, then this run's own draws and dropout
+        torch.manual_seed(cfg.seed)
+        gen = torch.Generator().manual_seed(cfg.seed)
     for name, p in model.backbone.named_parameters():
         p.requires_grad_(not name.startswith("_fc."))  # the ImageNet classifier is not used
     mean, std = _mean_std(model, device)
