@@ -147,7 +147,7 @@ def test_weights_that_are_not_the_bundles_are_refused(tuned: ModelBundle, tmp_pa
     assert is_tuned(register_tuned(other))  # the file itself is a valid tuned backbone
 
 
-def test_fine_tuning_refuses_negative_epochs_unknown_heads_and_ready_embeddings(
+def test_fine_tuning_refuses_negative_epochs_no_runs_unknown_heads_and_ready_embeddings(
     manifest: Path,
 ) -> None:
     # embeddings computed before tuning cannot be the tuned backbone's (retrain passes none)
@@ -157,6 +157,8 @@ def test_fine_tuning_refuses_negative_epochs_unknown_heads_and_ready_embeddings(
         TrainConfig(finetune_epochs=-1)
     with pytest.raises(ValueError, match="finetune_head must be"):
         TrainConfig(finetune_epochs=1, finetune_head="best")
+    with pytest.raises(ValueError, match="finetune_seeds must be ≥ 1"):
+        TrainConfig(finetune_epochs=1, finetune_seeds=0)
     with pytest.raises(ValueError, match="built-in"):
         registry.register_backbone(BASE, lambda: registry.backbone_config(BASE), lambda p: None)  # type: ignore[arg-type,return-value]
 
@@ -176,6 +178,30 @@ def test_the_service_serves_an_upload_with_the_tuned_network(
     (body,) = served_uploads(tuned, tmp_path, [Path(frame["path"][i])])
     assert body["score"] == pytest.approx(want[i], abs=1e-5)
     assert body["model_version"] == tuned.version
+
+
+def test_several_tuning_runs_serve_as_one_soup_network(
+    tuned: ModelBundle, manifest: Path, workdir: Path, tmp_path: Path
+) -> None:
+    """`finetune_seeds=2`: two runs from one start (the first is the one-run bundle's), their
+    mean weights served as one network, the soup in the log, the bundle and the report."""
+    from photosieve.evaluate.report import write_report
+
+    cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
+                      finetune_epochs=1, finetune_head="tuned", finetune_seeds=2)  # fmt: skip
+    soup = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
+    assert soup.train_config["finetune_seeds"] == 2 and is_tuned(soup.backbone_id)
+    assert soup.backbone_id != tuned.backbone_id
+    assert soup.head.history_[-1]["soup"] == 2  # type: ignore[union-attr]
+    one, two = (torch.load(b.backbone_weights, weights_only=True) for b in (tuned, soup))
+    moved = [k for k in one if one[k].is_floating_point() and not torch.equal(one[k], two[k])]
+    assert "_conv_stem.weight" in moved  # the stem is the mean of two runs, not the first
+    certify = CertifyConfig(target_recall=0.8, confidence=0.8)
+    served = calibrate_bundle(soup, manifest, certify, workdir=workdir, progress=False)
+    assert served.policy is not None
+    page = write_report(served.save(tmp_path / "bundle"), manifest, tmp_path / "report.html",
+                        workdir=workdir).read_text()  # fmt: skip
+    assert "the mean weights of 2 runs from one start" in page
 
 
 def test_the_report_says_how_the_backbone_was_tuned(

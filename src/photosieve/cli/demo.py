@@ -141,9 +141,14 @@ def demo(
         "approve (about half the review at about twice the model CPU; replaces --backbone).",
     ),
     finetune_epochs: int = typer.Option(
-        0,
+        TrainConfig.finetune_epochs,
         help="Fine-tune every layer of Lite0 on the training photos for this many epochs first "
         "(12: about a third less review; ~1 h on 2 CPU cores, minutes on a CUDA GPU).",
+    ),
+    finetune_seeds: int = typer.Option(
+        TrainConfig.finetune_seeds,
+        help="With --finetune-epochs, average this many tuning runs into one network (a model "
+        "soup: 3 cut the review rate by ~2 points more out of fold; 3× the tuning time).",
     ),
 ) -> None:
     """Main job: build a certified model from labelled photos, then serve it (SQLite, ./work)."""
@@ -159,6 +164,7 @@ def demo(
             backbone=CASCADE_BACKBONES[0] if cascade else backbone,
             refine_backbone=CASCADE_BACKBONES[1] if cascade else None,
             finetune_epochs=finetune_epochs,
+            finetune_seeds=finetune_seeds,
         )
     except ValueError as exc:
         raise typer.BadParameter(str(exc)) from None
@@ -184,7 +190,7 @@ def demo(
         extra = ["--refine-backbone", second]
     _check_bundle_backbone(bundle / "bundle.json", backbone, second, tuned=finetune_epochs > 0)
     if finetune_epochs:
-        extra = ["--finetune-epochs", str(finetune_epochs)]
+        extra = ["--finetune-epochs", str(finetune_epochs), "--finetune-seeds", str(finetune_seeds)]
     train = ["train", str(split), "--out", str(bundle), "--backbone", backbone, *extra, *common]
     _run(console, train, bundle / "bundle.json")
     calibrated = bundle / ".calibrated"

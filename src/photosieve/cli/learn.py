@@ -80,6 +80,12 @@ def train(
         "many epochs on the train photos; the bundle carries the tuned weights. Uses a CUDA GPU "
         "when present; on 2 CPU cores about 20 photos/s a pass (0 = the frozen backbone)",
     ),
+    finetune_seeds: int = typer.Option(
+        _D.finetune_seeds,
+        help="with --finetune-epochs, tune this many runs (seeds seed, seed + 1, …) from one start "
+        "and serve their weights' mean (a model soup: an ensemble's steadiness at one network's "
+        "cost, this many times the tuning time)",
+    ),
     finetune_head: str = typer.Option(
         _D.finetune_head,
         help="with --finetune-epochs, the head: 'refit' (the head above, fitted afresh on the "
@@ -119,6 +125,7 @@ def train(
             refine_stop=refine_stop,
             finetune_epochs=finetune_epochs,
             finetune_head=finetune_head,
+            finetune_seeds=finetune_seeds,
         )
     except ValueError as exc:  # a setting the config refuses: a bad parameter, not a crash
         raise typer.BadParameter(str(exc)) from None

@@ -245,9 +245,11 @@ def _tuning_rows(model: ModelBundle) -> dict[str, str]:
         "tuned": "the classifier tuned with it",
         "both": "the mean of one fitted on the tuned embeddings and the classifier tuned with it",
     }.get(model.train_config.get("finetune_head", "refit"), "?")
+    runs = model.train_config.get("finetune_seeds") or 1
+    soup = f"; the mean weights of {runs} runs from one start (a model soup)" if runs > 1 else ""
     return {
         "backbone fine-tuning": f"every layer, {epochs} epoch{'s' * (epochs != 1)} on the "
-        f"training photos; head: {head}"
+        f"training photos{soup}; head: {head}"
     }
 
 

@@ -87,7 +87,7 @@ def base_manifest_of(session: Session) -> Path | None:
 # its fine-tuning (a tuned model is tuned again, on the new labels).
 RECIPE_KEYS = (
     "backbone", "refine_backbone", "refine_share", "refine_stop", "finetune_epochs",
-    "finetune_head",
+    "finetune_head", "finetune_seeds",
 )  # fmt: skip
 
 

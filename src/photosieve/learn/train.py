@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -87,14 +87,17 @@ def tune_backbone(
     """Fine-tune every layer of `cfg.backbone`, with a `cfg.hidden`/`cfg.dropout` classifier, on
     the manifest's `train` photos for `cfg.finetune_epochs` (`learn.pixel_finetune`: fixed
     schedule, moving average kept; the validation photos are only scored, per epoch, for the
-    log); the tuned weights go to a file under `<workdir>/backbones/` (`vision.tuned.save_tuned`).
-    A CUDA GPU is used when present."""
+    log); with `cfg.finetune_seeds` > 1, that many runs from one start averaged into one network
+    (`learn.soup`). The tuned weights go to a file under `<workdir>/backbones/`
+    (`vision.tuned.save_tuned`). A CUDA GPU is used when present."""
     from concurrent.futures import ThreadPoolExecutor
 
     import torch
 
     from photosieve.config import Workdir
-    from photosieve.learn.pixel_finetune import PixelTuneConfig, fine_tune_pixels
+    from photosieve.learn.finetune import validation_record
+    from photosieve.learn.pixel_finetune import PixelTuneConfig, fine_tune_pixels, score_pixels
+    from photosieve.learn.soup import make_soup
     from photosieve.vision.backbone import backbone_config
     from photosieve.vision.preprocess import load_for_model
     from photosieve.vision.tuned import save_tuned
@@ -109,20 +112,33 @@ def tune_backbone(
     y = as_binary_labels(frame["label"].to_numpy()[rows])
     train = np.flatnonzero(split[rows] == Split.TRAIN.value)
     val = np.flatnonzero(split[rows] == Split.VALIDATION.value)
-    tune = PixelTuneConfig(
-        epochs=cfg.finetune_epochs, keep="last_averaged", seed=cfg.seed,
-        hidden=cfg.hidden, dropout=cfg.dropout,
-    )  # fmt: skip
+    images = torch.from_numpy(pixels).to(device)
+    states, result = [], None
+    for run in range(cfg.finetune_seeds):  # one start (init_seed), each run its own draws
+        tune = PixelTuneConfig(
+            epochs=cfg.finetune_epochs, keep="last_averaged", seed=cfg.seed + run,
+            init_seed=cfg.seed, hidden=cfg.hidden, dropout=cfg.dropout,
+        )  # fmt: skip
+        runs = f"run {run + 1}/{cfg.finetune_seeds}, " if cfg.finetune_seeds > 1 else ""
 
-    def show(epoch: int, record: dict[str, Any]) -> None:
+        def show(epoch: int, record: dict[str, Any], runs: str = runs) -> None:
+            if progress:
+                rate = record["ema_val_review_rate" if epoch else "val_review_rate"]
+                print(f"fine-tune {runs}epoch {epoch}/{cfg.finetune_epochs}: "
+                      f"validation review @99% {rate:.3f}")  # fmt: skip
+
+        result = fine_tune_pixels(images, y, train, val, tune, on_epoch=show)
+        states.append({k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()})
+    assert result is not None
+    model = result.model
+    if len(states) > 1:  # the soup: the runs' mean weights, BatchNorm measured again
+        model = make_soup(states, images, train, replace(tune, seed=cfg.seed))
+        figures = validation_record(score_pixels(model, images, val), y[val])
         if progress:
-            rate = record["ema_val_review_rate" if epoch else "val_review_rate"]
-            print(f"fine-tune epoch {epoch}/{tune.epochs}: validation review @99% {rate:.3f}")
-
-    result = fine_tune_pixels(
-        torch.from_numpy(pixels).to(device), y, train, val, tune, on_epoch=show
-    )
-    model = result.model.cpu().eval()
+            print(f"soup of {len(states)}: validation review @99% {figures['val_review_rate']:.3f}")
+        result.history = [*result.history, {"epoch": cfg.finetune_epochs, "soup": len(states),
+                                            **figures}]  # fmt: skip
+    model = model.cpu().eval()
     head = MLPHead(  # the settings it was trained with (saved with the bundle)
         cfg.hidden, "relu", cfg.dropout, epochs=tune.epochs, lr=tune.lr_head,
         weight_decay=tune.weight_decay, batch_size=tune.batch_size, imbalance="balanced",
