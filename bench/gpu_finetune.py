@@ -127,6 +127,21 @@ def _decode(chunk: tuple[bytes, list[int]]) -> np.ndarray:
     return np.stack([load_for_model(blob[a:b], cfg) for a, b in itertools.pairwise(offsets)])
 
 
+def decode_pack(pack: Path) -> np.ndarray:
+    """The pack's photos as the served uint8 input (N, 224, 224, 3), decoded on every core."""
+    index = np.load(pack / "index.npz")
+    blob = (pack / "images.bin").read_bytes()
+    offsets = [int(o) for o in index["offsets"]]
+    step = 256
+    chunks = [
+        (blob[offsets[i] : offsets[min(i + step, len(offsets) - 1)]],
+         [o - offsets[i] for o in offsets[i : i + step + 1]])
+        for i in range(0, len(offsets) - 1, step)
+    ]  # fmt: skip
+    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
+        return np.concatenate(list(pool.map(_decode, chunks)))
+
+
 def _install_weights(pack_dir: Path) -> None:
     """Point Lite0's weights at the packed float16 copy (the device has no weights package)."""
     import torch
@@ -157,16 +172,7 @@ def train(args: argparse.Namespace) -> int:
     started = time.perf_counter()
     _install_weights(args.pack)
     index = np.load(args.pack / "index.npz")
-    blob = (args.pack / "images.bin").read_bytes()
-    offsets = [int(o) for o in index["offsets"]]
-    step = 256
-    chunks = [
-        (blob[offsets[i] : offsets[min(i + step, len(offsets) - 1)]],
-         [o - offsets[i] for o in offsets[i : i + step + 1]])
-        for i in range(0, len(offsets) - 1, step)
-    ]  # fmt: skip
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-        pixels = np.concatenate(list(pool.map(_decode, chunks)))
+    pixels = decode_pack(args.pack)
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     torch.backends.cudnn.benchmark = True
     images = torch.from_numpy(pixels).to(device)
@@ -315,10 +321,9 @@ def _score_originals(
 def score(args: argparse.Namespace) -> int:
     import tempfile
 
-    from certified_workload import RECIPES, _origin, plan_sizes, run_draws
+    from certified_workload import RECIPES, _origin, plan_sizes
     from oof_scores import fold_of, load_bench, oof_scores, validation_figures
     from photosieve.data.plan import plan_by_workload
-    from photosieve.learn.metrics import average_precision
 
     index = np.load(args.pack / "index.npz")
     workdir = args.ingested.parent.parent
@@ -385,19 +390,36 @@ def score(args: argparse.Namespace) -> int:
     tuned = [oof[k] for k in ("A", "B") if k in oof]
     if len(tuned) > 1:  # the seeds' mean score: an ensemble at len(tuned)× the model CPU
         runs[f"tuned, {len(tuned)}-seed ensemble (served path)"] = (np.mean(tuned, axis=0), {})
+    results |= certify_runs(runs, y, origin, sizes, args.draws)
+    RESULTS.write_text(json.dumps(results, indent=2))
+    print(table(results))
+    return 0
+
+
+def certify_runs(
+    runs: dict[str, tuple[np.ndarray, dict[str, float]]],
+    y: np.ndarray,
+    origin: np.ndarray,
+    sizes: dict[str, int],
+    draws: int,
+) -> dict[str, Any]:
+    """Each run's (out-of-fold scores, validation figures) through `certified_workload.py`'s
+    calibration/test draws: {name: {validation, ap, targets}}, with a line printed a run."""
+    from certified_workload import run_draws
+    from photosieve.learn.metrics import average_precision
+
+    results: dict[str, Any] = {}
     for name, (s, val_mean) in runs.items():
         results[name] = {
             "validation": val_mean,
             "ap": average_precision(s, y),
-            "targets": run_draws(s, y, origin, sizes, draws=args.draws, seed=1),
+            "targets": run_draws(s, y, origin, sizes, draws=draws, seed=1),
         }
         t = results[name]["targets"]["0.99"]
         print(f"{name}: review@1% mean {t['review_prev1pct']['mean']:.3f} "
               f"p90 {t['review_prev1pct']['p90']:.3f} floor {t['floor_prev1pct']:.3f}",
               flush=True)  # fmt: skip
-    RESULTS.write_text(json.dumps(results, indent=2))
-    print(table(results))
-    return 0
+    return results
 
 
 def table(results: dict[str, Any]) -> str:

@@ -117,24 +117,13 @@ def _merge(parts: Path, out: Path, n: int, log: dict[str, Any]) -> None:
 
 def train(args: argparse.Namespace) -> int:
     """Decode the pack once, then one child process a fold, all on the one GPU."""
-    from concurrent.futures import ProcessPoolExecutor
-
     import torch
 
-    from gpu_finetune import _decode
+    from gpu_finetune import decode_pack
 
     started = time.perf_counter()
     index = np.load(args.pack / "index.npz")
-    blob = (args.pack / "images.bin").read_bytes()
-    offsets = [int(o) for o in index["offsets"]]
-    step = 256
-    chunks = [
-        (blob[offsets[i] : offsets[min(i + step, len(offsets) - 1)]],
-         [o - offsets[i] for o in offsets[i : i + step + 1]])
-        for i in range(0, len(offsets) - 1, step)
-    ]  # fmt: skip
-    with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
-        np.save(PIXELS, np.concatenate(list(pool.map(_decode, chunks))))
+    np.save(PIXELS, decode_pack(args.pack))
     n, n_folds = len(index["y"]), index["train"].shape[1]
     folds = args.folds if args.folds is not None else list(range(n_folds))
     log: dict[str, Any] = {
@@ -173,11 +162,10 @@ def score(args: argparse.Namespace) -> int:
 
     import torch
 
-    from certified_workload import RECIPES, _origin, plan_sizes, run_draws
-    from gpu_finetune import L0, _score_originals, table
+    from certified_workload import RECIPES, _origin, plan_sizes
+    from gpu_finetune import L0, _score_originals, certify_runs, table
     from oof_scores import fold_of, load_bench, oof_scores
     from photosieve.data.plan import plan_by_workload
-    from photosieve.learn.metrics import average_precision
 
     index = np.load(args.pack / "index.npz")
     workdir = args.ingested.parent.parent
@@ -231,16 +219,7 @@ def score(args: argparse.Namespace) -> int:
         json.loads((d / "device_log.json").read_text()) for d in args.device_out]}  # fmt: skip
     if all(p.is_file() for p in files.values()):
         results["onnx_max_abs_gap"] = max(onnx_gaps)  # ONNX vs PyTorch embeddings, 16 a fold
-    for name, s in runs.items():
-        results[name] = {
-            "validation": {},
-            "ap": average_precision(s, y),
-            "targets": run_draws(s, y, origin, sizes, draws=args.draws, seed=1),
-        }
-        t = results[name]["targets"]["0.99"]
-        print(f"{name}: review@1% mean {t['review_prev1pct']['mean']:.3f} "
-              f"p90 {t['review_prev1pct']['p90']:.3f} floor {t['floor_prev1pct']:.3f}",
-              flush=True)  # fmt: skip
+    results |= certify_runs({k: (s, {}) for k, s in runs.items()}, y, origin, sizes, args.draws)
     RESULTS.write_text(json.dumps(results, indent=2))
     print(table(results))
     return 0
