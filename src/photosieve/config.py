@@ -106,9 +106,11 @@ class TrainConfig:
     # Tuning runs averaged weight by weight into the one served backbone (a model soup,
     # `learn.soup`): runs seed, seed + 1, … from one start, BatchNorm re-measured. Out of fold
     # on a GPU (bench/gpu_soup.py, recipe C, 1,000 draws) three runs' soup certified at 14.8%
-    # mean review (p90 19.8%) against its runs' 16.3–17.6% alone (five seeds 15.1–18.5%) and
-    # their 3-model ensemble's 14.5% — an ensemble's gain at one network's serving cost, for
-    # `finetune_seeds`× the tuning time (on 2 CPU cores hours a run: a GPU's setting).
+    # mean review (p90 19.8%; on the original photos through the served path 15.5%, and 14.6%
+    # with the default `finetune_head` "both": bench/soup_heads.py) against its
+    # runs' 16.3–17.6% alone (five seeds 15.1–18.5%) and their 3-model ensemble's 14.5% — an
+    # ensemble's gain at one network's serving cost, for `finetune_seeds`× the tuning time (on 2
+    # CPU cores an hour or more a run: a GPU's setting).
     finetune_seeds: int = 1
     # The head of a tuned bundle: "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned
     # backbone's embeddings; "tuned" = the classifier tuned jointly with the backbone, under
