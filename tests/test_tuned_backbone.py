@@ -6,6 +6,7 @@ process that has never seen it."""
 from __future__ import annotations
 
 import shutil
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -189,10 +190,17 @@ def test_several_tuning_runs_serve_as_one_soup_network(
 
     cfg = TrainConfig(hidden=(16,), epochs=3, ensemble=1, batch_size=32, lr=1e-3, dropout=0.1,
                       finetune_epochs=1, finetune_head="tuned", finetune_seeds=2)  # fmt: skip
-    soup = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        soup = train_bundle(manifest, cfg, workdir=workdir, progress=False).bundle
     assert soup.train_config["finetune_seeds"] == 2 and is_tuned(soup.backbone_id)
     assert soup.backbone_id != tuned.backbone_id
-    assert soup.head.history_[-1]["soup"] == 2  # type: ignore[union-attr]
+    last = soup.head.history_[-1]  # type: ignore[union-attr]
+    assert last["soup"] == 2 and len(last["runs_val_review_rate"]) == 2
+    # a soup that ranks validation worse than each of its runs says so (short runs: here, 1 epoch)
+    worse = last["val_review_rate"] > max(last["runs_val_review_rate"])
+    said = [w for w in caught if "soup of 2 runs" in str(w.message)]
+    assert len(said) == int(worse)
     one, two = (torch.load(b.backbone_weights, weights_only=True) for b in (tuned, soup))
     moved = [k for k in one if one[k].is_floating_point() and not torch.equal(one[k], two[k])]
     assert "_conv_stem.weight" in moved  # the stem is the mean of two runs, not the first

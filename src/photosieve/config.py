@@ -110,7 +110,8 @@ class TrainConfig:
     # with the default `finetune_head` "both": bench/soup_heads.py) against its
     # runs' 16.3–17.6% alone (five seeds 15.1–18.5%) and their 3-model ensemble's 14.5% — an
     # ensemble's gain at one network's serving cost, for `finetune_seeds`× the tuning time (on 2
-    # CPU cores an hour or more a run: a GPU's setting).
+    # CPU cores an hour or more a run: a GPU's setting). Runs must be long enough to anneal: two
+    # 1-epoch runs' soup ranked validation worse than either (training warns when it does).
     finetune_seeds: int = 1
     # The head of a tuned bundle: "refit" = `hidden`/`ensemble`/... fitted afresh on the tuned
     # backbone's embeddings; "tuned" = the classifier tuned jointly with the backbone, under

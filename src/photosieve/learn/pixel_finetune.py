@@ -73,7 +73,7 @@ class PixelTuneConfig:
     seed: int = 0
     # the seed of the classifier's initial weights and its warm start (None: `seed`); runs
     # that share it and differ in `seed` (draws, augmentation, dropout) start from one model,
-    # so their weights can be averaged ("model soup", `bench/gpu_soup.py`)
+    # so their weights can be averaged (a model soup, `learn.soup`)
     init_seed: int | None = None
     amp: bool = True  # bf16 autocast where the device is CUDA
 

@@ -113,7 +113,7 @@ def tune_backbone(
     train = np.flatnonzero(split[rows] == Split.TRAIN.value)
     val = np.flatnonzero(split[rows] == Split.VALIDATION.value)
     images = torch.from_numpy(pixels).to(device)
-    states, result = [], None
+    states, rates, result = [], [], None
     for run in range(cfg.finetune_seeds):  # one start (init_seed), each run its own draws
         tune = PixelTuneConfig(
             epochs=cfg.finetune_epochs, keep="last_averaged", seed=cfg.seed + run,
@@ -129,15 +129,24 @@ def tune_backbone(
 
         result = fine_tune_pixels(images, y, train, val, tune, on_epoch=show)
         states.append({k: v.detach().cpu().clone() for k, v in result.model.state_dict().items()})
+        rates.append(float(result.history[-1].get("ema_val_review_rate", np.nan)))
     assert result is not None
     model = result.model
     if len(states) > 1:  # the soup: the runs' mean weights, BatchNorm measured again
         model = make_soup(states, images, train, replace(tune, seed=cfg.seed))
         figures = validation_record(score_pixels(model, images, val), y[val])
+        rate = figures["val_review_rate"]
         if progress:
-            print(f"soup of {len(states)}: validation review @99% {figures['val_review_rate']:.3f}")
+            print(f"soup of {len(states)}: validation review @99% {rate:.3f}")
+        if rate > max(rates):  # seen with 1-epoch runs: too short to share one basin
+            warnings.warn(
+                f"the soup of {len(states)} runs reviews {rate:.3f} of validation at 99% recall, "
+                f"more than each run alone ({', '.join(f'{r:.3f}' for r in rates)}): soups were "
+                "measured on 12-epoch runs (bench/gpu_soup.py); shorter runs may not average well",
+                stacklevel=2,
+            )
         result.history = [*result.history, {"epoch": cfg.finetune_epochs, "soup": len(states),
-                                            **figures}]  # fmt: skip
+                                            "runs_val_review_rate": rates, **figures}]  # fmt: skip
     model = model.cpu().eval()
     head = MLPHead(  # the settings it was trained with (saved with the bundle)
         cfg.hidden, "relu", cfg.dropout, epochs=tune.epochs, lr=tune.lr_head,
