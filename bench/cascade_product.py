@@ -20,6 +20,8 @@ All five folds' OOF composite scores → 1,000 calibration/test draws at the wor
 run) give the cascade's cost as a ratio to Lite0@224.
 
     PYTHONPATH=src python bench/cascade_product.py --workdir work --seeds
+    PYTHONPATH=src python bench/cascade_product.py --workdir work --heads mlp5 \
+        --out bench/results/cascade_product_mlp5.json     # with the product's 5-seed heads
 """
 
 from __future__ import annotations
@@ -77,9 +79,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(parser)
     parser.add_argument("--shares", type=float, nargs="+", default=[TrainConfig().refine_share])
+    parser.add_argument("--heads", nargs="+", default=None,
+                        help="head recipes (`oof_scores.make_head`; default mlp1, with --seeds "
+                        "also mlp1s1; mlp5 = the product's 5-seed ensemble)")  # fmt: skip
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.table:
-        print(table(json.loads(RESULTS.read_text())))
+        print(table(json.loads(args.out.read_text())))
         return 0
     bench = load_bench(args.workdir / "data" / "ingested.csv", args.workdir,
                        [DEFAULT_BACKBONE, FIRST, SECOND])  # fmt: skip
@@ -92,7 +98,8 @@ def main(argv: list[str] | None = None) -> int:
     extra = float(cost[SECOND]["over_lite0_224"])
     results: dict[str, Any] = {"sizes": sizes, "draws": args.draws, "model_cpu": cost, "runs": {}}
     cache = args.workdir / "certified_workload"
-    for head in ("mlp1", "mlp1s1") if args.seeds else ("mlp1",):
+    heads = args.heads or (["mlp1", "mlp1s1"] if args.seeds else ["mlp1"])
+    for head in heads:
 
         def oof(name: str, backbones: tuple[str, ...]) -> tuple[np.ndarray, dict[str, Any]]:
             recipe = Recipe(f"{name}_{head}", backbones, head)  # noqa: B023
@@ -128,8 +135,8 @@ def main(argv: list[str] | None = None) -> int:
                   f"{t['review_prev1pct']['mean']:.3f}  p90 {t['review_prev1pct']['p90']:.3f}  "
                   f"floor {t['floor_prev1pct']:.3f}  viol {t['violation_rate_pool']:.3f}",
                   flush=True)  # fmt: skip
-        RESULTS.parent.mkdir(parents=True, exist_ok=True)
-        RESULTS.write_text(json.dumps(results, indent=2))
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps(results, indent=2))
     print(table(results))
     return 0
 
