@@ -12,12 +12,13 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-from scipy.special import expit  # no overflow warning at large negative logits
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
     """P(offensive) in [0, 1] from logits, in float64."""
-    return np.asarray(expit(np.asarray(logits, dtype=np.float64)), dtype=np.float64)
+    logits = np.asarray(logits, dtype=np.float64)
+    with np.errstate(over="ignore"):  # exp(−x) → inf for x ≪ 0 gives exactly 0, as it should
+        return np.asarray(1.0 / (1.0 + np.exp(-logits)), dtype=np.float64)
 
 
 def gated_scores(
