@@ -34,6 +34,7 @@ from torch import nn
 
 from photosieve.bundle import ModelBundle
 from photosieve.config import TrainConfig
+from photosieve.learn.soup import average_states
 from photosieve.learn.train import embed_manifest, fit_head, read_split_manifest, split_metrics
 from photosieve.pipeline import calibrate_bundle
 from photosieve.records import Split
@@ -44,16 +45,13 @@ from tuned_heads import bundle_settings, sibling_workdir
 
 
 def soup_state(files: list[Path]) -> dict[str, torch.Tensor]:
-    """The tensor-by-tensor mean of tuned weights files (integer buffers: the first file's)."""
+    """The tensor-by-tensor mean of tuned weights files (`learn.soup.average_states`: integer
+    buffers are the first file's)."""
     states = [torch.load(f, map_location="cpu", weights_only=True) for f in files]
-    keys = set(states[0])
-    if any(set(s) != keys for s in states[1:]):
-        raise SystemExit("the tuned weights do not share one architecture")
-    return {
-        k: torch.stack([s[k] for s in states]).mean(0) if states[0][k].is_floating_point()
-        else states[0][k]
-        for k in states[0]
-    }  # fmt: skip
+    try:
+        return average_states(states)
+    except ValueError as exc:  # weights of different architectures
+        raise SystemExit(f"the tuned weights cannot be averaged: {exc}") from None
 
 
 @torch.no_grad()
