@@ -27,6 +27,7 @@ import pandas as pd
 sys.path.insert(0, str(Path(__file__).parent))
 from certified_workload import _origin, run_draws
 from photosieve.bundle import ModelBundle
+from photosieve.learn.logits import probabilities
 from photosieve.records import PRIMARY_SOURCE, Label, Split
 from photosieve.scoring import score_rows
 
@@ -64,6 +65,14 @@ def paired(per_draw: dict[str, np.ndarray]) -> dict[str, dict[str, float]]:
                 "p95": float(np.quantile(d, 0.95)),
             }
     return out
+
+
+def mean_logit(scores: list[np.ndarray], *, eps: float) -> np.ndarray:
+    """P(offensive) of the mean logit of several models' scores (an ensemble), each score first
+    kept `eps` inside (0, 1) — float32 sigmoids reach 0 and 1 exactly (eps 1e-7), the product's
+    float64 scores only nearly (1e-15)."""
+    p = np.clip(np.asarray(scores, dtype=np.float64), eps, 1 - eps)
+    return probabilities(np.mean(np.log(p) - np.log1p(-p), axis=0))
 
 
 def main() -> None:
@@ -112,10 +121,8 @@ def main() -> None:
         missing = [str(w) for w in args.mean_of if str(w) not in scored]
         if missing:
             raise SystemExit(f"--mean-of {missing}: not among --workdirs")
-        clipped = [np.clip(scored[str(w)], 1e-15, 1 - 1e-15) for w in args.mean_of]
-        logits = [np.log(q) - np.log1p(-q) for q in clipped]
         name = "mean logit of " + " + ".join(str(w) for w in args.mean_of)
-        r = certify(name, 1.0 / (1.0 + np.exp(-np.mean(logits, axis=0))), y, origin)
+        r = certify(name, mean_logit([scored[str(w)] for w in args.mean_of], eps=1e-15), y, origin)
         results["bundles"][name] = {"pool": results["bundles"][str(workdir)]["pool"], **r}
     results["paired"] = paired(per_draw)
     for pair, row in results["paired"].items():

@@ -162,6 +162,7 @@ def score(args: argparse.Namespace) -> int:
 
     import torch
 
+    from bundle_draws import mean_logit
     from certified_workload import RECIPES, _origin, plan_sizes
     from gpu_finetune import L0, _score_originals, certify_runs, table
     from oof_scores import fold_of, load_bench, oof_scores
@@ -193,9 +194,10 @@ def score(args: argparse.Namespace) -> int:
     log = json.loads((args.device_out[0] / "device_log.json").read_text())
     souped = [f"seed{s}" for s in log["seeds"]]  # the seeds in the soups
     for group in ([souped] if len(souped) > 1 else []) + ([seeds] if seeds != souped else []):
-        p = np.clip([complete[k] for k in group], 1e-7, 1 - 1e-7)  # float32 sigmoids hit 0, 1
-        logit = np.mean(np.log(p) - np.log1p(-p), axis=0)
-        runs[f"ensemble of {', '.join(group)}: mean logit (device)"] = 1 / (1 + np.exp(-logit))
+        runs[f"ensemble of {', '.join(group)}: mean logit (device)"] = mean_logit(
+            [complete[k] for k in group],
+            eps=1e-7,  # the device's float32 sigmoids
+        )
     for k in ("soup_keep", "soup_reset"):
         if k in complete:
             runs[f"{k} of {', '.join(souped)} (device)"] = complete[k]
