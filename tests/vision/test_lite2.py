@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import onnx
+import onnxruntime as ort
 import pandas as pd
 import pytest
 import skimage.data
@@ -20,6 +22,7 @@ from photosieve.vision.backbone import (
     list_backbones,
 )
 from photosieve.vision.embed import Embedder
+from photosieve.vision.onnx import onnx_path, write_graph
 from photosieve.vision.preprocess import (
     PreprocessConfig,
     to_input_array,
@@ -88,3 +91,21 @@ def test_lite2_onnx_matches_pytorch_on_real_photos(
     onnx_out, torch_out = onnx_and_torch(embedder, sources)
     assert onnx_out.shape == (len(sources), 2560)
     assert np.abs(onnx_out - torch_out).max() <= 1e-3
+    # the SAME padding lives in the convs: no Pad node (each cost a copy and two layout
+    # reorders in onnxruntime), and no shape arithmetic building pads
+    ops = {node.op_type for node in onnx.load(str(onnx_path(name, vision_workdir))).graph.node}
+    assert "Pad" not in ops and "ConstantOfShape" not in ops
+
+
+def test_fold_pads_moves_a_bottom_right_pad_into_the_conv(tmp_path: Path) -> None:
+    """A stride-2 SAME conv over an even side: the graph without its Pad gives the same numbers."""
+    conv = Conv2dSame(3, 4, 3, stride=2, bias=False).eval()
+    x = torch.randn(1, 3, 16, 16)
+    target = write_graph(conv, x, tmp_path / "conv.onnx", "x", "y")
+    ops = [node.op_type for node in onnx.load(str(target)).graph.node]
+    assert "Pad" not in ops and ops.count("Conv") == 1
+    (got,) = ort.InferenceSession(str(target)).run(None, {"x": x.numpy()})
+    with torch.no_grad():
+        want = conv(x).numpy()
+    assert got.shape == want.shape == (1, 4, 8, 8)
+    assert np.abs(got - want).max() <= 1e-5

@@ -87,10 +87,17 @@ class BackboneConfig:
 
 
 class Conv2dSame(nn.Conv2d):
-    """A Conv2d with TensorFlow "SAME" padding: output ⌈in/stride⌉, extra pad bottom/right."""
+    """A Conv2d with TensorFlow "SAME" padding: output ⌈in/stride⌉, extra pad bottom/right.
+
+    Where SAME pads both sides alike (every stride-1 conv, and a stride-2 conv over an odd
+    side) the conv pads itself, as a symmetric `nn.Conv2d` would: an explicit `pad` is exported
+    to ONNX as its own node plus a chain of shape arithmetic that onnxruntime does not fuse into
+    the conv, which made a SAME-padded graph ~2× slower a photo than a symmetric one (Lite1,
+    bench/lite1_workload.py). Only the asymmetric sides get an explicit pad.
+    """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads: list[int] = []
+        pads: list[int] = []  # F.pad order: (left, right, top, bottom)
         for dim, k, s in (
             (3, self.kernel_size[1], self.stride[1]),
             (2, self.kernel_size[0], self.stride[0]),
@@ -98,7 +105,13 @@ class Conv2dSame(nn.Conv2d):
             size = int(x.shape[dim])
             total = max((math.ceil(size / s) - 1) * s + k - size, 0)
             pads += [total // 2, total - total // 2]
-        return self._conv_forward(nn.functional.pad(x, pads), self.weight, self.bias)
+        inside = (min(pads[2], pads[3]), min(pads[0], pads[1]))  # (height, width)
+        extra = [pads[0] - inside[1], pads[1] - inside[1], pads[2] - inside[0], pads[3] - inside[0]]
+        if any(extra):
+            x = nn.functional.pad(x, extra)
+        return nn.functional.conv2d(
+            x, self.weight, self.bias, self.stride, inside, self.dilation, self.groups
+        )
 
 
 def make_conv(

@@ -95,8 +95,74 @@ def write_graph(
                 opset_version=OPSET,
                 dynamo=False,
             )
+        fold_pads(Path(tmp_name))
         os.replace(tmp_name, target)
     finally:
         if os.path.exists(tmp_name):
             os.unlink(tmp_name)
     return target
+
+
+def fold_pads(path: Path) -> None:
+    """Fold every zero `Pad` of a graph's spatial sides into the `Conv` it feeds, in place.
+
+    TF-"SAME" backbones (Lite1/Lite2, `vision.backbone.Conv2dSame`) pad a stride-2 conv one pixel
+    more at the bottom/right. PyTorch exports that as a `Pad` node (its pads built by shape
+    arithmetic), which onnxruntime neither folds into the conv nor runs in its blocked NCHWc
+    layout: each costs a copy and two layout reorders. ONNX's `Conv` takes asymmetric `pads`
+    itself, so after onnxruntime's basic, hardware-independent optimisations (constant folding:
+    the pads become constants) each such `Pad` is removed and its pads added to the conv's.
+    The same numbers (tests/vision/test_lite2.py compares with PyTorch); graphs without a `Pad`
+    are left untouched.
+    """
+    import onnx
+    import onnxruntime as ort
+    from onnx import helper, numpy_helper
+
+    if not any(node.op_type == "Pad" for node in onnx.load(str(path)).graph.node):
+        return
+    folded = path.with_suffix(".basic.onnx")
+    try:
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
+        options.log_severity_level = 3  # not the notes on initializers the folding freed
+        options.optimized_model_filepath = str(folded)
+        ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+        model = onnx.load(str(folded))
+    finally:
+        folded.unlink(missing_ok=True)
+    graph = model.graph
+    constants = {t.name: numpy_helper.to_array(t) for t in graph.initializer}
+    consumers: dict[str, list[onnx.NodeProto]] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+    outputs = {o.name for o in graph.output}
+    for pad in [n for n in graph.node if n.op_type == "Pad"]:
+        after = consumers.get(pad.output[0], [])
+        pads = constants.get(pad.input[1]) if len(pad.input) > 1 else None
+        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else None
+        mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
+        if (
+            pads is None
+            or len(pads) != 8
+            or mode != b"constant"
+            or (value is not None and float(value) != 0.0)
+            or any(pads[[0, 1, 4, 5]])
+            or len(after) != 1
+            or after[0].op_type != "Conv"
+            or pad.output[0] in outputs
+        ):
+            continue
+        conv = after[0]
+        attrs = {a.name: a for a in conv.attribute}
+        if "auto_pad" in attrs and attrs["auto_pad"].s not in (b"", b"NOTSET"):
+            continue
+        old = list(attrs["pads"].ints) if "pads" in attrs else [0, 0, 0, 0]
+        new = [old[0] + pads[2], old[1] + pads[3], old[2] + pads[6], old[3] + pads[7]]
+        keep = [a for a in conv.attribute if a.name != "pads"]
+        del conv.attribute[:]
+        conv.attribute.extend([*keep, helper.make_attribute("pads", [int(p) for p in new])])
+        conv.input[0] = pad.input[0]
+        graph.node.remove(pad)
+    onnx.save(model, str(path))
