@@ -74,6 +74,7 @@ def test_unknown_backbone_lists_the_known_ones() -> None:
         "efficientnet_lite0_avgmax",
         "efficientnet_lite0_avgmax_d384",
         "efficientnet_lite0_gunmap",
+        "efficientnet_lite1_avgmax",
         "efficientnet_lite2_224_avgmax",
         "efficientnet_lite2_avgmax",
     ]

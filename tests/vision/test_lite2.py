@@ -1,8 +1,10 @@
-"""EfficientNet-Lite2 (260 px): strict loading, TF-SAME padding A/B, ONNX vs PyTorch on photos."""
+"""EfficientNet-Lite2 (260 px) and Lite1 (240 px): strict loading, TF-SAME padding A/B, ONNX vs
+PyTorch on photos, and SAME-padded graphs without Pad nodes."""
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import onnx
@@ -18,6 +20,7 @@ from photosieve.vision.backbone import (
     Conv2dSame,
     EfficientNetLite,
     backbone_config,
+    create_lite1,
     create_lite2,
     list_backbones,
 )
@@ -29,11 +32,12 @@ from photosieve.vision.preprocess import (
 )
 
 LITE2 = "efficientnet_lite2_avgmax"
+LITE1 = "efficientnet_lite1_avgmax"
 
 
 def _probabilities(model: EfficientNetLite, array: np.ndarray) -> torch.Tensor:
-    cfg = PreprocessConfig(input_size=260)
-    x = torch.from_numpy(to_input_array(Image.fromarray(array), cfg)[None])  # (1, 3, 260, 260)
+    cfg = PreprocessConfig(input_size=model.config.preprocess.input_size)
+    x = torch.from_numpy(to_input_array(Image.fromarray(array), cfg)[None])  # (1, 3, size, size)
     with torch.no_grad():
         return model(x).softmax(dim=-1)[0]  # (1000,)
 
@@ -56,9 +60,18 @@ def test_same_padding_is_tensorflows() -> None:
     assert float(out[0, 0, 0, 0]) == float(x[0, 0, :3, :3].sum())
 
 
-def test_same_padding_beats_symmetric_on_imagenet_photos() -> None:
-    """The checkpoint was trained with TF SAME padding: it must keep the classes right."""
-    same, symmetric = create_lite2(pooling="avg"), create_lite2(padding="symmetric", pooling="avg")
+def test_lite1_registered_at_240_px_with_its_own_id() -> None:
+    cfg = backbone_config(LITE1)
+    assert cfg.preprocess.input_size == 240 and cfg.embed_dim == 2560
+    assert cfg.id.startswith("efficientnet_lite1_avgmax_same240-")
+    blocks = create_lite1(pretrained=False)._blocks
+    assert len(blocks) == 21  # 1 + 3 + 3 + 4 + 4 + 5 + 1: the checkpoint loads strictly
+
+
+@pytest.mark.parametrize("create", [create_lite2, create_lite1])
+def test_same_padding_beats_symmetric_on_imagenet_photos(create: Any) -> None:
+    """The checkpoints were trained with TF SAME padding: it must keep the classes right."""
+    same, symmetric = create(pooling="avg"), create(padding="symmetric", pooling="avg")
     log_p = {"same": 0.0, "symmetric": 0.0}
     for array, cls in ((skimage.data.chelsea(), 285), (skimage.data.coffee(), 967)):
         p_same, p_sym = _probabilities(same, array), _probabilities(symmetric, array)
@@ -76,7 +89,7 @@ def test_unknown_variant_or_padding_is_refused() -> None:
         EfficientNetLite(cfg, pooling="avgmax", variant="lite2", padding="valid")
 
 
-@pytest.mark.parametrize("name", [LITE2, "efficientnet_lite2_224_avgmax"])
+@pytest.mark.parametrize("name", [LITE2, "efficientnet_lite2_224_avgmax", LITE1])
 def test_lite2_onnx_matches_pytorch_on_real_photos(
     vision_workdir: Path, bench_dir: Path, tmp_path: Path, name: str
 ) -> None:

@@ -133,7 +133,8 @@ def demo(
     serve: bool = typer.Option(True, help="Start the service at the end."),
     backbone: str = typer.Option(
         DEFAULT_BACKBONE,
-        help="Registered backbone; efficientnet_lite2_224_avgmax is the heavier, better recipe.",
+        help="Registered backbone; efficientnet_lite1_avgmax is the heavier, better recipe "
+        "(about a fifth less review at 1.5x the model CPU).",
     ),
     cascade: bool = typer.Option(
         False,

