@@ -67,15 +67,11 @@ _LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-# Lite1: depth ×1.1 (first and last stage not repeated more), Lite0's widths.
-_LITE1_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (3, 3, 2, 6, 24),
-    (3, 5, 2, 6, 40),
-    (4, 3, 2, 6, 80),
-    (4, 5, 1, 6, 112),
-    (5, 5, 2, 6, 192),
-    (1, 3, 1, 6, 320),
+# Lite1: Lite0's widths, depth ×1.1 rounded up (first and last stage not repeated more):
+# 1/3/3/4/4/5/1 blocks, as the checkpoint has them.
+_LITE1_STAGES = tuple(
+    (r if i in (0, len(_LITE0_STAGES) - 1) else math.ceil(1.1 * r), k, s, e, c)
+    for i, (r, k, s, e, c) in enumerate(_LITE0_STAGES)
 )
 # Lite2: depth ×1.2 (first and last stage not repeated more), width ×1.1 rounded to 8s.
 _LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
