@@ -125,7 +125,6 @@ def fold_pads(path: Path) -> None:
     try:
         options = ort.SessionOptions()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_BASIC
-        options.log_severity_level = 3  # not the notes on initializers the folding freed
         options.optimized_model_filepath = str(folded)
         ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
         model = onnx.load(str(folded))
@@ -165,4 +164,7 @@ def fold_pads(path: Path) -> None:
         conv.attribute.extend([*keep, helper.make_attribute("pads", [int(p) for p in new])])
         conv.input[0] = pad.input[0]
         graph.node.remove(pad)
+    used = {name for node in graph.node for name in node.input}
+    for tensor in [t for t in graph.initializer if t.name not in used]:
+        graph.initializer.remove(tensor)  # the folded pads: a session would warn of each
     onnx.save(model, str(path))
