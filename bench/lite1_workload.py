@@ -83,6 +83,19 @@ def model_cpu(names: list[str], rounds: int = 3) -> dict[str, float]:
     return {n: float(np.median(t)) for n, t in times.items()}
 
 
+def without_scores(results: dict[str, Any]) -> dict[str, Any]:
+    """`results` less each recipe's validation scores and labels (megabytes; the cache keeps
+    them): the figures stay."""
+    out = dict(results)
+    for name, run in results.items():
+        if isinstance(run, dict) and "recipe" in run:
+            info = {k: v for k, v in run["recipe"].items() if not k.startswith("validation_s")}
+            out[name] = run | {
+                "recipe": {k: v for k, v in info.items() if k != "validation_labels_per_fold"}
+            }
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(parser)
@@ -105,7 +118,7 @@ def main(argv: list[str] | None = None) -> int:
         recipes += [Recipe("lite1_mlp5", (LITE1,), "mlp5"), Recipe("lite0_mlp5", (L0,), "mlp5")]
     score_recipes(bench, recipes, results, RESULTS, args)
     results["model_cpu_s_per_photo"] = model_cpu([L0, LITE1, L2])
-    RESULTS.write_text(json.dumps(results, indent=2))
+    RESULTS.write_text(json.dumps(without_scores(results), indent=2))
     print(json.dumps(results["model_cpu_s_per_photo"]))
     print(recipes_table(results))
     return 0

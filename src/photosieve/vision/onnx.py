@@ -140,13 +140,15 @@ def fold_pads(path: Path) -> None:
     for pad in [n for n in graph.node if n.op_type == "Pad"]:
         after = consumers.get(pad.output[0], [])
         pads = constants.get(pad.input[1]) if len(pad.input) > 1 else None
-        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else None
+        value = constants.get(pad.input[2]) if len(pad.input) > 2 and pad.input[2] else 0.0
         mode = next((a.s for a in pad.attribute if a.name == "mode"), b"constant")
         if (
             pads is None
             or len(pads) != 8
             or mode != b"constant"
-            or (value is not None and float(value) != 0.0)
+            or value is None  # a pad value not known here
+            or float(value) != 0.0
+            or (len(pad.input) > 3 and pad.input[3])  # an axes input: not the 4-d layout above
             or any(pads[[0, 1, 4, 5]])
             or len(after) != 1
             or after[0].op_type != "Conv"
