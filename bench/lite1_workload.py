@@ -83,6 +83,32 @@ def model_cpu(names: list[str], rounds: int = 3) -> dict[str, float]:
     return {n: float(np.median(t)) for n, t in times.items()}
 
 
+def register_size(size: int) -> str:
+    """Lite1 at another input size (bench only: FixRes-style, a larger view of small objects)."""
+    from photosieve.vision import backbone as bb
+    from photosieve.vision.pooling import HEAD_CHANNELS
+    from photosieve.vision.preprocess import PreprocessConfig
+
+    name = f"efficientnet_lite1_{size}_avgmax"
+
+    def config() -> bb.BackboneConfig:
+        base = backbone_config(LITE1)
+        return bb.BackboneConfig(
+            name=name,
+            id=base.id.replace("same240", f"same{size}"),
+            preprocess=PreprocessConfig(input_size=size),
+            embed_dim=2 * HEAD_CHANNELS,
+        )
+
+    def create(pretrained: bool) -> bb.EfficientNetLite:
+        model = bb.EfficientNetLite(config(), pooling="avgmax", variant="lite1", padding="same")
+        return bb.load_pretrained(model, pretrained, bb.lite1_weights_path)
+
+    if name not in bb.list_backbones():
+        bb.register_backbone(name, config, create)
+    return name
+
+
 def without_scores(results: dict[str, Any]) -> dict[str, Any]:
     """`results` less each recipe's validation scores and labels (megabytes; the cache keeps
     them): the figures stay."""
@@ -100,25 +126,33 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     add_recipe_arguments(parser)
     parser.add_argument("--mlp5", action="store_true", help="also the product's 5-seed head")
+    parser.add_argument("--sizes", type=int, nargs="*", default=[], help="Lite1 at other sizes")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     args = parser.parse_args(argv)
     if args.table:
-        print(recipes_table(json.loads(RESULTS.read_text())))
+        print(recipes_table(json.loads(args.out.read_text())))
         return 0
     results: dict[str, Any] = {"machine": platform.node(), "draws": args.draws}
     results["padding_ab"] = padding_ab()
     print("padding A/B:", results["padding_ab"], flush=True)
-    bench = load_bench(args.workdir / "data" / "ingested.csv", args.workdir, [L0, LITE1, L2])
+    sized = [register_size(size) for size in args.sizes]
+    backbones = [L0, LITE1, L2, *sized]
+    bench = load_bench(args.workdir / "data" / "ingested.csv", args.workdir, backbones)
     recipes = [
         Recipe("lite0_mlp1", (L0,), "mlp1"),
         Recipe("lite1_mlp1", (LITE1,), "mlp1"),
         Recipe("lite2_224_mlp1", (L2,), "mlp1"),
+        *(
+            Recipe(f"lite1_{size}_mlp1", (name,), "mlp1")
+            for size, name in zip(args.sizes, sized, strict=True)
+        ),
     ]
     recipes = with_seed_1(recipes, args.seeds)
     if args.mlp5:  # the head `photosieve train` builds (TrainConfig(): 5 seeds' mean logit)
         recipes += [Recipe("lite1_mlp5", (LITE1,), "mlp5"), Recipe("lite0_mlp5", (L0,), "mlp5")]
-    score_recipes(bench, recipes, results, RESULTS, args)
-    results["model_cpu_s_per_photo"] = model_cpu([L0, LITE1, L2])
-    RESULTS.write_text(json.dumps(without_scores(results), indent=2))
+    score_recipes(bench, recipes, results, args.out, args)
+    results["model_cpu_s_per_photo"] = model_cpu(backbones)
+    args.out.write_text(json.dumps(without_scores(results), indent=2))
     print(json.dumps(results["model_cpu_s_per_photo"]))
     print(recipes_table(results))
     return 0
