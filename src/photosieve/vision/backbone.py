@@ -108,18 +108,16 @@ class Conv2dSame(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        pads: list[int] = []  # F.pad order: (left, right, top, bottom)
-        for dim, k, s in (
-            (3, self.kernel_size[1], self.stride[1]),
-            (2, self.kernel_size[0], self.stride[0]),
-        ):
-            size = int(x.shape[dim])
-            total = max((math.ceil(size / s) - 1) * s + k - size, 0)
-            pads += [total // 2, total - total // 2]
-        inside = (min(pads[2], pads[3]), min(pads[0], pads[1]))  # (height, width)
-        extra = [pads[0] - inside[1], pads[1] - inside[1], pads[2] - inside[0], pads[3] - inside[0]]
-        if any(extra):
-            x = nn.functional.pad(x, extra)
+        totals = [
+            max((math.ceil(int(x.shape[dim]) / s) - 1) * s + k - int(x.shape[dim]), 0)
+            for dim, k, s in (
+                (2, self.kernel_size[0], self.stride[0]),
+                (3, self.kernel_size[1], self.stride[1]),
+            )
+        ]
+        if totals[0] % 2 or totals[1] % 2:  # SAME puts the odd pixel after: right, bottom
+            x = nn.functional.pad(x, [0, totals[1] % 2, 0, totals[0] % 2])
+        inside = (totals[0] // 2, totals[1] // 2)  # (height, width), both sides
         return nn.functional.conv2d(
             x, self.weight, self.bias, self.stride, inside, self.dilation, self.groups
         )
@@ -333,21 +331,30 @@ def _lite0_gunmap_config() -> BackboneConfig:
     )
 
 
-def _lite1_avgmax_config() -> BackboneConfig:
-    """Lite1 avg+max at its native 240 px (TF-SAME padding, one ONNX graph for the size)."""
+def lite1_config(name: str, size: int) -> BackboneConfig:
+    """Lite1 avg+max at `size` px (TF-SAME padding): one ONNX graph per size, so it is in the id."""
     return BackboneConfig(
-        name="efficientnet_lite1_avgmax",
-        id=f"efficientnet_lite1_avgmax_same240-{_file_hash(lite1_weights_path())}",
-        preprocess=PreprocessConfig(input_size=240),
+        name=name,
+        id=f"efficientnet_lite1_avgmax_same{size}-{_file_hash(lite1_weights_path())}",
+        preprocess=PreprocessConfig(input_size=size),
         embed_dim=2 * HEAD_CHANNELS,
     )
 
 
+def _lite1_avgmax_config() -> BackboneConfig:
+    return lite1_config("efficientnet_lite1_avgmax", 240)  # its native size
+
+
 def create_lite1(
-    pretrained: bool = True, *, padding: str = "same", pooling: str = "avgmax"
+    pretrained: bool = True,
+    *,
+    padding: str = "same",
+    pooling: str = "avgmax",
+    config: Callable[[], BackboneConfig] = _lite1_avgmax_config,
 ) -> EfficientNetLite:
-    """Lite1 at 240 px; `padding="symmetric"` only for the padding A/B (it loses accuracy)."""
-    cfg = _lite1_avgmax_config()
+    """Lite1 (240 px unless `config` says otherwise); `padding="symmetric"` only for the padding
+    A/B (it loses accuracy)."""
+    cfg = config()
     if pooling == "avg":
         cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
     model = EfficientNetLite(cfg, pooling=pooling, variant="lite1", padding=padding)
