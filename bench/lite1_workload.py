@@ -3,14 +3,15 @@ Lite0 and Lite2@224, out of fold (issue 11: "the stronger bundled backbones") �
 results/lite1_workload.json.
 
 Lite1 is Lite0's width with depth ×1.1 (stages of 1/3/3/4/4/5/1 blocks, read off the checkpoint)
-at 240 px: ≈ 1.5× Lite0's CPU a photo, against Lite2@224's 2.2× — the one that measured better
-but serves only 42 photos/s on the slower 2-core boxes (under the 60 photos/s floor). The bench
-uses the product's registration (`efficientnet_lite1_avgmax`, offered with `--backbone`),
-TF-"SAME" padding as the Lite2 checkpoint needs (A/B on two ImageNet photos first, as
-tests/vision/test_lite2.py does), avg+max pooling like today's. Same machinery and folds as
-`gunmap_workload.py` (`recipe_runs.score_recipes`: one head seed of today's MLP config, workload
-plan, external icons in training, chosen on validation, 1,000 draws), and the model CPU a photo
-of each backbone measured in the same run (onnxruntime, one thread, batches of 32).
+at 240 px: ≈ 1.5× Lite0's CPU a photo, about Lite2@224's cost once SAME-padded graphs lost their
+`Pad` nodes (`vision.onnx.fold_pads`). The bench uses the product's registration
+(`efficientnet_lite1_avgmax`, offered with `--backbone`; `--sizes` registers other input sizes
+for the bench only), TF-"SAME" padding as the Lite1/Lite2 checkpoints need (A/B on two ImageNet
+photos first, as tests/vision/test_lite2.py does), avg+max pooling like today's. Same machinery
+and folds as `gunmap_workload.py` (`recipe_runs.score_recipes`: one head seed of today's MLP
+config, workload plan, external icons in training, chosen on validation, 1,000 draws), and the
+model CPU a photo of each backbone measured in the same run (onnxruntime, one thread, batches of
+32).
 
     PYTHONPATH=src python bench/lite1_workload.py --workdir /tmp/runs/default --draws 1000
 """
@@ -29,7 +30,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from oof_scores import Recipe, load_bench
+from oof_scores import Recipe, figures_only, load_bench
 from photosieve.vision.backbone import backbone_config, create_lite1
 from recipe_runs import add_recipe_arguments, recipes_table, score_recipes, with_seed_1
 
@@ -50,10 +51,10 @@ def padding_ab() -> dict[str, float]:
     from photosieve.vision.preprocess import to_input_array
 
     out = {}
+    cfg = backbone_config(LITE1).preprocess
     for padding in ("same", "symmetric"):
         model, total = create_lite1(padding=padding, pooling="avg"), 0.0
         for array, cls in ((skimage.data.chelsea(), 285), (skimage.data.coffee(), 967)):
-            cfg = backbone_config(LITE1).preprocess
             x = torch.from_numpy(to_input_array(Image.fromarray(array), cfg)[None])
             with torch.no_grad():
                 p = model(x).softmax(-1)[0]
@@ -85,41 +86,26 @@ def model_cpu(names: list[str], rounds: int = 3) -> dict[str, float]:
 
 def register_size(size: int) -> str:
     """Lite1 at another input size (bench only: FixRes-style, a larger view of small objects)."""
-    from photosieve.vision import backbone as bb
-    from photosieve.vision.pooling import HEAD_CHANNELS
-    from photosieve.vision.preprocess import PreprocessConfig
+    from photosieve.vision.backbone import list_backbones, lite1_config, register_backbone
 
     name = f"efficientnet_lite1_{size}_avgmax"
 
-    def config() -> bb.BackboneConfig:
-        base = backbone_config(LITE1)
-        return bb.BackboneConfig(
-            name=name,
-            id=base.id.replace("same240", f"same{size}"),
-            preprocess=PreprocessConfig(input_size=size),
-            embed_dim=2 * HEAD_CHANNELS,
-        )
+    def config() -> Any:
+        return lite1_config(name, size)
 
-    def create(pretrained: bool) -> bb.EfficientNetLite:
-        model = bb.EfficientNetLite(config(), pooling="avgmax", variant="lite1", padding="same")
-        return bb.load_pretrained(model, pretrained, bb.lite1_weights_path)
-
-    if name not in bb.list_backbones():
-        bb.register_backbone(name, config, create)
+    if name not in list_backbones():
+        register_backbone(name, config, lambda pretrained: create_lite1(pretrained, config=config))
     return name
 
 
 def without_scores(results: dict[str, Any]) -> dict[str, Any]:
-    """`results` less each recipe's validation scores and labels (megabytes; the cache keeps
-    them): the figures stay."""
-    out = dict(results)
-    for name, run in results.items():
-        if isinstance(run, dict) and "recipe" in run:
-            info = {k: v for k, v in run["recipe"].items() if not k.startswith("validation_s")}
-            out[name] = run | {
-                "recipe": {k: v for k, v in info.items() if k != "validation_labels_per_fold"}
-            }
-    return out
+    """`results` with each recipe's info reduced to its figures (`oof_scores.figures_only`)."""
+    return {
+        name: run | {"recipe": figures_only(run["recipe"])}
+        if isinstance(run, dict) and "recipe" in run
+        else run
+        for name, run in results.items()
+    }
 
 
 def main(argv: list[str] | None = None) -> int:

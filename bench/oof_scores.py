@@ -246,6 +246,15 @@ def refit_head(chosen: Any, X: np.ndarray, y: np.ndarray, *, members: int = 1) -
     return heads[0] if members == 1 else EnsembleHead.from_members(heads)
 
 
+def figures_only(info: dict[str, Any]) -> dict[str, Any]:
+    """An `oof_scores` info less its per-fold validation scores and labels (megabytes, kept in
+    the cache for a cascade's gate): what a results file keeps."""
+    return {k: v for k, v in info.items() if k not in PER_FOLD_ARRAYS}
+
+
+PER_FOLD_ARRAYS = ("validation_scores_per_fold", "validation_labels_per_fold")
+
+
 def validation_figures(scores: np.ndarray, y: np.ndarray) -> dict[str, float]:
     """What recipes are chosen on: figures on the early-stopping validation slices."""
     return {

@@ -37,7 +37,7 @@ import numpy as np
 sys.path.insert(0, str(Path(__file__).parent))
 from bundle_draws import mean_logit
 from certified_workload import _origin, plan_sizes, run_draws, validation_table
-from oof_scores import Bench, Recipe, fold_of, fold_parts, load_bench, oof_scores
+from oof_scores import Bench, Recipe, figures_only, fold_of, fold_parts, load_bench, oof_scores
 from oof_scores import validation_figures as figures
 from photosieve.data.plan import plan_by_workload
 
@@ -308,9 +308,7 @@ def main(argv: list[str] | None = None) -> int:
 
     results: dict[str, Any] = {"machine": platform.node(), "draws": args.draws, "sizes": sizes}
     results["boxes_used"] = not args.no_boxes
-    results["position_head"] = {
-        k: v for k, v in pos_info.items() if "scores" not in k and "labels" not in k
-    }
+    results["position_head"] = figures_only(pos_info)
     results["runs"] = {}
     for name, (s, val, _) in scored.items():
         results["runs"][name] = {
