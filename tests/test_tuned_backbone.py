@@ -16,7 +16,7 @@ import torch
 
 from drawing import drawn_split_manifest
 from photosieve.bundle import BACKBONE_FILE, ModelBundle
-from photosieve.config import CertifyConfig, TrainConfig
+from photosieve.config import DEFAULT_BACKBONE, CertifyConfig, TrainConfig
 from photosieve.pipeline import calibrate_bundle, train_bundle
 from photosieve.scoring import Scorer, backbone_for, score_rows
 from photosieve.vision import backbone as registry
@@ -162,6 +162,15 @@ def test_fine_tuning_refuses_negative_epochs_no_runs_unknown_heads_and_ready_emb
         TrainConfig(finetune_epochs=1, finetune_seeds=0)
     with pytest.raises(ValueError, match="built-in"):
         registry.register_backbone(BASE, lambda: registry.backbone_config(BASE), lambda p: None)  # type: ignore[arg-type,return-value]
+
+
+def test_the_recipe_picks_its_backbone_unless_told() -> None:
+    """Frozen: the product's default (Lite1); tuned: the backbone tuning starts from (Lite0)."""
+    assert TrainConfig().backbone == DEFAULT_BACKBONE == "efficientnet_lite1_avgmax"
+    assert TrainConfig(finetune_epochs=1).backbone == BASE == "efficientnet_lite0_avgmax"
+    assert TrainConfig(backbone="efficientnet_lite0").backbone == "efficientnet_lite0"
+    with pytest.raises(ValueError, match="fine-tuning starts from efficientnet_lite0_avgmax"):
+        TrainConfig(finetune_epochs=1, backbone=DEFAULT_BACKBONE)
 
 
 def test_the_service_serves_an_upload_with_the_tuned_network(

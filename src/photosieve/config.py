@@ -16,8 +16,13 @@ from typing import Any
 
 # What the product trains and serves with unless told otherwise (a registered name in
 # `vision.backbone`): max pooling keeps a small object's evidence that average pooling dilutes
-# (bench/embedding_variants.py). A plain string so commands can name it without importing torch.
-DEFAULT_BACKBONE = "efficientnet_lite0_avgmax"
+# (bench/embedding_variants.py). EfficientNet-Lite1 at its native 240 px: out of fold it lowered
+# the mean certified review rate at 99% recall from Lite0's 21.3% to 17.3% (p90 27.5% → 23.1%,
+# bench/results/lite1_workload.json) for 1.5× Lite0's model CPU — 96 photos/s end to end and
+# 11.5 ms a photo on the 2-core box (bench/results/embed_throughput_lite1.json), inside the
+# serving limits (≥ 60 photos/s, ≤ 50 ms). A plain string so commands can name it without
+# importing torch.
+DEFAULT_BACKBONE = "efficientnet_lite1_avgmax"
 # The backbone fine-tuning starts from (`learn.finetune`, `learn.pixel_finetune`, `vision.tuned`):
 # their networks are built on Lite0's blocks, whatever the default backbone becomes.
 TUNED_BASE_BACKBONE = "efficientnet_lite0_avgmax"
@@ -77,7 +82,9 @@ class TrainConfig:
     monitor: str = "high_recall"  # early stopping: review rate over 90–100% recall on val
     # avg+max pooled embedding: small, dark or partly hidden objects are not averaged away;
     # it beat the average pool on validation for both heads (bench/embedding_variants.py)
-    backbone: str = DEFAULT_BACKBONE
+    # "" = the recipe's default: `DEFAULT_BACKBONE`, or `TUNED_BASE_BACKBONE` when
+    # `finetune_epochs` asks for a tuned one (resolved once, in `__post_init__`)
+    backbone: str = ""
     target_recall: float = CERTIFY.target_recall
     # A two-stage cascade (`bundle.Refiner`): a second registered backbone whose embedding,
     # next to the first, a second head scores for the photos the first head cannot approve;
@@ -123,6 +130,9 @@ class TrainConfig:
     finetune_head: str = "both"
 
     def __post_init__(self) -> None:
+        if not self.backbone:
+            default = TUNED_BASE_BACKBONE if self.finetune_epochs else DEFAULT_BACKBONE
+            object.__setattr__(self, "backbone", default)
         if self.finetune_epochs < 0:
             raise ValueError(f"finetune_epochs must be ≥ 0, got {self.finetune_epochs}")
         if self.finetune_seeds < 1:

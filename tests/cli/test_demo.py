@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 
 from drawing import labelled_folder
 from photosieve.cli import app
+from photosieve.vision.backbone import backbone_config
 
 
 @pytest.mark.slow
@@ -31,6 +32,7 @@ def test_demo_builds_a_certified_bundle_then_skips_done_steps(tmp_path: Path) ->
     assert policy["evidence"]["recall"]["recall_lower_bound"] >= 0.9
     split = json.loads((work / "data" / "split.json").read_text())
     assert bundle["data_fingerprint"] == split["fingerprint"]
+    assert bundle["backbone_id"] == backbone_config("efficientnet_lite1_avgmax").id  # the default
     assert (work / "report.html").stat().st_size > 10_000
 
     again = CliRunner().invoke(app, args)

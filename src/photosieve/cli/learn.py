@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from photosieve.cli.console import console as make_console
-from photosieve.config import TrainConfig, Workdir
+from photosieve.config import DEFAULT_BACKBONE, TUNED_BASE_BACKBONE, TrainConfig, Workdir
 
 _D = TrainConfig()  # the defaults of every training option
 
@@ -58,8 +58,11 @@ def train(
     loss: str = typer.Option(_D.loss, help="bce | focal"),
     ensemble: int = typer.Option(_D.ensemble, help="heads with consecutive seeds, logits averaged"),
     seed: int = typer.Option(_D.seed),
-    backbone: str = typer.Option(
-        _D.backbone, help="registered backbone whose embeddings the head uses"
+    backbone: str | None = typer.Option(
+        None,
+        help=f"registered backbone whose embeddings the head uses [default: {DEFAULT_BACKBONE}; "
+        f"{TUNED_BASE_BACKBONE} with --finetune-epochs]",
+        show_default=False,
     ),
     refine_backbone: str | None = typer.Option(
         _D.refine_backbone,
@@ -119,7 +122,7 @@ def train(
             monitor=monitor,
             ensemble=ensemble,
             seed=seed,
-            backbone=backbone,
+            backbone=backbone or "",  # "": the recipe's default (TrainConfig)
             refine_backbone=refine_backbone,
             refine_share=refine_share,
             refine_stop=refine_stop,

@@ -11,7 +11,7 @@ an even input puts the extra pixel on the bottom/right only; `Conv2dSame` reprod
 ImageNet photos in tests/vision/test_lite2.py: SAME keeps the checkpoints' accuracy).
 Lite1 runs at its native 240 px (`efficientnet_lite1_avgmax`): depth ×1.1 at Lite0's width,
 ≈ 1.5× Lite0's CPU a photo, the strongest backbone within the serving limits measured out of
-fold (bench/lite1_workload.py) — offered with `--backbone`, not yet the default.
+fold (bench/lite1_workload.py): the product's default (`config.DEFAULT_BACKBONE`).
 Lite2 runs at its native 260 px (`efficientnet_lite2_avgmax`) or at Lite0's 224 px
 (`efficientnet_lite2_224_avgmax`, ≈ 1.4× Lite0's CPU a photo, 112 photos/s end to end on 2 cores;
 bench/embed_throughput.py). The SAME-padded graphs carry no `Pad` node (`vision.onnx.fold_pads`).
@@ -22,7 +22,7 @@ concatenates its average and its max pool (2560-d), so a small object that light
 positions of the 7×7 map is not diluted by the rest of the photo (bench/embedding_variants.py);
 `efficientnet_lite0_384_avgmax` is the avg+max variant on the whole photo at 384 px (a cascade's
 second look at the photos the first model cannot approve, `bundle.Refiner`) and
-`efficientnet_lite0_avgmax_d384` today's 224-px one from a photo decoded for 384 px (that
+`efficientnet_lite0_avgmax_d384` Lite0's 224-px one from a photo decoded for 384 px (that
 cascade's first stage: one decode serves both);
 `efficientnet_lite0_gunmap` appends a per-position "gun map" of the ImageNet classifier's firearm
 classes (2570-d; `vision.pooling`) — a bench candidate, not the default.
@@ -315,7 +315,7 @@ def _lite0_384_avgmax_config() -> BackboneConfig:
 
 
 def _lite0_avgmax_d384_config() -> BackboneConfig:
-    """Today's Lite0 avg+max at 224 px, from a photo decoded for 384 px: a cascade's first stage,
+    """Lite0 avg+max at 224 px, from a photo decoded for 384 px: a cascade's first stage,
     so the one decode the service makes also serves the 384-px second look."""
     name = "efficientnet_lite0_avgmax_d384"
     return _lite0_avgmax_variant(name, name, PreprocessConfig(draft_size=384))
