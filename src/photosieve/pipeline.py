@@ -57,10 +57,12 @@ def train_bundle(
     progress: bool = True,
     on_epoch: EpochCallback | None = None,
     embeddings: np.ndarray | None = None,
+    jobs: int = 1,
 ) -> TrainOutcome:
     """Train a head on the manifest's `train` rows; return a bundle with metrics per split.
 
     `embeddings` (aligned with the manifest's rows) skips the embedding step (tests, benches).
+    `jobs` > 1 fits the ensemble's heads in that many processes side by side (same heads).
     With `cfg.refine_backbone` the bundle is a two-stage cascade (`bundle.Refiner`): a second
     head on [first embedding, refine backbone's embedding] fitted on the same rows, the gate
     chosen on validation (`learn.train.cascade_gate`); its metrics are the composite score's.
@@ -89,7 +91,7 @@ def train_bundle(
     if tuned is not None and cfg.finetune_head == "tuned":
         head, messages = tuned.head, []  # trained with the backbone: nothing is fitted again
     else:
-        head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch)
+        head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch, jobs=jobs)
     if tuned is not None and cfg.finetune_head == "both":  # each weighs half of the mean logit
         head = EnsembleHead.from_members([head, tuned.head])
     backbone = backbone_config(name)
@@ -97,7 +99,7 @@ def train_bundle(
     refiner = None
     if cfg.refine_backbone is not None:
         refiner, scores, first_metrics, more = _fit_refiner(
-            X, scores, frame, cfg, workdir=workdir, progress=progress, on_epoch=on_epoch
+            X, scores, frame, cfg, workdir=workdir, progress=progress, on_epoch=on_epoch, jobs=jobs
         )
         messages = sorted(set(messages) | set(more))
     metrics = split_metrics(scores, frame, target_recall=cfg.target_recall)
@@ -144,12 +146,14 @@ def _fit_refiner(
     workdir: Path | None,
     progress: bool,
     on_epoch: EpochCallback | None,
+    jobs: int,
 ) -> tuple[Refiner, np.ndarray, dict[str, Any], list[str]]:
     """A cascade's second stage: (refiner, composite scores, first-stage metrics, warnings)."""
     assert cfg.refine_backbone is not None
     second = backbone_config(cfg.refine_backbone)
     X2 = embed_manifest(frame, workdir=workdir, backbone=cfg.refine_backbone, progress=progress)
-    head2, messages = fit_head(np.concatenate([X, X2], axis=1), frame, cfg, on_epoch=on_epoch)
+    both = np.concatenate([X, X2], axis=1)
+    head2, messages = fit_head(both, frame, cfg, on_epoch=on_epoch, jobs=jobs)
     gate, rule = cascade_gate(first, frame, share=cfg.refine_share, stop=cfg.refine_stop)
     rule["second_head_best_epoch"] = head2.best_epoch_
     refiner = Refiner(

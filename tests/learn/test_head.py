@@ -114,3 +114,26 @@ def test_save_load_round_trip_gives_identical_scores(head: MLPHead, tmp_path: Pa
 def test_load_head_rejects_missing_file(tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="no head file"):
         load_head(tmp_path / "missing.pt")
+
+
+def test_an_ensemble_fitted_in_worker_processes_is_the_serial_one() -> None:
+    """`n_jobs=2` fits the members in spawned processes: the same heads, the same epoch records
+    (replayed member by member, in seed order), the same refusals."""
+    X, y = toy(300, seed=9)
+    Xv, yv = toy(100, seed=10)
+    base = MLPHead(hidden=(16,), epochs=4, patience=2, seed=3)
+    records: dict[int, list[tuple[int, float]]] = {1: [], 2: []}
+    heads = {}
+    for jobs in (1, 2):
+
+        def seen(epoch: int, record: dict[str, object], jobs: int = jobs) -> None:
+            records[jobs].append((epoch, float(record["loss"])))  # type: ignore[arg-type]
+
+        ensemble = EnsembleHead(base, n_members=3, n_jobs=jobs)
+        heads[jobs] = ensemble.fit(X, y, X_val=Xv, y_val=yv, on_epoch=seen)
+    np.testing.assert_array_equal(heads[2].decision_function(Xv), heads[1].decision_function(Xv))
+    assert [m.seed for m in heads[2].members_] == [3, 4, 5]
+    assert heads[2].best_epoch_ == heads[1].best_epoch_
+    assert records[2] == records[1] and len(records[1]) >= 3 * 3
+    with pytest.raises(ValueError, match="n_jobs must be ≥ 1"):
+        EnsembleHead(base, n_members=2, n_jobs=0).fit(X, y)

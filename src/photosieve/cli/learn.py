@@ -98,6 +98,12 @@ def train(
     threads: int = typer.Option(
         1, help="torch threads (the head is small: 1 is fastest; fine-tuning uses every core)"
     ),
+    jobs: int = typer.Option(
+        0,
+        help="processes fitting the ensemble's heads side by side, each with --threads torch "
+        "threads (the same heads, sooner) [default: one per core]",
+        show_default=False,
+    ),
 ) -> None:
     """Train the head on a split manifest's train rows; write a model bundle."""
     import torch
@@ -152,7 +158,8 @@ def train(
                 f"{record.get('val_review_rate', float('nan')):.3f}",
             )
 
-        outcome = train_bundle(manifest, cfg, workdir=workdir, on_epoch=on_epoch)
+        jobs = jobs if jobs > 0 else available_cores()
+        outcome = train_bundle(manifest, cfg, workdir=workdir, on_epoch=on_epoch, jobs=jobs)
         bar.update(task, completed=cfg.epochs * heads)
     for message in outcome.warnings:
         console.print(f"[bold yellow]warning:[/bold yellow] {message}")

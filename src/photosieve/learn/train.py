@@ -35,8 +35,8 @@ from photosieve.vision.embed import embed_files
 EpochCallback = Callable[[int, dict[str, Any]], None]
 
 
-def make_head(cfg: TrainConfig) -> MLPHead | EnsembleHead:
-    """The (unfitted) head `cfg` describes."""
+def make_head(cfg: TrainConfig, jobs: int = 1) -> MLPHead | EnsembleHead:
+    """The (unfitted) head `cfg` describes; an ensemble fits its members in `jobs` processes."""
     head = MLPHead(
         cfg.hidden,
         cfg.activation,
@@ -51,7 +51,7 @@ def make_head(cfg: TrainConfig) -> MLPHead | EnsembleHead:
         seed=cfg.seed,
         monitor=cfg.monitor,
     )
-    return EnsembleHead(head, cfg.ensemble) if cfg.ensemble > 1 else head
+    return EnsembleHead(head, cfg.ensemble, n_jobs=jobs) if cfg.ensemble > 1 else head
 
 
 def read_split_manifest(path: str | Path) -> pd.DataFrame:
@@ -258,15 +258,17 @@ def fit_head(
     cfg: TrainConfig,
     *,
     on_epoch: EpochCallback | None = None,
+    jobs: int = 1,
 ) -> tuple[MLPHead | EnsembleHead, list[str]]:
     """The head `cfg` describes, fitted on the `train` rows with early stopping on `validation`,
-    and the distinct vanishing-gradient warnings it raised."""
+    and the distinct vanishing-gradient warnings it raised. `jobs` > 1 fits an ensemble's
+    members side by side in that many processes (the same heads, sooner)."""
     if X.shape[0] != len(frame):
         raise ValueError(f"{X.shape[0]} embeddings for {len(frame)} manifest rows")
     y = as_binary_labels(frame["label"].to_numpy())
     split = frame["split"].astype(str).to_numpy()
     train, val = split == Split.TRAIN.value, split == Split.VALIDATION.value
-    head = make_head(cfg)
+    head = make_head(cfg, jobs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VanishingGradientWarning)
         head.fit(X[train], y[train], X_val=X[val], y_val=y[val], on_epoch=on_epoch)
