@@ -69,11 +69,17 @@ def retrain(
     refine_backbone: str | None = typer.Option(
         None, help="A cascade's second backbone (with --backbone; see `photosieve train`)."
     ),
+    jobs: int = typer.Option(
+        0,
+        help="Processes fitting the head ensemble's members side by side [default: one per core].",
+        show_default=False,
+    ),
     workdir: Path | None = typer.Option(None, help=WORKDIR_HELP),
 ) -> None:
     """Reviewers' labels + earlier data → split → train → calibrate → a registered candidate."""
     from photosieve.feedback.retrain import RetrainConfig, live_recipe, retrain
     from photosieve.policy.certify import InsufficientPositivesError
+    from photosieve.vision.runtime import available_cores
 
     settings = settings_for(workdir)
     with open_database(workdir) as session:
@@ -100,6 +106,7 @@ def retrain(
                 actor=_actor(),
                 base_manifest=base_manifest,
                 progress=True,
+                jobs=jobs if jobs > 0 else available_cores(),
             )
         except (InsufficientPositivesError, ValueError) as exc:
             typer.echo(f"photosieve: retrain: {exc}", err=True)

@@ -149,9 +149,11 @@ def retrain(
     base_manifest: Path | None = None,
     embedder: Embedder | None = None,
     progress: bool = False,
+    jobs: int = 1,
 ) -> RetrainOutcome:
     """Build, certify and register a candidate from reviewers' labels + the earlier data (see
-    the module docstring). Raises ValueError (no data) or `InsufficientPositivesError`."""
+    the module docstring); `jobs` processes fit the head ensemble's members side by side.
+    Raises ValueError (no data) or `InsufficientPositivesError`."""
     cfg = cfg or RetrainConfig()
     summary = export_labels(session, images, workdir.feedback_labels)
     feedback = feedback_photos(workdir.feedback_labels) if summary.rows else None
@@ -187,7 +189,9 @@ def retrain(
             progress=progress,
         )
     )
-    trained = train_bundle(manifest_path, cfg.train, workdir=root, progress=progress, embeddings=X)
+    trained = train_bundle(
+        manifest_path, cfg.train, workdir=root, progress=progress, embeddings=X, jobs=jobs
+    )
     bundle = calibrate_bundle(
         trained.bundle, manifest_path, cfg.certify, workdir=root, progress=progress
     )
