@@ -50,7 +50,7 @@ def padding_ab() -> dict[str, float]:
 
     from photosieve.vision.preprocess import to_input_array
 
-    out = {}
+    out: dict[str, float] = {}
     cfg = backbone_config(LITE1).preprocess
     for padding in ("same", "symmetric"):
         model, total = create_lite1(padding=padding, pooling="avg"), 0.0

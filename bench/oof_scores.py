@@ -192,7 +192,7 @@ def fold_parts(
 def make_head(head: str) -> Any:
     """An unfitted head by name (today's recipe is `mlp5`: `TrainConfig()`'s ensemble)."""
     from photosieve.config import TrainConfig
-    from photosieve.learn.head import LogisticHead
+    from photosieve.learn.head import LogisticHead, MLPHead
     from photosieve.learn.train import make_head as head_of
 
     if head == "mlp5":
@@ -205,6 +205,7 @@ def make_head(head: str) -> Any:
         return head_of(TrainConfig(ensemble=1, seed=1))
     if head.removesuffix("s1") in TOP_PUSH:
         one = head_of(TrainConfig(ensemble=1, seed=int(head.endswith("s1"))))
+        assert isinstance(one, MLPHead)  # one member: no ensemble around it
         return one.set_params(**TOP_PUSH[head.removesuffix("s1")])
     if head == "logreg":
         return LogisticHead(C=0.05, imbalance="weighted", max_iter=300)

@@ -21,6 +21,8 @@ in-source pool violation rate (which must stay ≤ 5%: the certificate is honest
 
     PYTHONPATH=src python bench/source_holdout.py --ingested work/data/ingested.csv --workdir work
     PYTHONPATH=src python bench/source_holdout.py --table
+    PYTHONPATH=src python bench/source_holdout.py --backbone efficientnet_lite1_avgmax \
+        --out bench/results/source_holdout_lite1.json   # another backbone's cached embeddings
 """
 
 from __future__ import annotations
@@ -230,12 +232,16 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--folds", type=int, default=5)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--jobs", type=int, default=1)
+    parser.add_argument("--backbone", default=L0, help="the recipe's backbone (cached embeddings)")
+    parser.add_argument("--out", type=Path, default=RESULTS)
     parser.add_argument("--table", action="store_true", help="print the README table and exit")
     args = parser.parse_args(argv)
+    out: Path = args.out
     if args.table:
-        print(markdown(json.loads(RESULTS.read_text())))
+        print(markdown(json.loads(out.read_text())))
         return 0
-    recipe = Recipe(f"lite0_{args.head}", (L0,), args.head)
+    short = args.backbone.removeprefix("efficientnet_").removesuffix("_avgmax")
+    recipe = Recipe(f"{short}_{args.head}", (args.backbone,), args.head)
     bench = load_bench(args.ingested, args.workdir, recipe.backbones)
     results: dict[str, Any] = {
         "machine": platform.node(),
@@ -245,12 +251,12 @@ def main(argv: list[str] | None = None) -> int:
         "seed": args.seed,
         "holdouts": [],
     }
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    out.parent.mkdir(parents=True, exist_ok=True)
     for holdout in args.holdouts:  # written after each: a held-out fit takes ~10 min
         results["holdouts"].append(measure(bench, recipe, holdout, args))
-        RESULTS.write_text(json.dumps(results, indent=2))
+        out.write_text(json.dumps(results, indent=2))
     print(markdown(results))
-    print(f"wrote {RESULTS}")
+    print(f"wrote {out}")
     return 0
 
 
