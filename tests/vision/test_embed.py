@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
-from PIL import Image
+from PIL import Image, ImageOps
 from typer.testing import CliRunner
 
 from photosieve.cli import app
@@ -53,6 +53,28 @@ def test_second_run_is_served_from_the_cache(
     assert stats["cached"] == 7 and stats["computed"] == 0
     np.testing.assert_array_equal(again, first[::-1])
     assert (workdir / "embeddings" / embedder.config.id).is_dir()
+
+
+def test_mirrored_views_embed_the_flipped_photo_and_cache_apart(
+    photos: list[Path], embedder: Embedder, tmp_path: Path
+) -> None:
+    """`mirror=True` embeds each photo flipped left to right (a training view), cached under
+    `<id>-mirror`; the plain embeddings and their cache are untouched."""
+    workdir = tmp_path / "work"
+    plain = embed_files(photos, workdir=workdir, progress=False, embedder=embedder)
+    mirrored = embed_files(photos, workdir=workdir, progress=False, embedder=embedder, mirror=True)
+    flipped = [ImageOps.mirror(load_image(p)) for p in photos]
+    np.testing.assert_allclose(mirrored, embedder.embed_images(flipped), atol=1e-5)
+    assert np.abs(mirrored - plain).max() > 1e-3  # the asymmetric shapes embed differently
+    root = workdir / "embeddings"
+    assert sorted(d.name for d in root.iterdir()) == [
+        embedder.config.id,
+        f"{embedder.config.id}-mirror",
+    ]
+    stats: dict[str, float] = {}
+    again = embed_files(photos, workdir=workdir, progress=False, embedder=embedder, stats=stats)
+    assert stats["cached"] == len(photos)
+    np.testing.assert_array_equal(again, plain)
 
 
 def test_only_new_content_is_embedded_and_duplicates_once(

@@ -41,6 +41,7 @@ from photosieve.vision.onnx import INPUT_NAME, available_cores, create_session, 
 from photosieve.vision.preprocess import ImageDecodeError, load_for_model, resize_for_model
 
 SHARD_SIZE = 1024  # new embeddings per cache shard
+MIRROR_SUFFIX = "-mirror"  # the cache of mirrored photos' embeddings: `<backbone id>-mirror`
 OnError = Literal["raise", "nan"]
 
 
@@ -100,14 +101,16 @@ def embed_files(
     on_error: OnError = "raise",
     embedder: Embedder | None = None,
     stats: dict[str, float] | None = None,
+    mirror: bool = False,
 ) -> np.ndarray:
     """Embeddings (N, embed_dim) float32 of the photo files, aligned with `paths`.
 
     Cached by (SHA-256 of the file's bytes, backbone id) under `<workdir>/embeddings/`: files
-    seen before cost a hash, not a model run. An unreadable photo raises `ImageDecodeError`
-    naming the file; with `on_error="nan"` its row is NaN instead. Pass `stats` (a dict) to get
-    counts back: `images`, `cached`, `computed`, `failed`, `seconds`, and where the time went:
-    `model_seconds`, `decode_wait_seconds`.
+    seen before cost a hash, not a model run. `mirror` embeds each photo flipped left to right
+    (a training view, cached apart under `<backbone id>-mirror`). An unreadable photo raises
+    `ImageDecodeError` naming the file; with `on_error="nan"` its row is NaN instead. Pass
+    `stats` (a dict) to get counts back: `images`, `cached`, `computed`, `failed`, `seconds`,
+    and where the time went: `model_seconds`, `decode_wait_seconds`.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, got {batch_size}")
@@ -117,7 +120,7 @@ def embed_files(
     root = Workdir.of(workdir).root
     cfg = embedder.config if embedder is not None else backbone_config(backbone)
     paths = [Path(p) for p in paths]
-    cache = EmbeddingCache(root, cfg.id, cfg.embed_dim)
+    cache = EmbeddingCache(root, f"{cfg.id}{MIRROR_SUFFIX}" if mirror else cfg.id, cfg.embed_dim)
     workers = max(2, available_cores())
 
     with _progress(progress) as bar:
@@ -135,7 +138,7 @@ def embed_files(
             pending_keys: list[str] = []
             pending_rows: list[np.ndarray] = []
             for idx, vectors, bad in _embed_stream(
-                paths, unique, model, batch_size, workers, timing
+                paths, unique, model, batch_size, workers, timing, mirror=mirror
             ):
                 for i, err in bad:
                     if on_error == "raise":
@@ -199,6 +202,8 @@ def _embed_stream(
     batch_size: int,
     workers: int,
     timing: dict[str, float],
+    *,
+    mirror: bool = False,
 ) -> Iterator[tuple[list[int], np.ndarray, list[tuple[int, ImageDecodeError]]]]:
     """Yield (indices, embeddings, failures) per batch; decoding runs ahead in threads.
 
@@ -210,7 +215,7 @@ def _embed_stream(
 
     def decode(i: int) -> Decoded:
         try:
-            return load_for_model(paths[i], cfg)
+            return load_for_model(paths[i], cfg, mirror=mirror)
         except ImageDecodeError as exc:
             return exc
 

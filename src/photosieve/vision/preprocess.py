@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image
+from PIL import Image, ImageOps
 
 from photosieve.vision.decode import (
     MAX_PIXELS,
@@ -139,13 +139,18 @@ def to_input_array(image: Image.Image, cfg: PreprocessConfig) -> np.ndarray:
     return np.ascontiguousarray(normalised.transpose(2, 0, 1), dtype=np.float32)  # (3, H, W)
 
 
-def load_for_model(source: str | Path | bytes, cfg: PreprocessConfig) -> np.ndarray:
+def load_for_model(
+    source: str | Path | bytes, cfg: PreprocessConfig, *, mirror: bool = False
+) -> np.ndarray:
     """Decode and resize one photo: uint8 RGB array (H, W, 3), the ONNX graph's input.
 
     The same path as `preprocess` (JPEG draft decoding at `cfg.decode_size`, then the resize),
-    minus the normalisation, which the exported graph does itself.
+    minus the normalisation, which the exported graph does itself. `mirror` flips the photo left
+    to right before the resize (a training view: `learn.views`).
     """
     image = load_image(source, draft_size=cfg.decode_size)
+    if mirror:
+        image = ImageOps.mirror(image)
     return np.asarray(resize_for_model(image, cfg), dtype=np.uint8)
 
 
