@@ -30,6 +30,7 @@ from photosieve.learn.train import (
     cascade_gate,
     embed_manifest,
     fit_head,
+    mirrored_train_rows,
     read_split_manifest,
     split_metrics,
     tune_backbone,
@@ -91,7 +92,12 @@ def train_bundle(
     if tuned is not None and cfg.finetune_head == "tuned":
         head, messages = tuned.head, []  # trained with the backbone: nothing is fitted again
     else:
-        head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch, jobs=jobs)
+        extra = (
+            mirrored_train_rows(frame, workdir=workdir, backbone=name, progress=progress)
+            if cfg.train_mirror
+            else None
+        )
+        head, messages = fit_head(X, frame, cfg, on_epoch=on_epoch, jobs=jobs, extra=extra)
     if tuned is not None and cfg.finetune_head == "both":  # each weighs half of the mean logit
         head = EnsembleHead.from_members([head, tuned.head])
     backbone = backbone_config(name)

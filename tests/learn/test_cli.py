@@ -65,6 +65,7 @@ def test_train_then_diagnose(
         "1",
         "--backbone",  # pinned: 24 training photos are too few to compare backbones on
         "efficientnet_lite0",
+        "--no-train-mirror",  # and recipes (the mirror's effect: test_train.py, the bench)
     ]
     result = runner.invoke(app, args)
     assert result.exit_code == 0, result.output
@@ -72,6 +73,7 @@ def test_train_then_diagnose(
 
     bundle = ModelBundle.load(out)
     assert bundle.train_config["ensemble"] == 2 and bundle.train_config["hidden"] == [32]
+    assert bundle.train_config["train_mirror"] is False
     assert bundle.metrics["splits"]["test"]["average_precision"] > 0.9
     assert bundle.backbone_id.startswith("efficientnet_lite0-")
 

@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from drawing import drawn_split_manifest
 from photosieve.bundle import ModelBundle
 from photosieve.data.split import data_fingerprint
 from photosieve.data.split import data_fingerprint as split_fingerprint
@@ -44,7 +45,8 @@ def make_split(tmp_path: Path, n: int = 400, d: int = 24) -> tuple[Path, np.ndar
 
 def test_train_bundle_end_to_end(tmp_path: Path) -> None:
     manifest, X = make_split(tmp_path)
-    cfg = TrainConfig(hidden=(16,), epochs=30, ensemble=2, batch_size=64, lr=1e-2, dropout=0.1)
+    cfg = TrainConfig(hidden=(16,), epochs=30, ensemble=2, batch_size=64, lr=1e-2, dropout=0.1,
+                      train_mirror=False)  # fmt: skip  # embeddings without photos: none to mirror
     epochs_seen: list[int] = []
     outcome = train_bundle(manifest, cfg, embeddings=X, on_epoch=lambda e, r: epochs_seen.append(e))
     bundle = outcome.bundle
@@ -89,4 +91,30 @@ def test_manifest_without_validation_is_refused(tmp_path: Path) -> None:
     frame.loc[frame["split"] == "validation", "split"] = "train"
     frame.to_csv(manifest, index=False)
     with pytest.raises(ValueError, match="no rows with split 'validation'"):
-        train_bundle(manifest, TrainConfig(epochs=1, ensemble=1), embeddings=X)
+        train_bundle(manifest, TrainConfig(epochs=1, ensemble=1, train_mirror=False), embeddings=X)
+
+
+def test_the_head_also_trains_on_the_training_photos_mirrored(tmp_path: Path) -> None:
+    """`train_mirror` embeds the `train` rows' photos flipped (cached apart) and adds them to the
+    head's training rows only: validation and the served scores use the photos as they are."""
+    splits = ("train", "train", "train", "validation", "calibration")
+    (tmp_path / "photos").mkdir()
+    manifest = drawn_split_manifest(
+        tmp_path / "photos", 40, splits, offensive=lambda i: i % 3 == 0, size=lambda i: (150, 120)
+    )
+    plain = "efficientnet_lite0"  # the lighter backbone keeps this quick
+    heads = {}
+    for mirror in (False, True):
+        work = tmp_path / f"work-{mirror}"
+        cfg = TrainConfig(hidden=(8,), epochs=3, ensemble=1, backbone=plain, train_mirror=mirror)
+        bundle = train_bundle(manifest, cfg, workdir=work, progress=False).bundle
+        assert bundle.train_config["train_mirror"] is mirror
+        folders = sorted(d.name for d in (work / "embeddings").iterdir())
+        mirrored = [f for f in folders if f.endswith("-mirror")]
+        assert mirrored == ([f"{bundle.backbone_id}-mirror"] if mirror else [])
+        if mirror:  # exactly the 24 training photos, each once
+            shards = (work / "embeddings" / mirrored[0]).glob("*.keys.npy")
+            assert sum(len(np.load(k)) for k in shards) == 24
+        heads[mirror] = bundle.head
+    X = np.random.default_rng(1).normal(size=(8, 1280)).astype(np.float32)
+    assert not np.allclose(heads[True].decision_function(X), heads[False].decision_function(X))

@@ -64,6 +64,11 @@ def train(
         f"{TUNED_BASE_BACKBONE} with --finetune-epochs]",
         show_default=False,
     ),
+    train_mirror: bool = typer.Option(
+        _D.train_mirror,
+        "--train-mirror/--no-train-mirror",
+        help="also train the head on the training photos' mirror images (no serving cost)",
+    ),
     refine_backbone: str | None = typer.Option(
         _D.refine_backbone,
         help="a two-stage cascade: this backbone's embedding, next to the first, is scored by a "
@@ -129,6 +134,7 @@ def train(
             ensemble=ensemble,
             seed=seed,
             backbone=backbone or "",  # "": the recipe's default (TrainConfig)
+            train_mirror=train_mirror,
             refine_backbone=refine_backbone,
             refine_share=refine_share,
             refine_stop=refine_stop,

@@ -72,6 +72,18 @@ def embed_manifest(
     return embed_files(paths, workdir=workdir, backbone=backbone, progress=progress)
 
 
+def mirrored_train_rows(
+    frame: pd.DataFrame, *, workdir: Path | None, backbone: str, progress: bool
+) -> tuple[np.ndarray, np.ndarray]:
+    """The `train` rows' photos mirrored left to right: embeddings (T, D) and labels (T,), the
+    head's extra training rows when `TrainConfig.train_mirror` asks (validation and everything
+    downstream see the photos as served)."""
+    train = (frame["split"].astype(str) == Split.TRAIN.value).to_numpy()
+    paths = [Path(p) for p in frame.loc[train, "path"]]
+    X = embed_files(paths, workdir=workdir, backbone=backbone, progress=progress, mirror=True)
+    return X, as_binary_labels(frame.loc[train, "label"].to_numpy())
+
+
 @dataclass
 class TunedBackbone:
     """What fine-tuning gives: the tuned backbone's weights file and the classifier tuned with it
@@ -259,18 +271,23 @@ def fit_head(
     *,
     on_epoch: EpochCallback | None = None,
     jobs: int = 1,
+    extra: tuple[np.ndarray, np.ndarray] | None = None,
 ) -> tuple[MLPHead | EnsembleHead, list[str]]:
     """The head `cfg` describes, fitted on the `train` rows with early stopping on `validation`,
     and the distinct vanishing-gradient warnings it raised. `jobs` > 1 fits an ensemble's
-    members side by side in that many processes (the same heads, sooner)."""
+    members side by side in that many processes (the same heads, sooner); `extra` (X, y) adds
+    training rows (the training photos' mirror images, `mirrored_train_rows`)."""
     if X.shape[0] != len(frame):
         raise ValueError(f"{X.shape[0]} embeddings for {len(frame)} manifest rows")
     y = as_binary_labels(frame["label"].to_numpy())
     split = frame["split"].astype(str).to_numpy()
     train, val = split == Split.TRAIN.value, split == Split.VALIDATION.value
+    X_fit, y_fit = X[train], y[train]
+    if extra is not None:
+        X_fit, y_fit = np.concatenate([X_fit, extra[0]]), np.concatenate([y_fit, extra[1]])
     head = make_head(cfg, jobs)
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always", VanishingGradientWarning)
-        head.fit(X[train], y[train], X_val=X[val], y_val=y[val], on_epoch=on_epoch)
+        head.fit(X_fit, y_fit, X_val=X[val], y_val=y[val], on_epoch=on_epoch)
     messages = sorted({str(w.message) for w in caught if w.category is VanishingGradientWarning})
     return head, messages
