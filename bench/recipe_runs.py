@@ -9,13 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from certified_workload import _origin, plan_sizes, run_draws, validation_table
-from oof_scores import Bench, Recipe, oof_scores
+from oof_scores import Bench, Extras, Recipe, oof_scores_with_extras
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.metrics import average_precision
 
@@ -44,9 +45,11 @@ def score_recipes(
     results: dict[str, Any],
     out: Path,
     args: argparse.Namespace,
+    extras: Mapping[str, Extras] | None = None,
 ) -> dict[str, Any]:
     """Each recipe's OOF scores (workload plan, cached under `<workdir>/certified_workload`)
-    and its draws into `results[recipe.name]`; `results` is written to `out` after each."""
+    and its draws into `results[recipe.name]`; `results` is written to `out` after each.
+    `extras` (recipe name → `oof_scores.Extras`) adds training rows to a recipe's folds."""
     plan = plan_by_workload(int(bench.y[bench.primary].sum()))[0]
     sizes = plan_sizes(bench, plan, seed=args.seed)
     mask = bench.primary
@@ -54,9 +57,10 @@ def score_recipes(
     results.setdefault("sizes", sizes)
     cache = args.workdir / "certified_workload"
     for recipe in recipes:
-        scores, info = oof_scores(
-            bench, recipe, plan, k=args.folds, seed=args.seed, jobs=args.jobs, cache_dir=cache
-        )
+        scores, _, info = oof_scores_with_extras(
+            bench, recipe, plan, k=args.folds, seed=args.seed, jobs=args.jobs, cache_dir=cache,
+            extras=(extras or {}).get(recipe.name),
+        )  # fmt: skip
         s, y = scores[mask], bench.y[mask]
         results[recipe.name] = {
             "recipe": info,
