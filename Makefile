@@ -2,20 +2,27 @@
 PYTHON ?= python3
 VENV   := .venv
 BIN    := $(VENV)/bin
+RUN_STAMP := $(VENV)/.installed-run
 STAMP  := $(VENV)/.installed
 
 .PHONY: run test lint install browser clean
 
-$(STAMP): pyproject.toml
+## What `make run` needs: the package and its runtime dependencies only.
+$(RUN_STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(RUN_STAMP)
+
+## What `make test` adds: the test extras (Ray, moto, Playwright, linters, …).
+$(STAMP): $(RUN_STAMP)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
 install: $(STAMP)
 
 ## The main job on the embedded default (SQLite, local folders): build the demo bundle and serve.
-run: $(STAMP)
+run: $(RUN_STAMP)
 	$(BIN)/photosieve demo
 
 ## Lint, type-check and run the test suite (what CI runs).
