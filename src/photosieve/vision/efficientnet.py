@@ -33,22 +33,27 @@ _LITE0_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
     (4, 5, 2, 6, 192),
     (1, 3, 1, 6, 320),
 )
-# Lite1: Lite0's widths, depth ×1.1 rounded up (first and last stage not repeated more):
-# 1/3/3/4/4/5/1 blocks, as the checkpoint has them.
-_LITE1_STAGES = tuple(
-    (r if i in (0, len(_LITE0_STAGES) - 1) else math.ceil(1.1 * r), k, s, e, c)
-    for i, (r, k, s, e, c) in enumerate(_LITE0_STAGES)
-)
-# Lite2: depth ×1.2 (first and last stage not repeated more), width ×1.1 rounded to 8s.
-_LITE2_STAGES: tuple[tuple[int, int, int, int, int], ...] = (
-    (1, 3, 1, 1, 16),
-    (3, 3, 2, 6, 24),
-    (3, 5, 2, 6, 48),
-    (4, 3, 2, 6, 88),
-    (4, 5, 1, 6, 120),
-    (5, 5, 2, 6, 208),
-    (1, 3, 1, 6, 352),
-)
+
+
+def _scaled_stages(depth: float, width: float) -> tuple[tuple[int, int, int, int, int], ...]:
+    """Lite0's stages at EfficientNet's depth and width multipliers, as the Lite checkpoints
+    have them: repeats rounded up (the first and last stage's kept), channels rounded to 8s."""
+
+    def channels(c: int) -> int:
+        new = max(8, int(c * width + 4) // 8 * 8)
+        return new + 8 if new < 0.9 * c * width else new
+
+    last = len(_LITE0_STAGES) - 1
+    return tuple(
+        (r if i in (0, last) else math.ceil(depth * r), k, s, e, channels(c))
+        for i, (r, k, s, e, c) in enumerate(_LITE0_STAGES)
+    )
+
+
+# Lite1: depth ×1.1 at Lite0's widths (1/3/3/4/4/5/1 blocks); Lite2: depth ×1.2, width ×1.1
+# (1/3/3/4/4/5/1 blocks of 16/24/48/88/120/208/352 channels).
+_LITE1_STAGES = _scaled_stages(1.1, 1.0)
+_LITE2_STAGES = _scaled_stages(1.2, 1.1)
 STAGES = {"lite0": _LITE0_STAGES, "lite1": _LITE1_STAGES, "lite2": _LITE2_STAGES}
 
 
