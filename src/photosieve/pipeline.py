@@ -64,6 +64,8 @@ def train_bundle(
 
     `embeddings` (aligned with the manifest's rows) skips the embedding step (tests, benches).
     `jobs` > 1 fits the ensemble's heads in that many processes side by side (same heads).
+    With `cfg.train_mirror` the head also trains on the `train` rows' photos mirrored
+    (`learn.train.mirrored_train_rows`; a cascade's second head does not).
     With `cfg.refine_backbone` the bundle is a two-stage cascade (`bundle.Refiner`): a second
     head on [first embedding, refine backbone's embedding] fitted on the same rows, the gate
     chosen on validation (`learn.train.cascade_gate`); its metrics are the composite score's.
