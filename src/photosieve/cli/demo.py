@@ -148,14 +148,14 @@ def demo(
     cascade: bool = typer.Option(
         False,
         help="Two stages: Lite0 for every photo, Lite0 at 384 px too for the ones it cannot "
-        "approve (replaces --backbone; out of fold 19.0% review against the default's 17.3%, "
+        "approve (replaces --backbone; out of fold 19.0% review against the default's 15.7%, "
         "at 2.2x Lite0's model CPU against 1.5x: a recipe to compare, not to pick).",
     ),
     finetune_epochs: int = typer.Option(
         TrainConfig.finetune_epochs,
         help="Fine-tune every layer of Lite0 on the training photos for this many epochs first "
-        "(12: the demo split's review 24.1% -> 17.5%, frozen Lite1's 19.0%; ~1 h on 2 CPU "
-        "cores, minutes on a CUDA GPU).",
+        "(12: the demo split's review 24.1% -> 17.5%; frozen Lite1 without mirror images "
+        "19.0%; ~1 h on 2 CPU cores, minutes on a CUDA GPU).",
     ),
     finetune_seeds: int = typer.Option(
         TrainConfig.finetune_seeds,
