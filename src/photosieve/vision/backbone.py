@@ -161,14 +161,38 @@ def _lite0_gunmap_config() -> BackboneConfig:
     )
 
 
-def lite1_config(name: str, size: int) -> BackboneConfig:
-    """Lite1 avg+max at `size` px (TF-SAME padding): one ONNX graph per size, so it is in the id."""
+# The TF-SAME-padded variants' checkpoints (`EfficientNetLite(variant=…, padding="same")`)
+_SAME_WEIGHTS: dict[str, Callable[[], Path]] = {
+    "lite1": lite1_weights_path,
+    "lite2": lite2_weights_path,
+}
+
+
+def _same_config(variant: str, name: str, size: int) -> BackboneConfig:
+    """Lite1/Lite2 avg+max at `size` px (TF-SAME padding): one ONNX graph per size, so the size
+    is in the id."""
+    weights = _SAME_WEIGHTS[variant]()
     return BackboneConfig(
         name=name,
-        id=f"efficientnet_lite1_avgmax_same{size}-{_file_hash(lite1_weights_path())}",
+        id=f"efficientnet_{variant}_avgmax_same{size}-{_file_hash(weights)}",
         preprocess=PreprocessConfig(input_size=size),
         embed_dim=2 * HEAD_CHANNELS,
     )
+
+
+def _create_same(
+    variant: str, pretrained: bool, padding: str, pooling: str, config: BackboneConfig
+) -> EfficientNetLite:
+    """A Lite1/Lite2 network for `config` (plain average pooling: the 1280-d embedding)."""
+    if pooling == "avg":
+        config = BackboneConfig(config.name, config.id, config.preprocess, embed_dim=HEAD_CHANNELS)
+    model = EfficientNetLite(config, pooling=pooling, variant=variant, padding=padding)
+    return load_pretrained(model, pretrained, _SAME_WEIGHTS[variant])
+
+
+def lite1_config(name: str, size: int) -> BackboneConfig:
+    """Lite1 avg+max at `size` px (TF-SAME padding): one ONNX graph per size, so it is in the id."""
+    return _same_config("lite1", name, size)
 
 
 def _lite1_avgmax_config() -> BackboneConfig:
@@ -184,29 +208,15 @@ def create_lite1(
 ) -> EfficientNetLite:
     """Lite1 (240 px unless `config` says otherwise); `padding="symmetric"` only for the padding
     A/B (it loses accuracy)."""
-    cfg = config()
-    if pooling == "avg":
-        cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
-    model = EfficientNetLite(cfg, pooling=pooling, variant="lite1", padding=padding)
-    return load_pretrained(model, pretrained, lite1_weights_path)
-
-
-def _lite2_config(name: str, size: int) -> BackboneConfig:
-    """Lite2 avg+max at `size` px: one ONNX graph per input size, so the size is in the id."""
-    return BackboneConfig(
-        name=name,
-        id=f"efficientnet_lite2_avgmax_same{size}-{_file_hash(lite2_weights_path())}",
-        preprocess=PreprocessConfig(input_size=size),
-        embed_dim=2 * HEAD_CHANNELS,
-    )
+    return _create_same("lite1", pretrained, padding, pooling, config())
 
 
 def _lite2_avgmax_config() -> BackboneConfig:
-    return _lite2_config("efficientnet_lite2_avgmax", 260)
+    return _same_config("lite2", "efficientnet_lite2_avgmax", 260)
 
 
 def _lite2_224_avgmax_config() -> BackboneConfig:
-    return _lite2_config("efficientnet_lite2_224_avgmax", 224)
+    return _same_config("lite2", "efficientnet_lite2_224_avgmax", 224)
 
 
 def load_pretrained(
@@ -233,11 +243,7 @@ def create_lite2(
 ) -> EfficientNetLite:
     """Lite2 (260 px unless `config` says otherwise); `padding="symmetric"` only for the padding
     A/B (it loses accuracy)."""
-    cfg = config()
-    if pooling == "avg":
-        cfg = BackboneConfig(cfg.name, cfg.id, cfg.preprocess, embed_dim=HEAD_CHANNELS)
-    model = EfficientNetLite(cfg, pooling=pooling, variant="lite2", padding=padding)
-    return load_pretrained(model, pretrained, lite2_weights_path)
+    return _create_same("lite2", pretrained, padding, pooling, config())
 
 
 def _create_lite2_avgmax(pretrained: bool) -> EfficientNetLite:
