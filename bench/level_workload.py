@@ -33,7 +33,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lite1_workload import without_scores
 from oof_scores import Extras, Recipe, load_bench
 from photosieve.vision.backbone import (
     STAGES,
@@ -44,7 +43,7 @@ from photosieve.vision.backbone import (
 )
 from photosieve.vision.backbone import lite1_weights_path as _lite1_weights
 from photosieve.vision.embed import embed_files
-from recipe_runs import add_recipe_arguments, recipes_table, score_recipes
+from recipe_runs import add_recipe_arguments, recipes_table, score_and_report
 
 RESULTS = Path(__file__).parent / "results" / "level_workload.json"
 LITE1 = "efficientnet_lite1_avgmax"
@@ -172,9 +171,7 @@ def main(argv: list[str] | None = None) -> int:
         five.insert(0, ("lite1_mlp5_flip", ()))
     for name, chosen in five:
         add(name, chosen, "mlp5")
-    score_recipes(bench, recipes, results, args.out, args, extras=extras)
-    args.out.write_text(json.dumps(without_scores(results), indent=2))
-    print(recipes_table(results))
+    score_and_report(bench, recipes, results, args, extras=extras)
     return 0
 
 

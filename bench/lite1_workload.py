@@ -30,9 +30,15 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from oof_scores import Recipe, figures_only, load_bench
+from oof_scores import Recipe, load_bench
 from photosieve.vision.backbone import backbone_config, create_lite1
-from recipe_runs import add_recipe_arguments, recipes_table, score_recipes, with_seed_1
+from recipe_runs import (
+    add_recipe_arguments,
+    recipes_table,
+    score_recipes,
+    with_seed_1,
+    without_scores,
+)
 
 RESULTS = Path(__file__).parent / "results" / "lite1_workload.json"
 L0, LITE1, L2 = (
@@ -96,16 +102,6 @@ def register_size(size: int) -> str:
     if name not in list_backbones():
         register_backbone(name, config, lambda pretrained: create_lite1(pretrained, config=config))
     return name
-
-
-def without_scores(results: dict[str, Any]) -> dict[str, Any]:
-    """`results` with each recipe's info reduced to its figures (`oof_scores.figures_only`)."""
-    return {
-        name: run | {"recipe": figures_only(run["recipe"])}
-        if isinstance(run, dict) and "recipe" in run
-        else run
-        for name, run in results.items()
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -16,7 +16,7 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).parent))
 from certified_workload import _origin, plan_sizes, run_draws, validation_table
-from oof_scores import Bench, Extras, Recipe, oof_scores_with_extras
+from oof_scores import Bench, Extras, Recipe, figures_only, oof_scores_with_extras
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.metrics import average_precision
 
@@ -71,6 +71,30 @@ def score_recipes(
         out.parent.mkdir(parents=True, exist_ok=True)
         out.write_text(json.dumps(results, indent=2))
     return results
+
+
+def without_scores(results: dict[str, Any]) -> dict[str, Any]:
+    """`results` with each recipe's info reduced to its figures (`oof_scores.figures_only`)."""
+    return {
+        name: run | {"recipe": figures_only(run["recipe"])}
+        if isinstance(run, dict) and "recipe" in run
+        else run
+        for name, run in results.items()
+    }
+
+
+def score_and_report(
+    bench: Bench,
+    recipes: list[Recipe],
+    results: dict[str, Any],
+    args: argparse.Namespace,
+    extras: Mapping[str, Extras] | None = None,
+) -> None:
+    """`score_recipes` into `args.out`, then that file without the per-photo scores, and the
+    README rows printed."""
+    score_recipes(bench, recipes, results, args.out, args, extras=extras)
+    args.out.write_text(json.dumps(without_scores(results), indent=2))
+    print(recipes_table(results))
 
 
 def recipes_table(results: dict[str, Any]) -> str:

@@ -31,11 +31,10 @@ import numpy as np
 from PIL import Image, ImageOps
 
 sys.path.insert(0, str(Path(__file__).parent))
-from lite1_workload import without_scores
 from oof_scores import Bench, Extras, Recipe, load_bench
 from photosieve.vision.embed import Embedder
 from photosieve.vision.preprocess import PreprocessConfig, load_image, resize_for_model
-from recipe_runs import add_recipe_arguments, recipes_table, score_recipes, with_seed_1
+from recipe_runs import add_recipe_arguments, recipes_table, score_and_report, with_seed_1
 
 RESULTS = Path(__file__).parent / "results" / "view_workload.json"
 LITE1 = "efficientnet_lite1_avgmax"
@@ -144,9 +143,7 @@ def main(argv: list[str] | None = None) -> int:
         for key in extras
         if r.name.endswith((f"_{key}", f"_{key}s1"))
     }
-    score_recipes(bench, recipes, results, args.out, args, extras=by_recipe)
-    args.out.write_text(json.dumps(without_scores(results), indent=2))
-    print(recipes_table(results))
+    score_and_report(bench, recipes, results, args, extras=by_recipe)
     return 0
 
 
