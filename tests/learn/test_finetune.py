@@ -113,3 +113,25 @@ def test_warm_start_is_epoch_zero_and_early_stopping_keeps_the_best(photos, maps
     best = result.history[result.best_epoch]
     scores = score_maps(result.model, maps, val)
     assert review_rate_at_recall(scores, y[val], recall=0.99) == best["val_review_rate"]
+
+
+@pytest.mark.parametrize(
+    ("backbone", "blocks", "side"),
+    [("efficientnet_lite0_avgmax", 11, 14), ("efficientnet_lite1_avgmax", 15, 15)],
+)
+def test_trunk_and_tail_split_any_lite_at_stride_16(
+    photos, backbone: str, blocks: int, side: int
+) -> None:
+    """The split is read off the stage table: Lite0's 11 trunk blocks (as cached since session
+    5), Lite1's 15; trunk then tail is the served embedding, to the bit, on real photos."""
+    from photosieve.learn.finetune import TRUNK_CHANNELS, trunk_blocks
+
+    model = TunedLite0(backbone=backbone)
+    net = model.backbone
+    assert trunk_blocks(net.variant) == blocks == len(model.trunk.blocks)
+    assert len(model.trunk.blocks) + len(model.tail.blocks) == len(net._blocks)
+    x = torch.from_numpy(np.stack([preprocess(p, net.config.preprocess) for p in photos[0][:3]]))
+    with torch.no_grad():
+        fmap = model.trunk(x)
+        assert fmap.shape == (3, TRUNK_CHANNELS, side, side)
+        assert torch.equal(model.tail(fmap), net.forward_features(x))

@@ -1,7 +1,8 @@
 """Fine-tuning EfficientNet-Lite0's last stages on the CPU: frozen trunk, trainable tail, export.
 
-Lite0 is split at stride 16 (`TRUNK_BLOCKS`): the *trunk* (stem … stage 5) stays frozen and its
-(112, 14, 14) map at 224 px is computed once per photo and view and cached (`learn.trunk_cache`);
+Lite0 is split at stride 16 (`trunk_blocks`, read off the stage table): the *trunk* (stem …
+stage 5) stays frozen and its (112, 14, 14) map at 224 px is computed once per photo and view and
+cached (`learn.trunk_cache`);
 the *tail* (stage 6, stage 7, head conv + BN, avg+max pooling → 2,560-d, exactly the served
 `efficientnet_lite0_avgmax` embedding) is trained together with a ReLU MLP classifier
 (`learn.head.build_network`: Standardize → Linear → ReLU → Dropout → Linear) by BCE on
@@ -43,14 +44,27 @@ from photosieve.learn.metrics import (
     review_rate_at_recall,
 )
 from photosieve.learn.train import make_head
-from photosieve.vision.backbone import EfficientNetLite, create_backbone
+from photosieve.vision.backbone import STAGES, EfficientNetLite, create_backbone
 from photosieve.vision.onnx import OPSET, available_cores, export_features
 from photosieve.vision.pooling import pool
 
 BACKBONE = TUNED_BASE_BACKBONE  # the served backbone whose tail is tuned
-TRUNK_BLOCKS = 11  # blocks[:11] = stages 1–5 → stride 16; blocks[11:] = stages 6–7
-TRUNK_CHANNELS = 112
+TRUNK_STAGES = 5  # stages 1–5 end at stride 16: the trunk; stages 6–7 and the head: the tail
 TRUNK_STRIDE = 16
+
+
+def trunk_blocks(variant: str) -> int:
+    """How many of the network's blocks make the trunk: those of its first `TRUNK_STAGES` stages
+    (Lite0: 1 + 2 + 2 + 3 + 3 = 11; Lite1, deeper: 15), read off the stage table."""
+    return sum(repeats for repeats, *_ in STAGES[variant][:TRUNK_STAGES])
+
+
+def trunk_channels(variant: str) -> int:
+    """Channels of the trunk's output map: stage 5's (112 for Lite0 and Lite1)."""
+    return int(STAGES[variant][TRUNK_STAGES - 1][-1])
+
+
+TRUNK_CHANNELS = trunk_channels("lite0")  # the maps `learn.trunk_cache` caches: Lite0's
 TRAIN = TrainConfig()  # the product head's training settings (the warm start's)
 
 
@@ -85,23 +99,24 @@ class FineTuneConfig:
 
 
 class Trunk(nn.Module):
-    """Stem … stage 5 of a Lite0 (shares its modules): (N, 3, H, W) → (N, 112, H/16, W/16)."""
+    """Stem … stage 5 of an EfficientNet-Lite (shares its modules): (N, 3, H, W) → (N, C, H/16,
+    W/16), C = `trunk_channels` (112 for Lite0)."""
 
     def __init__(self, net: EfficientNetLite) -> None:
         super().__init__()
         self.stem, self.bn0, self.act = net._conv_stem, net._bn0, net.act
-        self.blocks = nn.Sequential(*net._blocks[:TRUNK_BLOCKS])
+        self.blocks = nn.Sequential(*net._blocks[: trunk_blocks(net.variant)])
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.blocks(self.act(self.bn0(self.stem(x))))
 
 
 class Tail(nn.Module):
-    """Stages 6–7, head conv + BN, avg+max pooling (shares the modules of its Lite0)."""
+    """Stages 6–7, head conv + BN, avg+max pooling (shares the modules of its network)."""
 
     def __init__(self, net: EfficientNetLite) -> None:
         super().__init__()
-        self.blocks = nn.Sequential(*net._blocks[TRUNK_BLOCKS:])
+        self.blocks = nn.Sequential(*net._blocks[trunk_blocks(net.variant) :])
         self.conv_head, self.bn1, self.act, self.fc = net._conv_head, net._bn1, net.act, net._fc
         self.pooling = net.pooling
 
@@ -111,13 +126,18 @@ class Tail(nn.Module):
 
 
 class TunedLite0(nn.Module):
-    """A Lite0 avg+max backbone split into trunk and tail, plus a classifier on the embedding."""
+    """An avg+max backbone split into trunk and tail, plus a classifier on the embedding: Lite0
+    (`BACKBONE`, what the product tunes) unless `backbone` names another registered one (the
+    split is read off its stage table: a Lite1 tune is a bench experiment so far)."""
 
     def __init__(
-        self, hidden: tuple[int, ...] = TRAIN.hidden, dropout: float = TRAIN.dropout
+        self,
+        hidden: tuple[int, ...] = TRAIN.hidden,
+        dropout: float = TRAIN.dropout,
+        backbone: str = BACKBONE,
     ) -> None:
         super().__init__()
-        self.backbone = create_backbone(BACKBONE)
+        self.backbone = create_backbone(backbone)
         self.trunk = Trunk(self.backbone)
         self.tail = Tail(self.backbone)
         self.classifier = build_network(self.backbone.config.embed_dim, hidden, "relu", dropout)

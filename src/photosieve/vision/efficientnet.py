@@ -175,6 +175,7 @@ class EfficientNetLite(nn.Module):
             )
         self.config = config
         self.pooling = pooling
+        self.variant = variant
         self._conv_stem = make_conv(3, 32, 3, stride=2, padding=padding)
         self._bn0 = nn.BatchNorm2d(32, eps=BN_EPS)
         blocks: list[nn.Module] = []
