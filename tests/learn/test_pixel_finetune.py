@@ -129,3 +129,32 @@ def test_the_carried_weights_and_the_onnx_export_serve_the_tuned_model(served, t
     untuned = UInt8Features(TunedLite0().backbone).eval()
     with torch.no_grad():
         assert np.abs(untuned(images).numpy() - expected).max() > 1e-2  # the tuned weights serve
+
+
+def test_lite1_tunes_at_its_own_input_size_and_refuses_another(served, bench_dir) -> None:
+    """`PixelTuneConfig.backbone` picks the network: Lite1 tunes on its 240-px served inputs
+    (every layer moves, the tuned backbone embeds 2,560-d) and refuses Lite0's 224-px ones."""
+    from photosieve.vision.backbone import backbone_config
+
+    images, y = served
+    train, val = np.arange(0, 12, 2), np.arange(1, 12, 2)
+    lite1 = dataclasses.replace(
+        TINY, backbone="efficientnet_lite1_avgmax", epochs=1, keep="last_averaged"
+    )
+    with pytest.raises(ValueError, match="240 px"):
+        fine_tune_pixels(images, y, train, val, lite1)
+    manifest = pd.read_csv(bench_dir / "manifest.csv")
+    manifest = manifest[manifest["source"] == "primary"]
+    rows = pd.concat(
+        [manifest[manifest["label"] == lab].iloc[::500].head(6) for lab in ("offensive", "ok")]
+    )
+    cfg = backbone_config(lite1.backbone).preprocess
+    pixels = torch.from_numpy(np.stack([load_for_model(bench_dir / p, cfg) for p in rows["path"]]))
+    result = fine_tune_pixels(pixels, y, train, val, lite1)
+    assert result.model.backbone.variant == "lite1"
+    assert len(result.model.trunk.blocks) == 15
+    scores = score_pixels(result.model, pixels, val)
+    assert scores.shape == (6,) and ((scores >= 0) & (scores <= 1)).all()
+    untouched = TunedLite0(backbone=lite1.backbone)
+    stem = result.model.backbone._conv_stem.weight
+    assert not torch.allclose(stem, untouched.backbone._conv_stem.weight)

@@ -37,9 +37,10 @@ import torch.nn.functional as F
 from torch import nn
 from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-from photosieve.learn.finetune import TRAIN, TunedLite0, validation_record
+from photosieve.learn.finetune import BACKBONE, TRAIN, TunedLite0, validation_record
 from photosieve.learn.head import Standardize
 from photosieve.learn.loop import init_weights, monitor_key
+from photosieve.vision.backbone import backbone_config
 
 
 @dataclass(frozen=True)
@@ -76,6 +77,9 @@ class PixelTuneConfig:
     # so their weights can be averaged (a model soup, `learn.soup`)
     init_seed: int | None = None
     amp: bool = True  # bf16 autocast where the device is CUDA
+    # the registered backbone tuned: Lite0, what the product serves tuned; another (Lite1) is
+    # a bench experiment, its photos at that backbone's input size
+    backbone: str = BACKBONE
 
     def to_dict(self) -> dict[str, Any]:
         return {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(self).items()}
@@ -243,7 +247,8 @@ def fine_tune_pixels(
     *,
     on_epoch: Callable[[int, dict[str, Any]], None] | None = None,
 ) -> PixelTuneResult:
-    """Tune every layer on rows `train` of `images` (N, 224, 224, 3) uint8 on their device;
+    """Tune every layer on rows `train` of `images` (N, S, S, 3) uint8 on their device (S: the
+    backbone's input size, 224 for Lite0);
     early-stop on rows `val` (clean). `y` (N,) 0/1 labels of every row."""
     cfg = cfg or PixelTuneConfig()
     device = images.device
@@ -251,6 +256,12 @@ def fine_tune_pixels(
     train, val = np.asarray(train), np.asarray(val)
     if images.ndim != 4 or images.shape[3] != 3 or images.dtype != torch.uint8:
         raise ValueError(f"expected uint8 served inputs (N, H, W, 3), got {tuple(images.shape)}")
+    side = backbone_config(cfg.backbone).preprocess.input_size
+    if images.shape[1:3] != (side, side):
+        raise ValueError(
+            f"{cfg.backbone} is served at {side} px: tune it on (N, {side}, {side}, 3) inputs, "
+            f"got {tuple(images.shape)}"
+        )
     if cfg.keep not in ("best", "last_averaged"):
         raise ValueError(f"unknown keep {cfg.keep!r}; known: 'best', 'last_averaged'")
     if y[train].min() == y[train].max() or y[val].sum() == 0:
@@ -259,7 +270,7 @@ def fine_tune_pixels(
     torch.manual_seed(init_seed)
     gen = torch.Generator().manual_seed(init_seed)  # draws (CPU)
     aug_gen = torch.Generator(device=device).manual_seed(cfg.seed + 1)  # augmentation
-    model = TunedLite0(cfg.hidden, cfg.dropout).to(device)
+    model = TunedLite0(cfg.hidden, cfg.dropout, cfg.backbone).to(device)
     model.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     _warm_start(model, images, y, train, cfg, gen)
     if init_seed != cfg.seed:  # the shared start, then this run's own draws and dropout

@@ -79,7 +79,7 @@ def make_soup(
     cfg: PixelTuneConfig,
 ) -> TunedLite0:
     """One TunedLite0 from several runs' weights: averaged, BatchNorm re-measured on `rows`."""
-    model = TunedLite0(cfg.hidden, cfg.dropout).to(images.device)
+    model = TunedLite0(cfg.hidden, cfg.dropout, cfg.backbone).to(images.device)
     model.load_state_dict(average_states(states))
     model.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     reset_batchnorm(model, images, rows, cfg, seed=cfg.seed)
