@@ -58,14 +58,14 @@ CONFIGS: dict[str, dict[str, Any]] = {  # PixelTuneConfig overrides, run in this
 
 
 def pack(args: argparse.Namespace) -> int:
-    import torch
     from PIL import Image
 
     from oof_scores import fold_of, fold_parts, load_bench
     from photosieve.data.plan import plan_by_workload
-    from photosieve.vision.backbone import lite0_weights_path
+    from photosieve.vision.backbone import create_backbone
     from photosieve.vision.preprocess import load_image
 
+    net = create_backbone(args.backbone)  # the network tuned: its weights travel in the pack
     bench = load_bench(args.ingested, args.ingested.parent.parent, [])
     prim = np.flatnonzero(bench.primary)
     if args.limit:
@@ -107,35 +107,39 @@ def pack(args: argparse.Namespace) -> int:
         val=val,
         origin=bench.frame["origin"].to_numpy()[prim].astype(str),
         quality=quality,
+        backbone=args.backbone,
+        variant=net.variant,
+        input_size=net.config.preprocess.input_size,
     )
-    state = torch.load(lite0_weights_path(), map_location="cpu", weights_only=True)
     arrays = {
         k: (np.zeros(1, np.float16) if k.startswith("_fc.") else v.numpy().astype(np.float16))
-        for k, v in state.items()
+        for k, v in net.state_dict().items()
     }
-    np.savez_compressed(args.out / "lite0.npz", **arrays)  # type: ignore[arg-type]
+    np.savez_compressed(args.out / "weights.npz", **arrays)  # type: ignore[arg-type]
     sizes = {p.name: p.stat().st_size / 2**20 for p in args.out.iterdir()}
     print(f"{len(prim)} photos, WebP q{quality}; MiB: {json.dumps(sizes)}; {Image.__version__}")
     return 0
 
 
-def _decode(chunk: tuple[bytes, list[int]]) -> np.ndarray:
+def _decode(chunk: tuple[bytes, list[int], int]) -> np.ndarray:
     from photosieve.vision.preprocess import PreprocessConfig, load_for_model
 
-    blob, offsets = chunk
-    cfg = PreprocessConfig()
+    blob, offsets, size = chunk
+    cfg = PreprocessConfig(input_size=size)  # Lite0 224, Lite1 240; otherwise the same
     return np.stack([load_for_model(blob[a:b], cfg) for a, b in itertools.pairwise(offsets)])
 
 
 def decode_pack(pack: Path) -> np.ndarray:
-    """The pack's photos as the served uint8 input (N, 224, 224, 3), decoded on every core."""
+    """The pack's photos as its backbone's served uint8 input (N, S, S, 3), decoded on every
+    core (S: 224 for Lite0, 240 for Lite1)."""
     index = np.load(pack / "index.npz")
+    size = int(index["input_size"])
     blob = (pack / "images.bin").read_bytes()
     offsets = [int(o) for o in index["offsets"]]
     step = 256
     chunks = [
         (blob[offsets[i] : offsets[min(i + step, len(offsets) - 1)]],
-         [o - offsets[i] for o in offsets[i : i + step + 1]])
+         [o - offsets[i] for o in offsets[i : i + step + 1]], size)
         for i in range(0, len(offsets) - 1, step)
     ]  # fmt: skip
     with ProcessPoolExecutor(max_workers=os.cpu_count()) as pool:
@@ -143,20 +147,25 @@ def decode_pack(pack: Path) -> np.ndarray:
 
 
 def _install_weights(pack_dir: Path) -> None:
-    """Point Lite0's weights at the packed float16 copy (the device has no weights package)."""
+    """Point the packed backbone's weights at their float16 copy (the device has no weights
+    package): Lite0 loads through `lite0_weights_path`, Lite1/Lite2 through `_SAME_WEIGHTS`."""
     import torch
 
     from photosieve.vision import backbone
 
-    saved = np.load(pack_dir / "lite0.npz")
+    variant = str(np.load(pack_dir / "index.npz")["variant"])
+    saved = np.load(pack_dir / "weights.npz")
     shapes = {"_fc.weight": (1000, 1280), "_fc.bias": (1000,)}
     state = {
         k: torch.zeros(shapes[k]) if k in shapes else torch.from_numpy(saved[k].astype(np.float32))
         for k in saved.files
     }
-    target = Path("/tmp/photosieve-lite0.pth")
+    target = Path(f"/tmp/photosieve-{variant}.pth")
     torch.save(state, target)
-    backbone.lite0_weights_path = lambda: target
+    if variant == "lite0":
+        backbone.lite0_weights_path = lambda: target
+    else:
+        backbone._SAME_WEIGHTS[variant] = lambda: target
 
 
 def train(args: argparse.Namespace) -> int:
@@ -254,6 +263,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--target-mib", type=float, default=48.0)
     p.add_argument("--limit", type=int, default=0, help="pack about this many photos (a trial)")
+    p.add_argument("--backbone", default=L0, help="the registered backbone to tune")
     t = sub.add_parser("train")
     t.add_argument("--pack", type=Path, default=Path(".gpu"))
     t.add_argument("--out", type=Path, default=Path(os.environ.get("OUT", "work/gpu")))
@@ -280,7 +290,12 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _score_originals(
-    weights: dict[int, Path], name: str, paths: np.ndarray, fold: np.ndarray, tmp: Path
+    weights: dict[int, Path],
+    name: str,
+    paths: np.ndarray,
+    fold: np.ndarray,
+    tmp: Path,
+    backbone: str = L0,
 ) -> tuple[np.ndarray, list[float]]:
     """Each fold's tuned model, exported to ONNX, scores its held-out *original* photos through
     the served path; also the ONNX-vs-PyTorch embedding gap on 16 of them per fold."""
@@ -290,14 +305,15 @@ def _score_originals(
 
     from photosieve.learn.finetune import TunedLite0, export_tuned_onnx
     from photosieve.learn.pixel_finetune import load_half_state
+    from photosieve.vision.backbone import backbone_config
     from photosieve.vision.onnx import UInt8Features
-    from photosieve.vision.preprocess import PreprocessConfig, load_for_model
+    from photosieve.vision.preprocess import load_for_model
     from photosieve.vision.runtime import INPUT_NAME, create_session
 
-    cfg = PreprocessConfig()
+    cfg = backbone_config(backbone).preprocess
     out, gaps = np.full(len(paths), np.nan), []
     for f, path in sorted(weights.items()):
-        model = TunedLite0()
+        model = TunedLite0(backbone=backbone)
         load_half_state(model, torch.load(path, weights_only=True))
         session = create_session(export_tuned_onnx(model, tmp / f"{name}_fold{f}.onnx"))
         rows = np.flatnonzero(fold == f)
@@ -380,7 +396,14 @@ def score(args: argparse.Namespace) -> int:
         runs[f"tuned {name}, re-encoded photos (device)"] = (m["test"], val_mean)
         if len(m["weights"]) == n_folds:
             with tempfile.TemporaryDirectory() as tmp:
-                s, gaps = _score_originals(m["weights"], name, paths, index["fold"], Path(tmp))
+                s, gaps = _score_originals(
+                    m["weights"],
+                    name,
+                    paths,
+                    index["fold"],
+                    Path(tmp),
+                    m["config"].get("backbone", L0),
+                )
             results[f"run_{name}"]["onnx_max_abs_gap"] = max(gaps)
             runs[f"tuned {name}, original photos (served path)"] = (s, val_mean)
             oof[name] = s

@@ -87,7 +87,7 @@ def run_fold(args: argparse.Namespace) -> int:
     if len(states) < 2:
         return 0
     cfg = PixelTuneConfig(**(RECIPE_C | override))
-    soup = TunedLite0(cfg.hidden, cfg.dropout).to(device)
+    soup = TunedLite0(cfg.hidden, cfg.dropout, cfg.backbone).to(device)
     soup.load_state_dict(average_states(states))
     soup.backbone.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     keep = score_pixels(soup, images, te)
@@ -213,8 +213,9 @@ def score(args: argparse.Namespace) -> int:
                     state = saved["state"] | (saved["bn_reset"] if variant == "reset" else {})
                     weights[f] = Path(tmp) / f"{variant}{f}.pt"
                     torch.save(state, weights[f])
+                tuned_from = log["recipe"].get("backbone", L0)
                 s, gaps = _score_originals(weights, f"soup_{variant}", paths, index["fold"],
-                                           Path(tmp))  # fmt: skip
+                                           Path(tmp), tuned_from)  # fmt: skip
                 runs[f"soup_{variant} of {', '.join(souped)} (originals, served path)"] = s
                 onnx_gaps.append(max(gaps))
     results: dict[str, Any] = {"draws": args.draws, "sizes": sizes, "device_logs": [

@@ -32,22 +32,22 @@ from oof_scores import _fit_fold, fold_of, fold_parts, load_bench
 from photosieve.data.plan import plan_by_workload
 from photosieve.learn.finetune import TunedLite0, export_tuned_onnx
 from photosieve.learn.pixel_finetune import load_half_state
-from photosieve.vision.preprocess import PreprocessConfig, load_for_model
+from photosieve.vision.preprocess import load_for_model
 from photosieve.vision.runtime import INPUT_NAME, create_session
 
 RESULTS = Path(__file__).parent / "results" / "soup_heads.json"
 
 
-def soup_model(path: Path) -> TunedLite0:
-    """A fold's soup as `gpu_soup.py` returned it, BatchNorm re-measured."""
+def soup_model(path: Path, backbone: str) -> TunedLite0:
+    """A fold's soup as `gpu_soup.py` returned it (tuned from `backbone`), BatchNorm re-measured."""
     saved = torch.load(path, weights_only=True)
-    return load_half_state(TunedLite0(), saved["state"] | saved["bn_reset"])
+    return load_half_state(TunedLite0(backbone=backbone), saved["state"] | saved["bn_reset"])
 
 
 def embed_all(model: TunedLite0, paths: np.ndarray, tmp: Path) -> np.ndarray:
     """(N, 2560) embeddings of the original photos through the exported ONNX graph."""
     session = create_session(export_tuned_onnx(model, tmp / "soup.onnx"))
-    cfg = PreprocessConfig()
+    cfg = model.backbone.config.preprocess
     out = []
     with ThreadPoolExecutor(2) as pool:
         for start in range(0, len(paths), 256):
@@ -77,9 +77,11 @@ def main() -> int:
     cache = workdir / "gpu_soup"
     cache.mkdir(parents=True, exist_ok=True)
     logit = {h: np.full(len(rows), np.nan) for h in ("tuned", "refit")}
+    log = json.loads((args.device_out / "device_log.json").read_text())
+    tuned_from = log["recipe"].get("backbone", L0)
     for f in range(n_folds):
-        model = soup_model(args.device_out / f"soup_fold{f}.pt")
-        file = cache / f"soup_fold{f}_embeddings.npy"
+        model = soup_model(args.device_out / f"soup_fold{f}.pt", tuned_from)
+        file = cache / f"soup_fold{f}_{tuned_from}_embeddings.npy"
         if not file.is_file():
             with tempfile.TemporaryDirectory() as tmp:
                 np.save(file, embed_all(model, paths, Path(tmp)))

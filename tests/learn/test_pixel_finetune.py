@@ -26,17 +26,21 @@ from photosieve.vision.preprocess import PreprocessConfig, load_for_model
 TINY = PixelTuneConfig(epochs=2, batch_size=8, samples_per_epoch=16, warm_steps=5, patience=5)
 
 
-@pytest.fixture(scope="module")
-def served(bench_dir: Path) -> tuple[torch.Tensor, np.ndarray]:
-    """Twelve bench photos (6 offensive, 6 fine) as the served uint8 input, and their labels."""
+def twelve_photos(bench_dir: Path, cfg: PreprocessConfig) -> tuple[torch.Tensor, np.ndarray]:
+    """Twelve bench photos (6 offensive, 6 fine) as `cfg`'s served uint8 input, and labels."""
     manifest = pd.read_csv(bench_dir / "manifest.csv")
     manifest = manifest[manifest["source"] == "primary"]
     rows = pd.concat(
         [manifest[manifest["label"] == lab].iloc[::500].head(6) for lab in ("offensive", "ok")]
     )
-    cfg = PreprocessConfig()
     pixels = np.stack([load_for_model(bench_dir / p, cfg) for p in rows["path"]])
     return torch.from_numpy(pixels), (rows["label"] == "offensive").to_numpy().astype(np.int64)
+
+
+@pytest.fixture(scope="module")
+def served(bench_dir: Path) -> tuple[torch.Tensor, np.ndarray]:
+    """The twelve photos at Lite0's 224 px."""
+    return twelve_photos(bench_dir, PreprocessConfig())
 
 
 def test_augment_is_seeded_in_range_and_crops_flip_and_shrink(served) -> None:
@@ -133,7 +137,7 @@ def test_the_carried_weights_and_the_onnx_export_serve_the_tuned_model(served, t
 
 def test_lite1_tunes_at_its_own_input_size_and_refuses_another(served, bench_dir) -> None:
     """`PixelTuneConfig.backbone` picks the network: Lite1 tunes on its 240-px served inputs
-    (every layer moves, the tuned backbone embeds 2,560-d) and refuses Lite0's 224-px ones."""
+    (its 15 trunk blocks, every layer moves) and refuses Lite0's 224-px ones."""
     from photosieve.vision.backbone import backbone_config
 
     images, y = served
@@ -143,13 +147,8 @@ def test_lite1_tunes_at_its_own_input_size_and_refuses_another(served, bench_dir
     )
     with pytest.raises(ValueError, match="240 px"):
         fine_tune_pixels(images, y, train, val, lite1)
-    manifest = pd.read_csv(bench_dir / "manifest.csv")
-    manifest = manifest[manifest["source"] == "primary"]
-    rows = pd.concat(
-        [manifest[manifest["label"] == lab].iloc[::500].head(6) for lab in ("offensive", "ok")]
-    )
-    cfg = backbone_config(lite1.backbone).preprocess
-    pixels = torch.from_numpy(np.stack([load_for_model(bench_dir / p, cfg) for p in rows["path"]]))
+    pixels, same_y = twelve_photos(bench_dir, backbone_config(lite1.backbone).preprocess)
+    assert (same_y == y).all() and pixels.shape[1:] == (240, 240, 3)
     result = fine_tune_pixels(pixels, y, train, val, lite1)
     assert result.model.backbone.variant == "lite1"
     assert len(result.model.trunk.blocks) == 15
