@@ -162,3 +162,30 @@ def test_a_model_that_cannot_load_or_score_never_fails_an_upload(
     assert "cannot load model gone" in caplog.text and "shadow model broken" in caplog.text
     with svc.sessions() as session:
         assert registry.shadow_scores(session, "broken") == {}
+
+
+def test_a_worker_that_loses_the_race_to_adopt_the_bundle_serves_the_winners(
+    svc: Service, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two workers start at once on a fresh database: both read "no live model", one registers
+    the configured bundle, and the other's registration finds the row — it must serve that
+    model, not die (seen in CI on PostgreSQL: `RegistryError: … registered already` killed the
+    second uvicorn worker)."""
+    from photosieve.config import Workdir
+    from photosieve.service.models import adopt_bundle
+
+    configured = svc.bundle.save(tmp_path / "configured")
+    workdir = Workdir(Path(svc.settings.workdir))
+    winner = adopt_bundle(svc.sessions, configured, workdir)  # the first worker
+    real, reads = registry.with_status, []
+
+    def read_before_the_winner_committed(session: Any, status: ModelStatus) -> Any:
+        reads.append(status)
+        return None if len(reads) == 1 else real(session, status)
+
+    monkeypatch.setattr(registry, "with_status", read_before_the_winner_committed)
+    assert adopt_bundle(svc.sessions, configured, workdir) == winner == svc.bundle.version
+    monkeypatch.undo()
+    with svc.sessions() as session:
+        live = registry.with_status(session, ModelStatus.LIVE)
+        assert live is not None and live.version == winner

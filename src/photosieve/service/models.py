@@ -113,7 +113,11 @@ def adopt_bundle(sessions: sessionmaker[Session], bundle_dir: Path, workdir: Wor
         try:
             registry.register(session, new, actor=STARTUP_ACTOR, status=ModelStatus.LIVE)
             session.commit()
-        except IntegrityError:  # a worker starting beside this one registered it
+        except (IntegrityError, registry.RegistryError) as exc:
+            # a worker starting beside this one registered it: at once (the unique key) or
+            # after this one read "no live model" (`register` finds the row: `exists`)
+            if isinstance(exc, registry.RegistryError) and exc.reason != "exists":
+                raise
             session.rollback()
             with sessions() as again:
                 other = registry.with_status(again, ModelStatus.LIVE)
