@@ -36,6 +36,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 from oof_scores import Extras, Recipe, load_bench
 from photosieve.vision.backbone import (
     STAGES,
+    BackboneConfig,
     EfficientNetLite,
     backbone_config,
     load_pretrained,
@@ -92,7 +93,7 @@ class LevelsLite1(EfficientNetLite):
         return torch.cat([served, gem] + [pooled[n] for n in STAGE_OUT], dim=1)
 
 
-def _levels_config():  # type: ignore[no-untyped-def]
+def _levels_config() -> BackboneConfig:
     base = backbone_config(LITE1)
     return replace(
         base, name=LEVELS, id=f"{base.id}-levels1", embed_dim=SERVED + sum(BLOCK_WIDTHS.values())

@@ -146,7 +146,7 @@ def load_for_model(
 
     The same path as `preprocess` (JPEG draft decoding at `cfg.decode_size`, then the resize),
     minus the normalisation, which the exported graph does itself. `mirror` flips the photo left
-    to right before the resize (a training view: `learn.views`).
+    to right before the resize (a training view: `learn.train.mirrored_train_rows`).
     """
     image = load_image(source, draft_size=cfg.decode_size)
     if mirror:
